@@ -1,0 +1,281 @@
+using System.Net;
+using System.Net.WebSockets;
+using System.Security.Claims;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+
+namespace Sluice;
+
+/// <summary>
+/// One client's WebSocket connection, hosted by the app or proxied to a backend: who it is, what it has
+/// carried, and the operations the app may perform on it from any thread.
+/// </summary>
+/// <remarks>
+/// Request data (<see cref="RouteValues"/>, <see cref="Query"/>, <see cref="RequestHeaders"/>) are those of the
+/// HTTP upgrade request and are valid until <see cref="Closed"/> fires.
+/// </remarks>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "A connection disposes its resources itself when it ends; apps never own one.")]
+public abstract class WebSocketConnection
+{
+    private readonly CancellationTokenSource _closed = new();
+    private readonly long _connectedTicks = Environment.TickCount64;
+    private Dictionary<object, object?>? _items;
+    private object?[]? _features;
+    private object? _featureSync;
+
+    private long _inboundMessages;
+    private long _inboundBytes;
+    private long _outboundMessages;
+    private long _outboundBytes;
+    private long _lastInboundTicks;
+    private long _lastOutboundTicks;
+
+    private protected WebSocketConnection(WebSocketRoute route, HttpContext httpContext, string? subject, string? subProtocol)
+    {
+        Route = route;
+        Id = ConnectionIds.Next();
+        RouteValues = httpContext.Request.RouteValues;
+        Query = httpContext.Request.Query;
+        RequestHeaders = httpContext.Request.Headers;
+        User = httpContext.User;
+        RemoteIpAddress = httpContext.Connection.RemoteIpAddress;
+        Subject = subject;
+        SubProtocol = subProtocol;
+        ConnectedAt = DateTimeOffset.UtcNow;
+    }
+
+    /// <summary>Gets an id unique within the process, used by the admin API and in logs.</summary>
+    public string Id { get; }
+
+    /// <summary>Gets the route pattern of the endpoint that accepted the connection, e.g. <c>/chat/{room}</c>.</summary>
+    public string RoutePattern => Route.Pattern;
+
+    /// <summary>Gets the route values of the upgrade request.</summary>
+    public RouteValueDictionary RouteValues { get; }
+
+    /// <summary>Gets the query string values of the upgrade request.</summary>
+    public IQueryCollection Query { get; }
+
+    /// <summary>Gets the headers of the upgrade request.</summary>
+    public IHeaderDictionary RequestHeaders { get; }
+
+    /// <summary>Gets the user that ASP.NET Core authentication produced for the upgrade request.</summary>
+    public ClaimsPrincipal User { get; }
+
+    /// <summary>
+    /// Gets who the client is, as an upgrade step or policy established it (an API key's subject, a JWT's
+    /// <c>sub</c>), or the authenticated user's name; null for an anonymous client.
+    /// </summary>
+    public string? Subject { get; }
+
+    /// <summary>Gets the client's IP address.</summary>
+    public IPAddress? RemoteIpAddress { get; }
+
+    /// <summary>Gets the subprotocol agreed in the handshake, if any.</summary>
+    public string? SubProtocol { get; }
+
+    /// <summary>Gets when the connection was accepted.</summary>
+    public DateTimeOffset ConnectedAt { get; }
+
+    /// <summary>Gets the value the last upgrade step passed on (<see cref="UpgradeResult.Continue(object?)"/>).</summary>
+    public object? UpgradeData { get; internal set; }
+
+    /// <summary>Gets a bag for the app's per-connection values. Not synchronized: guard it if several threads write.</summary>
+    public IDictionary<object, object?> Items => _items ??= [];
+
+    /// <summary>Gets a token that fires once the connection has ended.</summary>
+    public CancellationToken Closed => _closed.Token;
+
+    /// <summary>Gets the number of messages received from the client.</summary>
+    public long InboundMessages => Volatile.Read(ref _inboundMessages);
+
+    /// <summary>Gets the payload bytes received from the client.</summary>
+    public long InboundBytes => Volatile.Read(ref _inboundBytes);
+
+    /// <summary>Gets the number of messages sent to the client.</summary>
+    public long OutboundMessages => Volatile.Read(ref _outboundMessages);
+
+    /// <summary>Gets the payload bytes sent to the client.</summary>
+    public long OutboundBytes => Volatile.Read(ref _outboundBytes);
+
+    /// <summary>Gets when the last message from the client arrived, or null if none has.</summary>
+    public DateTimeOffset? LastInboundAt => FromTicks(Volatile.Read(ref _lastInboundTicks));
+
+    /// <summary>Gets when the last message to the client was sent, or null if none has been.</summary>
+    public DateTimeOffset? LastOutboundAt => FromTicks(Volatile.Read(ref _lastOutboundTicks));
+
+    internal WebSocketRoute Route { get; }
+
+    internal long LastMessageTicks => Math.Max(Math.Max(Volatile.Read(ref _lastInboundTicks), Volatile.Read(ref _lastOutboundTicks)), _connectedTicks);
+
+    /// <summary>Gets whether the connection has begun closing; messages sent from now on are discarded.</summary>
+    public abstract bool IsClosing { get; }
+
+    /// <summary>
+    /// Sends a message to the client through the endpoint's outbound interceptors. Safe to call from any
+    /// thread: sends are serialized per connection. Completes when the message has been handed to the socket,
+    /// or dropped by an interceptor; a message sent to a closing connection is discarded.
+    /// </summary>
+    /// <remarks>
+    /// The connection's send queue holds <see cref="WebSocketEndpointOptions.SendQueueCapacity"/> messages; when
+    /// it is full, <see cref="WebSocketEndpointOptions.SendQueueFullMode"/> says whether this call waits, drops the
+    /// message or closes the connection with 1008.
+    /// </remarks>
+    public abstract ValueTask SendAsync(WebSocketMessage message, CancellationToken cancellationToken = default);
+
+    /// <summary>Sends a text message to the client. See <see cref="SendAsync(WebSocketMessage, CancellationToken)"/>.</summary>
+    public ValueTask SendAsync(string text, CancellationToken cancellationToken = default) =>
+        SendAsync(WebSocketMessage.FromText(text), cancellationToken);
+
+    /// <summary>
+    /// Starts the close handshake with <paramref name="status"/> on every leg of the connection and completes
+    /// when the connection has ended (or the close timeout has passed and it was aborted).
+    /// </summary>
+    public Task CloseAsync(WebSocketCloseStatus status = WebSocketCloseStatus.NormalClosure, string? reason = null)
+    {
+        BeginClose(status, reason, ConnectionCloseInitiator.Server);
+        return Completion;
+    }
+
+    /// <summary>Gets the connection's instance of the feature <typeparamref name="TFeature"/>, created on first use.</summary>
+    /// <exception cref="InvalidOperationException">No endpoint or group of this connection registered the feature.</exception>
+    public TFeature Feature<TFeature>()
+        where TFeature : class
+    {
+        var slot = FeatureSlots.Of<TFeature>();
+        var features = _features;
+        if (features is not null && slot < features.Length && features[slot] is TFeature existing)
+        {
+            return existing;
+        }
+
+        return CreateFeature<TFeature>(slot);
+    }
+
+    /// <summary>Gets the feature <typeparamref name="TFeature"/> if the connection has already created it.</summary>
+    public bool TryGetFeature<TFeature>([System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out TFeature? feature)
+        where TFeature : class
+    {
+        var slot = FeatureSlots.Of<TFeature>();
+        var features = Volatile.Read(ref _features);
+        feature = features is not null && slot < features.Length ? features[slot] as TFeature : null;
+        return feature is not null;
+    }
+
+    /// <summary>Describes the connection for logs: id and route, never payloads or credentials.</summary>
+    public override string ToString() => $"{Id} {RoutePattern}";
+
+    /// <summary>Completes when the connection has ended and every hook has run.</summary>
+    internal abstract Task Completion { get; }
+
+    /// <summary>Starts closing the connection; safe to call many times and from any thread.</summary>
+    internal abstract void BeginClose(WebSocketCloseStatus status, string? reason, ConnectionCloseInitiator initiator);
+
+    /// <summary>Called once a second by <see cref="ConnectionMonitor"/>: keep-alive and idle timeout.</summary>
+    internal abstract void OnTick(long nowTicks);
+
+    internal void CountInbound(int bytes)
+    {
+        // One receive loop owns each direction, so plain increments suffice; readers use Volatile.
+        _inboundMessages++;
+        _inboundBytes += bytes;
+        Volatile.Write(ref _lastInboundTicks, Environment.TickCount64);
+    }
+
+    internal void CountOutbound(int bytes)
+    {
+        Interlocked.Increment(ref _outboundMessages);
+        Interlocked.Add(ref _outboundBytes, bytes);
+        Volatile.Write(ref _lastOutboundTicks, Environment.TickCount64);
+    }
+
+    internal void SignalClosed()
+    {
+        try
+        {
+            _closed.Cancel();
+        }
+        catch (AggregateException)
+        {
+            // A callback registered by app code threw; the connection is closed regardless.
+        }
+    }
+
+    internal async ValueTask DisposeFeaturesAsync()
+    {
+        var features = Interlocked.Exchange(ref _features, null);
+        if (features is null)
+        {
+            return;
+        }
+
+        foreach (var feature in features)
+        {
+            switch (feature)
+            {
+                case IAsyncDisposable asyncDisposable:
+                    await asyncDisposable.DisposeAsync();
+                    break;
+                case IDisposable disposable:
+                    disposable.Dispose();
+                    break;
+            }
+        }
+    }
+
+    internal void DisposeCore() => _closed.Dispose();
+
+    private TFeature CreateFeature<TFeature>(int slot)
+        where TFeature : class
+    {
+        var factory = Route.Features.Get(slot)
+            ?? throw new InvalidOperationException(
+                $"No feature of type {typeof(TFeature).Name} is registered for '{RoutePattern}'. Register it with AddFeature<{typeof(TFeature).Name}>() on the endpoint or a group that contains it.");
+
+        // Creation is rare and may run a factory that asks for another feature: a reentrant lock keeps it simple.
+        var sync = Volatile.Read(ref _featureSync) ?? Interlocked.CompareExchange(ref _featureSync, new object(), null) ?? _featureSync;
+        lock (sync)
+        {
+            var features = _features;
+            if (features is null || slot >= features.Length)
+            {
+                var larger = new object?[Math.Max(slot + 1, FeatureSlots.Count)];
+                features?.CopyTo(larger, 0);
+                features = larger;
+                Volatile.Write(ref _features, features);
+            }
+
+            if (features[slot] is TFeature existing)
+            {
+                return existing;
+            }
+
+            var created = (TFeature)factory(this);
+            Volatile.Write(ref features[slot], created);
+            return created;
+        }
+    }
+
+    private DateTimeOffset? FromTicks(long ticks) =>
+        ticks == 0 ? null : ConnectedAt + TimeSpan.FromMilliseconds(ticks - _connectedTicks);
+}
+
+/// <summary>Short, ordered, process-unique connection ids, in the style of Kestrel's connection ids.</summary>
+internal static class ConnectionIds
+{
+    private const string Alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUV";
+    private static long s_last = DateTime.UtcNow.Ticks;
+
+    public static string Next()
+    {
+        var id = Interlocked.Increment(ref s_last);
+        return string.Create(13, id, static (buffer, value) =>
+        {
+            for (var i = buffer.Length - 1; i >= 0; i--)
+            {
+                buffer[i] = Alphabet[(int)(value & 31)];
+                value >>= 5;
+            }
+        });
+    }
+}

@@ -1,0 +1,54 @@
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Sluice;
+using Sluice.Diagnostics;
+
+namespace Microsoft.Extensions.DependencyInjection;
+
+/// <summary>Registers Sluice's services.</summary>
+public static class SluiceServiceCollectionExtensions
+{
+    /// <summary>
+    /// Adds the services Sluice's WebSocket endpoints need: the connection registry, the keep-alive monitor,
+    /// the message context accessor and metrics. Call it once; later calls only add configuration.
+    /// </summary>
+    public static ISluiceBuilder AddSluice(this IServiceCollection services, Action<SluiceOptions>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+
+        services.AddOptions<SluiceOptions>();
+        if (configure is not null)
+        {
+            services.Configure(configure);
+        }
+
+        services.AddMetrics();
+        services.TryAddSingleton<SluiceMetrics>();
+        services.TryAddSingleton<WebSocketConnectionRegistry>();
+        services.TryAddSingleton<IWebSocketConnectionRegistry>(static sp => sp.GetRequiredService<WebSocketConnectionRegistry>());
+        services.TryAddSingleton<IMessageContextAccessor, MessageContextAccessor>();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, ConnectionMonitor>());
+        return new SluiceBuilder(services);
+    }
+
+    /// <summary>Registers a converter of handler results for every hosted endpoint.</summary>
+    public static ISluiceBuilder AddResultConverter<TConverter>(this ISluiceBuilder builder)
+        where TConverter : class, IWebSocketResultConverter
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IWebSocketResultConverter, TConverter>());
+        return builder;
+    }
+
+    private sealed class SluiceBuilder(IServiceCollection services) : ISluiceBuilder
+    {
+        public IServiceCollection Services { get; } = services;
+    }
+}
+
+/// <summary>Returned by <c>AddSluice()</c>, for chaining further Sluice registrations (a backplane, converters).</summary>
+public interface ISluiceBuilder
+{
+    /// <summary>Gets the service collection.</summary>
+    IServiceCollection Services { get; }
+}

@@ -1,0 +1,332 @@
+using System.Diagnostics;
+using System.Net.WebSockets;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Sluice.Diagnostics;
+using Sluice.Protocol;
+
+namespace Sluice;
+
+/// <summary>
+/// Everything an endpoint's connections share, built once when the endpoint is built: options, the composed
+/// pipeline, upgrade steps, hooks, features, and the services they log and count with.
+/// </summary>
+internal sealed class WebSocketRoute
+{
+    private MessagePipeline _pipeline;
+
+    public WebSocketRoute(string pattern, WebSocketEndpointOptions options, ComposedConfiguration configuration, IServiceProvider services, string loggerCategory)
+    {
+        Pattern = pattern;
+        Options = options;
+        _pipeline = configuration.Pipeline;
+        UpgradeSteps = configuration.UpgradeSteps;
+        ConnectedHooks = configuration.ConnectedHooks;
+        ClosedHooks = configuration.ClosedHooks;
+        FaultedHooks = configuration.FaultedHooks;
+        Features = configuration.Features;
+        Services = services;
+        Registry = services.GetRequiredService<WebSocketConnectionRegistry>();
+        Metrics = services.GetRequiredService<SluiceMetrics>();
+        RouteMetrics = Metrics.ForRoute(pattern);
+        Logger = services.GetRequiredService<ILoggerFactory>().CreateLogger(loggerCategory);
+    }
+
+    public string Pattern { get; }
+
+    public WebSocketEndpointOptions Options { get; }
+
+    /// <summary>Read once per message, so that a replaced pipeline applies from the next message on.</summary>
+    public MessagePipeline Pipeline
+    {
+        get => Volatile.Read(ref _pipeline);
+        set => Volatile.Write(ref _pipeline, value);
+    }
+
+    public Func<UpgradeContext, ValueTask<UpgradeResult>>[] UpgradeSteps { get; }
+
+    public Func<WebSocketConnection, ValueTask>[] ConnectedHooks { get; }
+
+    public Func<WebSocketConnection, ConnectionCloseInfo, ValueTask>[] ClosedHooks { get; }
+
+    public Func<WebSocketConnection, Exception, ValueTask>[] FaultedHooks { get; }
+
+    public FeatureFactories Features { get; }
+
+    public IServiceProvider Services { get; }
+
+    public WebSocketConnectionRegistry Registry { get; }
+
+    public SluiceMetrics Metrics { get; }
+
+    public RouteMetrics RouteMetrics { get; }
+
+    public ILogger Logger { get; }
+
+    /// <summary>
+    /// Checks the handshake, takes a connection place and runs the upgrade steps. Returns null when the
+    /// request was answered with an error; otherwise the caller holds a place and must release it.
+    /// </summary>
+    public async ValueTask<UpgradeContext?> BeginUpgradeAsync(HttpContext httpContext)
+    {
+        if (ServerHandshake.Validate(httpContext) is { } invalid)
+        {
+            await RejectAsync(httpContext, invalid.Status, invalid.Message);
+            return null;
+        }
+
+        if (Registry.IsStopping)
+        {
+            httpContext.Response.Headers.RetryAfter = "5";
+            await RejectAsync(httpContext, StatusCodes.Status503ServiceUnavailable, "The server is shutting down.");
+            return null;
+        }
+
+        if (!Registry.TryReserve())
+        {
+            SluiceLog.ConnectionLimitReached(Logger, Pattern, Registry.Count, Registry.MaxConnections);
+            httpContext.Response.Headers.RetryAfter = "5";
+            await RejectAsync(httpContext, StatusCodes.Status503ServiceUnavailable, $"The server is at its limit of {Registry.MaxConnections} connections; retry later.");
+            return null;
+        }
+
+        var upgrade = new UpgradeContext(httpContext, Pattern);
+        try
+        {
+            foreach (var step in UpgradeSteps)
+            {
+                var result = await step(upgrade);
+                if (result.IsRejected)
+                {
+                    Registry.ReleaseReservation();
+                    await RejectAsync(httpContext, result.StatusCode, result.Message);
+                    return null;
+                }
+
+                if (result.HasData)
+                {
+                    upgrade.Data = result.Data;
+                }
+            }
+        }
+        catch (Exception ex)
+        {
+            Registry.ReleaseReservation();
+            SluiceLog.UpgradeStepFailed(Logger, ex, Pattern);
+            await RejectAsync(httpContext, StatusCodes.Status500InternalServerError, "The upgrade could not be completed.");
+            return null;
+        }
+
+        upgrade.Subject ??= SubjectOf(httpContext);
+        return upgrade;
+    }
+
+    public async Task RejectAsync(HttpContext httpContext, int statusCode, string? message)
+    {
+        SluiceLog.UpgradeRejected(Logger, Pattern, statusCode, message);
+        if (Metrics.UpgradesRejected.Enabled)
+        {
+            Metrics.UpgradesRejected.Add(1, new TagList { { "route", Pattern }, { "status", statusCode } });
+        }
+
+        if (httpContext.Response.HasStarted)
+        {
+            return;
+        }
+
+        httpContext.Response.StatusCode = statusCode;
+        if (!string.IsNullOrEmpty(message))
+        {
+            httpContext.Response.ContentType = "text/plain; charset=utf-8";
+            await httpContext.Response.WriteAsync(message + "\n");
+        }
+    }
+
+    /// <summary>Runs a chain for one message; never throws for an interceptor's failure.</summary>
+    public ValueTask RunChainAsync(MessageDelegate chain, MessageContext context)
+    {
+        var start = Metrics.PipelineDuration.Enabled ? Stopwatch.GetTimestamp() : 0;
+        ValueTask pending;
+        try
+        {
+            pending = chain(context);
+        }
+        catch (Exception ex)
+        {
+            OnChainFailed(context, ex);
+            return default;
+        }
+
+        if (pending.IsCompletedSuccessfully)
+        {
+            pending.GetAwaiter().GetResult();
+            OnChainCompleted(context, start);
+            return default;
+        }
+
+        return AwaitChainAsync(pending, context, start);
+    }
+
+    private async ValueTask AwaitChainAsync(ValueTask pending, MessageContext context, long start)
+    {
+        try
+        {
+            await pending;
+        }
+        catch (Exception ex)
+        {
+            OnChainFailed(context, ex);
+            return;
+        }
+
+        OnChainCompleted(context, start);
+    }
+
+    private void OnChainCompleted(MessageContext context, long start)
+    {
+        if (start != 0)
+        {
+            Metrics.PipelineDuration.Record(
+                Stopwatch.GetElapsedTime(start).TotalSeconds,
+                new TagList { { "route", Pattern }, { "direction", SluiceMetrics.DirectionTag(context.Direction) }, { "opcode", context.Message.IsText ? "text" : "binary" } });
+        }
+
+        if (context.Outcome == MessageOutcome.Forwarded)
+        {
+            return;
+        }
+
+        if (context.Outcome == MessageOutcome.None)
+        {
+            context.Drop();
+        }
+
+        var name = Pipeline.NameOf(context.Direction, context.Layer);
+        Metrics.RecordOutcome(Pattern, context.Direction, name, context.Outcome);
+        SluiceLog.MessageStopped(Logger, name, context.Outcome, context.Direction, context.ChainId, context.Connection.Id, Pattern, context.OutcomeReason);
+    }
+
+    private void OnChainFailed(MessageContext context, Exception exception)
+    {
+        context.MarkFailed();
+        var name = Pipeline.NameOf(context.Direction, context.Layer);
+        SluiceLog.InterceptorFailed(Logger, exception, name, context.Direction, context.ChainId, context.Connection.Id, Pattern);
+        Metrics.RecordOutcome(Pattern, context.Direction, name, MessageOutcome.Failed);
+        if (Options.InterceptorErrorMode == InterceptorErrorMode.CloseConnection)
+        {
+            context.Connection.BeginClose(WebSocketCloseStatus.InternalServerError, "internal error", ConnectionCloseInitiator.Server);
+        }
+    }
+
+    public async Task RunConnectedHooksAsync(WebSocketConnection connection)
+    {
+        foreach (var hook in ConnectedHooks)
+        {
+            try
+            {
+                await hook(connection);
+            }
+            catch (Exception ex)
+            {
+                SluiceLog.HookFailed(Logger, ex, "connected", connection.Id, Pattern);
+            }
+        }
+    }
+
+    public async Task RunClosedHooksAsync(WebSocketConnection connection, ConnectionCloseInfo info)
+    {
+        foreach (var hook in ClosedHooks)
+        {
+            try
+            {
+                await hook(connection, info);
+            }
+            catch (Exception ex)
+            {
+                SluiceLog.HookFailed(Logger, ex, "closed", connection.Id, Pattern);
+            }
+        }
+    }
+
+    public async Task RunFaultedHooksAsync(WebSocketConnection connection, Exception exception)
+    {
+        foreach (var hook in FaultedHooks)
+        {
+            try
+            {
+                await hook(connection, exception);
+            }
+            catch (Exception ex)
+            {
+                SluiceLog.HookFailed(Logger, ex, "faulted", connection.Id, Pattern);
+            }
+        }
+    }
+
+    private static string? SubjectOf(HttpContext httpContext)
+    {
+        var user = httpContext.User;
+        if (user.Identity is not { IsAuthenticated: true } identity)
+        {
+            return null;
+        }
+
+        return identity.Name ?? user.FindFirst("sub")?.Value ?? user.FindFirst(System.Security.Claims.ClaimTypes.NameIdentifier)?.Value;
+    }
+}
+
+/// <summary>The configuration of an endpoint after its groups' and its own builders were merged.</summary>
+internal sealed class ComposedConfiguration
+{
+    public required MessagePipeline Pipeline { get; init; }
+
+    public required Func<UpgradeContext, ValueTask<UpgradeResult>>[] UpgradeSteps { get; init; }
+
+    public required Func<WebSocketConnection, ValueTask>[] ConnectedHooks { get; init; }
+
+    public required Func<WebSocketConnection, ConnectionCloseInfo, ValueTask>[] ClosedHooks { get; init; }
+
+    public required Func<WebSocketConnection, Exception, ValueTask>[] FaultedHooks { get; init; }
+
+    public required FeatureFactories Features { get; init; }
+
+    public required WebSocketEndpointOptions Options { get; init; }
+
+    /// <summary>Merges builders, outermost group first and the endpoint's own last.</summary>
+    public static ComposedConfiguration Compose(IReadOnlyList<WebSocketPipelineBuilder> builders, WebSocketEndpointOptions defaults, IServiceProvider services, string pattern)
+    {
+        var options = defaults.Clone();
+        var interceptors = new List<InterceptorRegistration>();
+        var upgrade = new List<Func<UpgradeContext, ValueTask<UpgradeResult>>>();
+        var connected = new List<Func<WebSocketConnection, ValueTask>>();
+        var closed = new List<Func<WebSocketConnection, ConnectionCloseInfo, ValueTask>>();
+        var faulted = new List<Func<WebSocketConnection, Exception, ValueTask>>();
+        var features = new List<(int Slot, Func<WebSocketConnection, object> Factory)>();
+        foreach (var builder in builders)
+        {
+            interceptors.AddRange(builder.Interceptors);
+            upgrade.AddRange(builder.UpgradeSteps);
+            connected.AddRange(builder.ConnectedHooks);
+            closed.AddRange(builder.ClosedHooks);
+            faulted.AddRange(builder.FaultedHooks);
+            features.AddRange(builder.FeatureRegistrations);
+            foreach (var configure in builder.OptionsActions)
+            {
+                configure(options);
+            }
+        }
+
+        options.Validate(pattern);
+        return new ComposedConfiguration
+        {
+            Pipeline = MessagePipeline.Build(interceptors, services),
+            UpgradeSteps = [.. upgrade],
+            ConnectedHooks = [.. connected],
+            ClosedHooks = [.. closed],
+            FaultedHooks = [.. faulted],
+            Features = features.Count == 0 ? FeatureFactories.Empty : new FeatureFactories(features),
+            Options = options,
+        };
+    }
+}

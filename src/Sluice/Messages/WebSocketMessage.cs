@@ -1,0 +1,130 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
+
+namespace Sluice;
+
+/// <summary>
+/// One complete WebSocket data message: its type and its payload bytes.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Ownership: a message that Sluice received from a socket is <em>borrowed</em>
+/// (<see cref="IsBorrowed"/>): its payload lives in the connection's pooled receive buffer and is valid
+/// only until the pipeline for that message has finished, including the code an interceptor runs after
+/// <c>next</c>. Call <see cref="Detach"/> to keep such a message beyond that point. Messages created
+/// with the <c>From*</c> factories own their payload and can be kept, shared and sent many times.
+/// </para>
+/// <para>
+/// <see cref="Text"/> decodes the payload once, on first use. <see cref="ToString"/> never includes
+/// the payload, so a message can be logged without leaking its content.
+/// </para>
+/// </remarks>
+public sealed class WebSocketMessage
+{
+    private string? _text;
+
+    private WebSocketMessage(MessageType type, ReadOnlyMemory<byte> payload, string? text, bool borrowed)
+    {
+        Type = type;
+        Payload = payload;
+        _text = text;
+        IsBorrowed = borrowed;
+    }
+
+    /// <summary>Gets whether this is a text or a binary message.</summary>
+    public MessageType Type { get; }
+
+    /// <summary>Gets the payload bytes; UTF-8 for a text message.</summary>
+    public ReadOnlyMemory<byte> Payload { get; }
+
+    /// <summary>Gets the payload length in bytes.</summary>
+    public int Length => Payload.Length;
+
+    /// <summary>Gets whether this is a text message.</summary>
+    public bool IsText => Type == MessageType.Text;
+
+    /// <summary>Gets whether this is a binary message.</summary>
+    public bool IsBinary => Type == MessageType.Binary;
+
+    /// <summary>
+    /// Gets whether the payload is borrowed from a receive buffer and therefore valid only while the
+    /// pipeline for this message runs. See <see cref="Detach"/>.
+    /// </summary>
+    public bool IsBorrowed { get; }
+
+    /// <summary>Gets the payload of a text message as a string, decoded once on first access.</summary>
+    /// <exception cref="InvalidOperationException">The message is binary.</exception>
+    public string Text
+    {
+        get
+        {
+            if (Type != MessageType.Text)
+            {
+                throw new InvalidOperationException("A binary message has no text; read Payload instead.");
+            }
+
+            return _text ??= Encoding.UTF8.GetString(Payload.Span);
+        }
+    }
+
+    /// <summary>Creates a text message from a string.</summary>
+    public static WebSocketMessage FromText(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        return new WebSocketMessage(MessageType.Text, Encoding.UTF8.GetBytes(text), text, borrowed: false);
+    }
+
+    /// <summary>Creates a text message from UTF-8 bytes that the caller will not change afterwards.</summary>
+    public static WebSocketMessage FromText(ReadOnlyMemory<byte> utf8) =>
+        new(MessageType.Text, utf8, text: null, borrowed: false);
+
+    /// <summary>Creates a binary message from bytes that the caller will not change afterwards.</summary>
+    public static WebSocketMessage FromBinary(ReadOnlyMemory<byte> bytes) =>
+        new(MessageType.Binary, bytes, text: null, borrowed: false);
+
+    /// <summary>Creates a message of the given type from bytes that the caller will not change afterwards.</summary>
+    public static WebSocketMessage Create(MessageType type, ReadOnlyMemory<byte> payload)
+    {
+        if (type is not (MessageType.Text or MessageType.Binary))
+        {
+            throw new ArgumentOutOfRangeException(nameof(type), type, "A data message is text or binary.");
+        }
+
+        return new WebSocketMessage(type, payload, text: null, borrowed: false);
+    }
+
+    /// <summary>Creates a text message holding <paramref name="value"/> serialized as JSON.</summary>
+    [System.Diagnostics.CodeAnalysis.RequiresUnreferencedCode("JSON serialization of arbitrary types may need types that trimming removes; use the JsonTypeInfo overload.")]
+    [System.Diagnostics.CodeAnalysis.RequiresDynamicCode("JSON serialization of arbitrary types may need runtime code generation; use the JsonTypeInfo overload.")]
+    public static WebSocketMessage FromJson<T>(T value, JsonSerializerOptions? options = null) =>
+        new(MessageType.Text, JsonSerializer.SerializeToUtf8Bytes(value, options), text: null, borrowed: false);
+
+    /// <summary>Creates a text message holding <paramref name="value"/> serialized as JSON with source-generated metadata.</summary>
+    public static WebSocketMessage FromJson<T>(T value, JsonTypeInfo<T> jsonTypeInfo) =>
+        new(MessageType.Text, JsonSerializer.SerializeToUtf8Bytes(value, jsonTypeInfo), text: null, borrowed: false);
+
+    /// <summary>Deserializes the payload of a text message as JSON, straight from its UTF-8 bytes.</summary>
+    /// <exception cref="JsonException">The payload is not valid JSON for <typeparamref name="T"/>.</exception>
+    [System.Diagnostics.CodeAnalysis.RequiresUnreferencedCode("JSON deserialization of arbitrary types may need types that trimming removes; use the JsonTypeInfo overload.")]
+    [System.Diagnostics.CodeAnalysis.RequiresDynamicCode("JSON deserialization of arbitrary types may need runtime code generation; use the JsonTypeInfo overload.")]
+    public T? Deserialize<T>(JsonSerializerOptions? options = null) => JsonSerializer.Deserialize<T>(Payload.Span, options);
+
+    /// <summary>Deserializes the payload as JSON with source-generated metadata.</summary>
+    public T? Deserialize<T>(JsonTypeInfo<T> jsonTypeInfo) => JsonSerializer.Deserialize(Payload.Span, jsonTypeInfo);
+
+    /// <summary>
+    /// Returns a message that owns its payload: this instance if it already does, otherwise a copy.
+    /// Call it to keep a received message after its pipeline has finished.
+    /// </summary>
+    public WebSocketMessage Detach() =>
+        IsBorrowed ? new WebSocketMessage(Type, Payload.ToArray(), _text, borrowed: false) : this;
+
+    /// <summary>Describes the message without its payload, so that it is safe to log.</summary>
+    public override string ToString() =>
+        $"{(Type == MessageType.Text ? "text" : "binary")} message, {Length} bytes";
+
+    // The receive loop hands out views of its pooled buffer; see the ownership remarks above.
+    internal static WebSocketMessage Borrow(MessageType type, ReadOnlyMemory<byte> payload) =>
+        new(type, payload, text: null, borrowed: true);
+}

@@ -1,0 +1,176 @@
+using System.Reflection;
+
+namespace Sluice;
+
+/// <summary>
+/// One registered interceptor, able to wrap the rest of a chain. Each form (class, middleware lambda,
+/// step, transform) becomes one closure per direction when the chain is built, so running it costs a
+/// delegate call and no allocation.
+/// </summary>
+internal abstract class InterceptorLayer
+{
+    public virtual bool HandlesInbound => true;
+
+    public virtual bool HandlesOutbound => true;
+
+    public abstract MessageDelegate Wrap(MessageDirection direction, MessageDelegate next, int index);
+}
+
+internal sealed class ClassInterceptorLayer : InterceptorLayer
+{
+    private static readonly MethodInfo s_inbound = typeof(IMessageInterceptor).GetMethod(nameof(IMessageInterceptor.InboundAsync))!;
+    private static readonly MethodInfo s_outbound = typeof(IMessageInterceptor).GetMethod(nameof(IMessageInterceptor.OutboundAsync))!;
+
+    private readonly IMessageInterceptor _interceptor;
+
+    public ClassInterceptorLayer(IMessageInterceptor interceptor)
+    {
+        _interceptor = interceptor;
+
+        // A method the class leaves to the interface's default only calls next: leave it out of the chain.
+        var map = interceptor.GetType().GetInterfaceMap(typeof(IMessageInterceptor));
+        for (var i = 0; i < map.InterfaceMethods.Length; i++)
+        {
+            var implemented = map.TargetMethods[i].DeclaringType != typeof(IMessageInterceptor);
+            if (map.InterfaceMethods[i] == s_inbound)
+            {
+                HandlesInbound = implemented;
+            }
+            else if (map.InterfaceMethods[i] == s_outbound)
+            {
+                HandlesOutbound = implemented;
+            }
+        }
+    }
+
+    public override bool HandlesInbound { get; }
+
+    public override bool HandlesOutbound { get; }
+
+    public override MessageDelegate Wrap(MessageDirection direction, MessageDelegate next, int index)
+    {
+        var interceptor = _interceptor;
+        return direction == MessageDirection.Inbound
+            ? context =>
+            {
+                context.Layer = index;
+                return interceptor.InboundAsync(context, next);
+            }
+            : context =>
+            {
+                context.Layer = index;
+                return interceptor.OutboundAsync(context, next);
+            };
+    }
+}
+
+internal sealed class MiddlewareLayer(Func<MessageContext, MessageDelegate, ValueTask> middleware) : InterceptorLayer
+{
+    public override MessageDelegate Wrap(MessageDirection direction, MessageDelegate next, int index) =>
+        context =>
+        {
+            context.Layer = index;
+            return middleware(context, next);
+        };
+}
+
+internal sealed class StepLayer(Func<MessageContext, bool> step) : InterceptorLayer
+{
+    public override MessageDelegate Wrap(MessageDirection direction, MessageDelegate next, int index) =>
+        context =>
+        {
+            context.Layer = index;
+            return step(context) ? next(context) : default;
+        };
+}
+
+internal sealed class AsyncStepLayer(Func<MessageContext, ValueTask<bool>> step) : InterceptorLayer
+{
+    public override MessageDelegate Wrap(MessageDirection direction, MessageDelegate next, int index) =>
+        context =>
+        {
+            context.Layer = index;
+            var result = step(context);
+            if (result.IsCompletedSuccessfully)
+            {
+                return result.Result ? next(context) : default;
+            }
+
+            return AwaitStep(result, context, next);
+        };
+
+    private static async ValueTask AwaitStep(ValueTask<bool> result, MessageContext context, MessageDelegate next)
+    {
+        if (await result)
+        {
+            await next(context);
+        }
+    }
+}
+
+internal sealed class TransformLayer(Func<WebSocketMessage, MessageContext, WebSocketMessage?> transform) : InterceptorLayer
+{
+    public override MessageDelegate Wrap(MessageDirection direction, MessageDelegate next, int index) =>
+        context =>
+        {
+            context.Layer = index;
+            var message = context.Message;
+            var result = transform(message, context);
+            if (result is null)
+            {
+                return default;
+            }
+
+            if (!ReferenceEquals(result, message))
+            {
+                context.Message = result;
+            }
+
+            return next(context);
+        };
+}
+
+internal sealed class AsyncTransformLayer(Func<WebSocketMessage, MessageContext, ValueTask<WebSocketMessage?>> transform) : InterceptorLayer
+{
+    public override MessageDelegate Wrap(MessageDirection direction, MessageDelegate next, int index) =>
+        context =>
+        {
+            context.Layer = index;
+            var message = context.Message;
+            var pending = transform(message, context);
+            if (!pending.IsCompletedSuccessfully)
+            {
+                return AwaitTransform(pending, message, context, next);
+            }
+
+            var result = pending.Result;
+            if (result is null)
+            {
+                return default;
+            }
+
+            if (!ReferenceEquals(result, message))
+            {
+                context.Message = result;
+            }
+
+            return next(context);
+        };
+
+    private static async ValueTask AwaitTransform(
+        ValueTask<WebSocketMessage?> pending, WebSocketMessage original, MessageContext context, MessageDelegate next)
+    {
+        var result = await pending;
+        if (result is null)
+        {
+            return;
+        }
+
+        if (!ReferenceEquals(result, original))
+        {
+            context.Message = result;
+        }
+
+        await next(context);
+    }
+}

@@ -1,0 +1,90 @@
+namespace Sluice;
+
+/// <summary>
+/// The inbound and outbound chains of an endpoint, composed once from its registrations (groups first,
+/// outermost group first, then the endpoint's own) into one delegate per direction.
+/// </summary>
+internal sealed class MessagePipeline
+{
+    public static readonly MessagePipeline Empty = new(MessageContext.Terminal, MessageContext.Terminal, [], []);
+
+    private MessagePipeline(MessageDelegate inbound, MessageDelegate outbound, string[] inboundNames, string[] outboundNames)
+    {
+        Inbound = inbound;
+        Outbound = outbound;
+        InboundNames = inboundNames;
+        OutboundNames = outboundNames;
+    }
+
+    public MessageDelegate Inbound { get; }
+
+    public MessageDelegate Outbound { get; }
+
+    /// <summary>The names of the inbound interceptors, by <see cref="MessageContext.Layer"/>.</summary>
+    public string[] InboundNames { get; }
+
+    /// <summary>The names of the outbound interceptors, by <see cref="MessageContext.Layer"/>.</summary>
+    public string[] OutboundNames { get; }
+
+    public bool HasOutboundInterceptors => OutboundNames.Length > 0;
+
+    public string NameOf(MessageDirection direction, int layer)
+    {
+        var names = direction == MessageDirection.Inbound ? InboundNames : OutboundNames;
+        return (uint)layer < (uint)names.Length ? names[layer] : "handler";
+    }
+
+    public static MessagePipeline Build(IReadOnlyList<InterceptorRegistration> registrations, IServiceProvider services)
+    {
+        if (registrations.Count == 0)
+        {
+            return Empty;
+        }
+
+        var inbound = new List<(InterceptorLayer Layer, InterceptorRegistration Registration)>();
+        var outbound = new List<(InterceptorLayer Layer, InterceptorRegistration Registration)>();
+        foreach (var registration in registrations)
+        {
+            var layer = registration.CreateLayer(services);
+            if (registration.Direction != MessageDirection.Outbound && layer.HandlesInbound)
+            {
+                inbound.Add((layer, registration));
+            }
+
+            if (registration.Direction != MessageDirection.Inbound && layer.HandlesOutbound)
+            {
+                outbound.Add((layer, registration));
+            }
+        }
+
+        // Polyflux order: inbound in registration order, outbound in reverse, so the first interceptor
+        // added is the outermost both ways.
+        outbound.Reverse();
+
+        return new MessagePipeline(
+            Compose(inbound, MessageDirection.Inbound),
+            Compose(outbound, MessageDirection.Outbound),
+            inbound.ConvertAll(entry => entry.Registration.Name).ToArray(),
+            outbound.ConvertAll(entry => entry.Registration.Name).ToArray());
+    }
+
+    private static MessageDelegate Compose(List<(InterceptorLayer Layer, InterceptorRegistration Registration)> layers, MessageDirection direction)
+    {
+        var next = MessageContext.Terminal;
+        for (var i = layers.Count - 1; i >= 0; i--)
+        {
+            var (layer, registration) = layers[i];
+            var wrapped = layer.Wrap(direction, next, i);
+            if (registration.Predicate is { } predicate)
+            {
+                var inner = wrapped;
+                var skip = next;
+                wrapped = context => predicate(context) ? inner(context) : skip(context);
+            }
+
+            next = wrapped;
+        }
+
+        return next;
+    }
+}

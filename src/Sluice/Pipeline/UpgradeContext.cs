@@ -1,0 +1,88 @@
+using Microsoft.AspNetCore.Http;
+
+namespace Sluice;
+
+/// <summary>
+/// The HTTP upgrade request of a WebSocket connection, as the upgrade steps see it before any WebSocket
+/// exists. Steps run in order; each may reject the request or pass data on to the next step and, through
+/// <see cref="WebSocketConnection.UpgradeData"/>, to the connection (socketify's <c>auth</c> returning the
+/// user that <c>home</c> receives).
+/// </summary>
+public sealed class UpgradeContext
+{
+    private Dictionary<object, object?>? _items;
+
+    internal UpgradeContext(HttpContext httpContext, string routePattern)
+    {
+        HttpContext = httpContext;
+        RoutePattern = routePattern;
+    }
+
+    /// <summary>Gets the upgrade request.</summary>
+    public HttpContext HttpContext { get; }
+
+    /// <summary>Gets the route pattern of the endpoint.</summary>
+    public string RoutePattern { get; }
+
+    /// <summary>Gets or sets the value the previous step passed on; it becomes <see cref="WebSocketConnection.UpgradeData"/>.</summary>
+    public object? Data { get; set; }
+
+    /// <summary>
+    /// Gets or sets who the client is, for <see cref="WebSocketConnection.Subject"/>, rate limits and the
+    /// <c>X-Sluice-Subject</c> header sent to a backend.
+    /// </summary>
+    public string? Subject { get; set; }
+
+    /// <summary>Gets values for the connection: they become its <see cref="WebSocketConnection.Items"/>.</summary>
+    public IDictionary<object, object?> Items => _items ??= [];
+
+    internal Dictionary<object, object?>? ItemsOrNull => _items;
+}
+
+/// <summary>What an upgrade step decided: go on (maybe with data for the next step) or reject the request.</summary>
+public readonly struct UpgradeResult
+{
+    private UpgradeResult(bool rejected, int statusCode, string? message, object? data, bool hasData)
+    {
+        IsRejected = rejected;
+        StatusCode = statusCode;
+        Message = message;
+        Data = data;
+        HasData = hasData;
+    }
+
+    /// <summary>Gets whether the step rejected the upgrade.</summary>
+    public bool IsRejected { get; }
+
+    /// <summary>Gets the HTTP status of a rejection.</summary>
+    public int StatusCode { get; }
+
+    /// <summary>Gets the plain-text body of a rejection.</summary>
+    public string? Message { get; }
+
+    /// <summary>Gets the data passed to the next step, when <see cref="HasData"/> is true.</summary>
+    public object? Data { get; }
+
+    /// <summary>Gets whether the step passed data on; otherwise the previous data stays.</summary>
+    public bool HasData { get; }
+
+    /// <summary>Goes on to the next step, keeping the current <see cref="UpgradeContext.Data"/>.</summary>
+    public static UpgradeResult Continue() => default;
+
+    /// <summary>Goes on to the next step with <paramref name="data"/> as <see cref="UpgradeContext.Data"/>.</summary>
+    public static UpgradeResult Continue(object? data) => new(false, 0, null, data, hasData: true);
+
+    /// <summary>
+    /// Rejects the upgrade: the client gets <paramref name="statusCode"/> with <paramref name="message"/> as a
+    /// plain-text body, and no WebSocket is created. Later steps do not run.
+    /// </summary>
+    public static UpgradeResult Reject(int statusCode, string? message = null)
+    {
+        if (statusCode is < 400 or > 599)
+        {
+            throw new ArgumentOutOfRangeException(nameof(statusCode), statusCode, "A rejection is a 4xx or 5xx status.");
+        }
+
+        return new UpgradeResult(true, statusCode, message, null, hasData: false);
+    }
+}

@@ -1,0 +1,411 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Net.WebSockets;
+using System.Text.Unicode;
+
+namespace Sluice.Protocol;
+
+/// <summary>The kinds of frame <see cref="FrameReader"/> hands to its owner.</summary>
+internal enum FrameKind : byte
+{
+    Message,
+    Ping,
+    Pong,
+    Close,
+}
+
+/// <summary>
+/// A complete data message or a control frame. <see cref="Payload"/> points into the reader's buffers and
+/// is valid until the next call to <see cref="FrameReader.TryRead"/> or <see cref="FrameReader.FillAsync"/>.
+/// </summary>
+internal readonly struct Frame(FrameKind kind, MessageType messageType, ReadOnlyMemory<byte> payload)
+{
+    public FrameKind Kind { get; } = kind;
+
+    public MessageType MessageType { get; } = messageType;
+
+    public ReadOnlyMemory<byte> Payload { get; } = payload;
+}
+
+/// <summary>
+/// Parses RFC 6455 frames from a stream: validates every header, unmasks in place, reassembles fragmented
+/// messages and checks UTF-8, so that its owner only ever sees whole, valid messages.
+/// </summary>
+/// <remarks>
+/// Buffers come from <see cref="ArrayPool{T}.Shared"/>. While nothing is buffered the reader holds no
+/// buffer at all: it waits with a zero-byte read and rents only when data has arrived, so an idle
+/// connection costs no payload memory (the technique of YARP's StreamCopier and Kestrel's socket transport).
+/// Single consumer: one pump owns a reader.
+/// </remarks>
+internal sealed class FrameReader : IDisposable
+{
+    private const int MinimumBufferSize = 4096;
+
+    private readonly Stream _stream;
+    private readonly bool _expectMasked;
+    private readonly long _maxMessageBytes;
+
+    private byte[]? _buffer;
+    private int _start;
+    private int _end;
+
+    // A fragmented message being reassembled.
+    private byte[]? _assembly;
+    private int _assemblyLength;
+    private MessageType _fragmentType;
+    private bool _inFragmentedMessage;
+    private bool _releaseAssembly;
+    private bool _disposed;
+
+    /// <param name="stream">The connection's stream.</param>
+    /// <param name="expectMasked">True on a server, which must receive masked frames; false on a client.</param>
+    /// <param name="maxMessageBytes">The largest message, in bytes, after reassembly.</param>
+    /// <param name="initialData">Bytes already read past the handshake, which belong to the first frames.</param>
+    public FrameReader(Stream stream, bool expectMasked, long maxMessageBytes, ReadOnlySpan<byte> initialData = default)
+    {
+        _stream = stream;
+        _expectMasked = expectMasked;
+        _maxMessageBytes = maxMessageBytes;
+        if (!initialData.IsEmpty)
+        {
+            _buffer = ArrayPool<byte>.Shared.Rent(Math.Max(MinimumBufferSize, initialData.Length));
+            initialData.CopyTo(_buffer);
+            _end = initialData.Length;
+        }
+    }
+
+    /// <summary>Gets the <see cref="Environment.TickCount64"/> when bytes last arrived.</summary>
+    public long LastReceiveTicks { get; private set; } = Environment.TickCount64;
+
+    /// <summary>Gets whether a message or frame is partly buffered.</summary>
+    public bool HasPartialData => _end > _start || _inFragmentedMessage;
+
+    /// <summary>
+    /// Parses the next frame from buffered bytes. Returns false when more bytes are needed; call
+    /// <see cref="FillAsync"/> then. Data fragments are absorbed until their message is whole.
+    /// </summary>
+    /// <exception cref="WebSocketProtocolException">The peer broke the protocol or a limit.</exception>
+    public bool TryRead(out Frame frame)
+    {
+        if (_releaseAssembly)
+        {
+            ReleaseAssembly();
+        }
+
+        while (true)
+        {
+            var available = _end - _start;
+            if (available < 2)
+            {
+                frame = default;
+                return false;
+            }
+
+            var span = _buffer.AsSpan(_start, available);
+            var b0 = span[0];
+            var b1 = span[1];
+            var fin = (b0 & 0x80) != 0;
+            var opcode = (byte)(b0 & 0x0F);
+            var masked = (b1 & 0x80) != 0;
+            var headerSize = 2 + (masked ? 4 : 0);
+            long length = b1 & 0x7F;
+            if (length == 126)
+            {
+                headerSize += 2;
+            }
+            else if (length == 127)
+            {
+                headerSize += 8;
+            }
+
+            if (available < headerSize)
+            {
+                frame = default;
+                return false;
+            }
+
+            if (length == 126)
+            {
+                length = BinaryPrimitives.ReadUInt16BigEndian(span[2..]);
+            }
+            else if (length == 127)
+            {
+                var length64 = BinaryPrimitives.ReadUInt64BigEndian(span[2..]);
+                if (length64 > long.MaxValue)
+                {
+                    throw Protocol("The frame length has its most significant bit set.");
+                }
+
+                length = (long)length64;
+            }
+
+            ValidateHeader(b0, opcode, fin, masked, length);
+
+            var frameSize = headerSize + length;
+            if (available < frameSize)
+            {
+                EnsureCapacity((int)frameSize);
+                frame = default;
+                return false;
+            }
+
+            var payload = _buffer.AsMemory(_start + headerSize, (int)length);
+            if (masked)
+            {
+                WebSocketMask.Apply(payload.Span, WebSocketMask.ReadKey(span.Slice(headerSize - 4, 4)));
+            }
+
+            _start += (int)frameSize;
+
+            switch (opcode)
+            {
+                case WebSocketProtocol.OpcodePing:
+                    frame = new Frame(FrameKind.Ping, default, payload);
+                    return true;
+                case WebSocketProtocol.OpcodePong:
+                    frame = new Frame(FrameKind.Pong, default, payload);
+                    return true;
+                case WebSocketProtocol.OpcodeClose:
+                    ValidateClosePayload(payload.Span);
+                    frame = new Frame(FrameKind.Close, default, payload);
+                    return true;
+            }
+
+            if (opcode != WebSocketProtocol.OpcodeContinuation && fin)
+            {
+                // The common case: a whole message in one frame, handed out where it lies.
+                var type = (MessageType)opcode;
+                if (type == MessageType.Text && !Utf8.IsValid(payload.Span))
+                {
+                    throw InvalidText();
+                }
+
+                frame = new Frame(FrameKind.Message, type, payload);
+                return true;
+            }
+
+            if (opcode != WebSocketProtocol.OpcodeContinuation)
+            {
+                _inFragmentedMessage = true;
+                _fragmentType = (MessageType)opcode;
+                _assemblyLength = 0;
+            }
+
+            AppendToAssembly(payload.Span);
+            if (fin)
+            {
+                _inFragmentedMessage = false;
+                _releaseAssembly = true;
+                var message = _assembly.AsMemory(0, _assemblyLength);
+                if (_fragmentType == MessageType.Text && !Utf8.IsValid(message.Span))
+                {
+                    throw InvalidText();
+                }
+
+                frame = new Frame(FrameKind.Message, _fragmentType, message);
+                return true;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Reads more bytes from the stream. Returns false when the peer has closed the connection.
+    /// Call only after <see cref="TryRead"/> returned false.
+    /// </summary>
+    public async ValueTask<bool> FillAsync(CancellationToken cancellationToken)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+
+        if (_start == _end)
+        {
+            // Hold nothing while the peer is quiet: return the buffer and wait for data with a zero-byte read.
+            _start = _end = 0;
+            if (_buffer is not null)
+            {
+                ArrayPool<byte>.Shared.Return(_buffer);
+                _buffer = null;
+            }
+
+#pragma warning disable CA2022 // A zero-byte read only waits for data; there is nothing to read exactly.
+            await _stream.ReadAsync(Memory<byte>.Empty, cancellationToken);
+#pragma warning restore CA2022
+            _buffer = ArrayPool<byte>.Shared.Rent(MinimumBufferSize);
+        }
+        else if (_end == _buffer!.Length)
+        {
+            EnsureCapacity(_end - _start + 1);
+        }
+
+        var read = await _stream.ReadAsync(_buffer.AsMemory(_end), cancellationToken);
+        if (read == 0)
+        {
+            return false;
+        }
+
+        _end += read;
+        LastReceiveTicks = Environment.TickCount64;
+        return true;
+    }
+
+    public void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
+        if (_buffer is not null)
+        {
+            ArrayPool<byte>.Shared.Return(_buffer);
+            _buffer = null;
+        }
+
+        ReleaseAssembly();
+    }
+
+    private void ValidateHeader(byte b0, byte opcode, bool fin, bool masked, long length)
+    {
+        if ((b0 & 0x70) != 0)
+        {
+            throw Protocol("A reserved bit is set but no extension was negotiated.");
+        }
+
+        if (masked != _expectMasked)
+        {
+            throw Protocol(_expectMasked ? "A client frame is not masked." : "A server frame is masked.");
+        }
+
+        if ((opcode & 0x08) != 0)
+        {
+            if (opcode is not (WebSocketProtocol.OpcodeClose or WebSocketProtocol.OpcodePing or WebSocketProtocol.OpcodePong))
+            {
+                throw Protocol($"Reserved control opcode 0x{opcode:X}.");
+            }
+
+            if (!fin)
+            {
+                throw Protocol("A control frame is fragmented.");
+            }
+
+            if (length > WebSocketProtocol.MaxControlPayload)
+            {
+                throw Protocol("A control frame payload is longer than 125 bytes.");
+            }
+
+            return;
+        }
+
+        switch (opcode)
+        {
+            case WebSocketProtocol.OpcodeContinuation when !_inFragmentedMessage:
+                throw Protocol("A continuation frame arrived with no message to continue.");
+            case WebSocketProtocol.OpcodeText or WebSocketProtocol.OpcodeBinary when _inFragmentedMessage:
+                throw Protocol("A new message started before the fragmented one finished.");
+            case > WebSocketProtocol.OpcodeBinary:
+                throw Protocol($"Reserved data opcode 0x{opcode:X}.");
+        }
+
+        var total = (opcode == WebSocketProtocol.OpcodeContinuation ? _assemblyLength : 0) + length;
+        if (total > _maxMessageBytes)
+        {
+            throw new WebSocketProtocolException(
+                WebSocketCloseStatus.MessageTooBig,
+                $"The message is larger than the limit of {_maxMessageBytes} bytes.");
+        }
+    }
+
+    private static void ValidateClosePayload(ReadOnlySpan<byte> payload)
+    {
+        if (payload.Length == 0)
+        {
+            return;
+        }
+
+        if (payload.Length == 1)
+        {
+            throw Protocol("A close frame has a one-byte payload.");
+        }
+
+        var code = BinaryPrimitives.ReadUInt16BigEndian(payload);
+        if (!WebSocketProtocol.IsValidCloseCode(code))
+        {
+            throw Protocol($"Close code {code} may not be sent.");
+        }
+
+        if (!Utf8.IsValid(payload[2..]))
+        {
+            throw new WebSocketProtocolException(WebSocketCloseStatus.InvalidPayloadData, "The close reason is not valid UTF-8.");
+        }
+    }
+
+    private void EnsureCapacity(int frameSize)
+    {
+        var buffer = _buffer!;
+        if (buffer.Length - _start >= frameSize)
+        {
+            if (_end == buffer.Length && _start > 0)
+            {
+                Compact(buffer);
+            }
+
+            return;
+        }
+
+        if (buffer.Length >= frameSize)
+        {
+            Compact(buffer);
+            return;
+        }
+
+        var larger = ArrayPool<byte>.Shared.Rent(Math.Max(frameSize, buffer.Length * 2));
+        buffer.AsSpan(_start, _end - _start).CopyTo(larger);
+        _end -= _start;
+        _start = 0;
+        ArrayPool<byte>.Shared.Return(buffer);
+        _buffer = larger;
+    }
+
+    private void Compact(byte[] buffer)
+    {
+        buffer.AsSpan(_start, _end - _start).CopyTo(buffer);
+        _end -= _start;
+        _start = 0;
+    }
+
+    private void AppendToAssembly(ReadOnlySpan<byte> fragment)
+    {
+        var needed = _assemblyLength + fragment.Length;
+        if (_assembly is null || _assembly.Length < needed)
+        {
+            var larger = ArrayPool<byte>.Shared.Rent(Math.Max(needed, Math.Max(MinimumBufferSize, (_assembly?.Length ?? 0) * 2)));
+            if (_assembly is not null)
+            {
+                _assembly.AsSpan(0, _assemblyLength).CopyTo(larger);
+                ArrayPool<byte>.Shared.Return(_assembly);
+            }
+
+            _assembly = larger;
+        }
+
+        fragment.CopyTo(_assembly.AsSpan(_assemblyLength));
+        _assemblyLength = needed;
+    }
+
+    private void ReleaseAssembly()
+    {
+        _releaseAssembly = false;
+        _assemblyLength = 0;
+        if (_assembly is not null)
+        {
+            ArrayPool<byte>.Shared.Return(_assembly);
+            _assembly = null;
+        }
+    }
+
+    private static WebSocketProtocolException Protocol(string message) =>
+        new(WebSocketCloseStatus.ProtocolError, message);
+
+    private static WebSocketProtocolException InvalidText() =>
+        new(WebSocketCloseStatus.InvalidPayloadData, "A text message is not valid UTF-8.");
+}

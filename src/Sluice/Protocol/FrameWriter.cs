@@ -1,0 +1,309 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Net.WebSockets;
+using System.Text;
+
+namespace Sluice.Protocol;
+
+/// <summary>
+/// Frames messages onto a stream. Any thread may append; appended frames are coalesced into one pooled
+/// buffer and written by a single flusher, so that a burst of messages costs one write.
+/// </summary>
+/// <remarks>
+/// <para>Ownership: <see cref="Write"/> copies the payload (masking it on the way for a client), so the caller
+/// keeps its buffer. The writer rents its buffer when the first frame arrives and returns it once written,
+/// so an idle connection holds none.</para>
+/// <para>Backpressure: nothing here queues without bound. A producer appends and then awaits
+/// <see cref="FlushAsync"/>, which completes when the stream has taken the bytes; a slow peer therefore
+/// slows whoever feeds it.</para>
+/// </remarks>
+internal sealed class FrameWriter : IDisposable
+{
+    private const int MinimumBufferSize = 4096;
+
+    private readonly Stream _stream;
+    private readonly bool _mask;
+    private readonly Lock _lock = new();
+
+    private byte[]? _pending;
+    private int _pendingLength;
+    private bool _flushing;
+    private TaskCompletionSource? _flushWaiters;
+    private Exception? _fault;
+    private bool _closeSent;
+    private bool _disposed;
+
+    /// <param name="stream">The connection's stream.</param>
+    /// <param name="mask">True on a client, whose frames must be masked.</param>
+    public FrameWriter(Stream stream, bool mask)
+    {
+        _stream = stream;
+        _mask = mask;
+    }
+
+    /// <summary>Gets whether a close frame has been appended; later frames are discarded.</summary>
+    public bool CloseSent
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _closeSent;
+            }
+        }
+    }
+
+    /// <summary>Gets whether frames wait to be written.</summary>
+    public bool HasPending => Volatile.Read(ref _pendingLength) > 0;
+
+    /// <summary>Appends a data message as one frame. Returns false when the writer is closed or failed.</summary>
+    public bool Write(MessageType type, ReadOnlySpan<byte> payload) => Append((byte)type, payload, isClose: false);
+
+    /// <summary>Appends a ping.</summary>
+    public bool WritePing(ReadOnlySpan<byte> payload) => Append(WebSocketProtocol.OpcodePing, payload, isClose: false);
+
+    /// <summary>Appends a pong answering a ping, or unsolicited as a heartbeat.</summary>
+    public bool WritePong(ReadOnlySpan<byte> payload) => Append(WebSocketProtocol.OpcodePong, payload, isClose: false);
+
+    /// <summary>
+    /// Appends a close frame; nothing is appended after it. A null <paramref name="status"/> sends an empty
+    /// close frame (received as 1005, no status). Returns false if a close frame was already appended.
+    /// </summary>
+    public bool WriteClose(WebSocketCloseStatus? status, string? reason)
+    {
+        if (status is null)
+        {
+            return Append(WebSocketProtocol.OpcodeClose, default, isClose: true);
+        }
+
+        Span<byte> body = stackalloc byte[WebSocketProtocol.MaxControlPayload];
+        BinaryPrimitives.WriteUInt16BigEndian(body, (ushort)status.Value);
+        var length = 2 + EncodeReason(reason, body[2..]);
+        return Append(WebSocketProtocol.OpcodeClose, body[..length], isClose: true);
+    }
+
+    /// <summary>
+    /// Writes everything appended so far. Completes when the stream has taken it; if another flush is running,
+    /// completes when that flush has written everything, this caller's frames included.
+    /// </summary>
+    public ValueTask FlushAsync(CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            if (_fault is not null)
+            {
+                return ValueTask.FromException(_fault);
+            }
+
+            if (_flushing)
+            {
+                // Rare: two producers flushing at once. Only then does a flush allocate.
+                _flushWaiters ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                return new ValueTask(_flushWaiters.Task.WaitAsync(cancellationToken));
+            }
+
+            if (_pendingLength == 0)
+            {
+                return default;
+            }
+
+            _flushing = true;
+        }
+
+        return FlushLoopAsync(cancellationToken);
+    }
+
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            _disposed = true;
+            _fault ??= new ObjectDisposedException(nameof(FrameWriter));
+
+            // A running flush owns its buffer and returns it itself.
+            if (_pending is not null && !_flushing)
+            {
+                ArrayPool<byte>.Shared.Return(_pending);
+                _pending = null;
+                _pendingLength = 0;
+            }
+        }
+    }
+
+    private async ValueTask FlushLoopAsync(CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            byte[] buffer;
+            int length;
+            TaskCompletionSource? waiters;
+            lock (_lock)
+            {
+                if (_pendingLength == 0 || _disposed)
+                {
+                    _flushing = false;
+                    waiters = _flushWaiters;
+                    _flushWaiters = null;
+                    ReturnPendingIfDisposed();
+                    buffer = null!;
+                    length = 0;
+                }
+                else
+                {
+                    buffer = _pending!;
+                    length = _pendingLength;
+                    _pending = null;
+                    _pendingLength = 0;
+                    waiters = null;
+                }
+            }
+
+            if (length == 0)
+            {
+                waiters?.TrySetResult();
+                return;
+            }
+
+            try
+            {
+                await _stream.WriteAsync(buffer.AsMemory(0, length), cancellationToken);
+            }
+            catch (Exception ex)
+            {
+                lock (_lock)
+                {
+                    _fault ??= ex;
+                    _flushing = false;
+                    waiters = _flushWaiters;
+                    _flushWaiters = null;
+                    if (_pending is not null)
+                    {
+                        ArrayPool<byte>.Shared.Return(_pending);
+                        _pending = null;
+                        _pendingLength = 0;
+                    }
+                }
+
+                waiters?.TrySetException(ex);
+                throw;
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+            }
+        }
+    }
+
+    private void ReturnPendingIfDisposed()
+    {
+        if (_disposed && _pending is not null)
+        {
+            ArrayPool<byte>.Shared.Return(_pending);
+            _pending = null;
+            _pendingLength = 0;
+        }
+    }
+
+    private bool Append(byte opcode, ReadOnlySpan<byte> payload, bool isClose)
+    {
+        var headerSize = 2 + (payload.Length < 126 ? 0 : payload.Length <= ushort.MaxValue ? 2 : 8) + (_mask ? 4 : 0);
+        var frameSize = headerSize + payload.Length;
+
+        lock (_lock)
+        {
+            if (_closeSent || _fault is not null)
+            {
+                return false;
+            }
+
+            if (isClose)
+            {
+                _closeSent = true;
+            }
+
+            EnsureCapacity(frameSize);
+            var frame = _pending.AsSpan(_pendingLength, frameSize);
+            frame[0] = (byte)(0x80 | opcode);
+            var lengthByte = _mask ? (byte)0x80 : (byte)0;
+            if (payload.Length < 126)
+            {
+                frame[1] = (byte)(lengthByte | payload.Length);
+            }
+            else if (payload.Length <= ushort.MaxValue)
+            {
+                frame[1] = (byte)(lengthByte | 126);
+                BinaryPrimitives.WriteUInt16BigEndian(frame[2..], (ushort)payload.Length);
+            }
+            else
+            {
+                frame[1] = (byte)(lengthByte | 127);
+                BinaryPrimitives.WriteUInt64BigEndian(frame[2..], (ulong)payload.Length);
+            }
+
+            if (_mask)
+            {
+                var key = MaskKeys.Next();
+                WebSocketMask.WriteKey(frame.Slice(headerSize - 4, 4), key);
+                WebSocketMask.CopyAndApply(payload, frame[headerSize..], key);
+            }
+            else
+            {
+                payload.CopyTo(frame[headerSize..]);
+            }
+
+            Volatile.Write(ref _pendingLength, _pendingLength + frameSize);
+            return true;
+        }
+    }
+
+    private void EnsureCapacity(int frameSize)
+    {
+        var needed = _pendingLength + frameSize;
+        if (_pending is not null && _pending.Length >= needed)
+        {
+            return;
+        }
+
+        var larger = ArrayPool<byte>.Shared.Rent(Math.Max(MinimumBufferSize, Math.Max(needed, (_pending?.Length ?? 0) * 2)));
+        if (_pending is not null)
+        {
+            _pending.AsSpan(0, _pendingLength).CopyTo(larger);
+            ArrayPool<byte>.Shared.Return(_pending);
+        }
+
+        _pending = larger;
+    }
+
+    /// <summary>Encodes a close reason, cut at a character boundary to fit the 123 bytes a close frame allows.</summary>
+    internal static int EncodeReason(string? reason, Span<byte> destination)
+    {
+        if (string.IsNullOrEmpty(reason))
+        {
+            return 0;
+        }
+
+        destination = destination[..Math.Min(destination.Length, WebSocketProtocol.MaxCloseReasonBytes)];
+        if (Encoding.UTF8.GetByteCount(reason) <= destination.Length)
+        {
+            return Encoding.UTF8.GetBytes(reason, destination);
+        }
+
+        var written = 0;
+        foreach (var rune in reason.EnumerateRunes())
+        {
+            if (written + rune.Utf8SequenceLength > destination.Length)
+            {
+                break;
+            }
+
+            written += rune.EncodeToUtf8(destination[written..]);
+        }
+
+        return written;
+    }
+}

@@ -1,0 +1,331 @@
+using System.Buffers;
+using System.Net.WebSockets;
+using System.Text.Unicode;
+
+namespace Sluice.Protocol;
+
+/// <summary>
+/// A leg that negotiated permessage-deflate, run by System.Net.WebSockets, which implements RFC 7692 over
+/// the runtime's zlib. Sluice frames uncompressed legs itself (<see cref="FramedLeg"/>) for speed; compression
+/// costs far more than framing, so here the maintained implementation is the better trade.
+/// </summary>
+/// <remarks>
+/// The size limit applies to the inflated message: receiving stops, and the connection closes with 1009, as
+/// soon as the inflated bytes exceed it, so a small compressed frame cannot expand into unbounded memory.
+/// </remarks>
+internal sealed class ManagedLeg : WebSocketLeg
+{
+    private const int MinimumBufferSize = 4096;
+
+    private readonly WebSocket _socket;
+    private readonly long _maxMessageBytes;
+    private readonly Action _abort;
+    private readonly IDisposable? _transport;
+    private readonly Lock _lock = new();
+    private readonly Queue<(MessageType Type, byte[] Buffer, int Length)> _queue = new();
+
+    private byte[]? _receiveBuffer;
+    private LegFrame _ready;
+    private bool _hasReady;
+    private long _lastReceiveTicks = Environment.TickCount64;
+
+    private bool _closeQueued;
+    private bool _closeWritten;
+    private WebSocketCloseStatus? _closeStatus;
+    private string? _closeReason;
+    private bool _flushing;
+    private TaskCompletionSource? _flushWaiters;
+    private Exception? _fault;
+
+    /// <param name="socket">A WebSocket created over the upgraded stream with the negotiated deflate options.</param>
+    /// <param name="maxMessageBytes">The inflated message size limit.</param>
+    /// <param name="abort">Tears the transport down.</param>
+    /// <param name="transport">Disposed with the leg (a backend socket), or null for Kestrel's stream.</param>
+    public ManagedLeg(WebSocket socket, long maxMessageBytes, Action abort, IDisposable? transport)
+    {
+        _socket = socket;
+        _maxMessageBytes = maxMessageBytes;
+        _abort = abort;
+        _transport = transport;
+    }
+
+    public override bool HasPendingWrites
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _queue.Count > 0 || (_closeQueued && !_closeWritten);
+            }
+        }
+    }
+
+    public override bool CloseSent
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _closeQueued;
+            }
+        }
+    }
+
+    public override long LastReceiveTicks => Volatile.Read(ref _lastReceiveTicks);
+
+    public override bool HandlesKeepAlive => true;
+
+    public override bool TryReceive(out LegFrame frame)
+    {
+        frame = _ready;
+        if (!_hasReady)
+        {
+            return false;
+        }
+
+        _hasReady = false;
+        return true;
+    }
+
+    public override async ValueTask<bool> ReceiveAsync(CancellationToken cancellationToken)
+    {
+        ReturnReceiveBuffer();
+        try
+        {
+            // Wait for the next message without holding a buffer.
+            var probe = await _socket.ReceiveAsync(Memory<byte>.Empty, cancellationToken);
+            if (probe.MessageType == WebSocketMessageType.Close)
+            {
+                SetClose();
+                return true;
+            }
+
+            var buffer = _receiveBuffer = ArrayPool<byte>.Shared.Rent(MinimumBufferSize);
+            var length = 0;
+            while (true)
+            {
+                if (length == buffer.Length)
+                {
+                    if (length > _maxMessageBytes)
+                    {
+                        throw TooBig();
+                    }
+
+                    var larger = ArrayPool<byte>.Shared.Rent((int)Math.Min(buffer.Length * 2L, _maxMessageBytes + 1));
+                    buffer.AsSpan(0, length).CopyTo(larger);
+                    ArrayPool<byte>.Shared.Return(buffer);
+                    buffer = _receiveBuffer = larger;
+                }
+
+                var result = await _socket.ReceiveAsync(buffer.AsMemory(length), cancellationToken);
+                if (result.MessageType == WebSocketMessageType.Close)
+                {
+                    SetClose();
+                    return true;
+                }
+
+                length += result.Count;
+                if (length > _maxMessageBytes)
+                {
+                    throw TooBig();
+                }
+
+                if (result.EndOfMessage)
+                {
+                    var type = result.MessageType == WebSocketMessageType.Text ? MessageType.Text : MessageType.Binary;
+                    var payload = buffer.AsMemory(0, length);
+                    if (type == MessageType.Text && !Utf8.IsValid(payload.Span))
+                    {
+                        throw new WebSocketProtocolException(WebSocketCloseStatus.InvalidPayloadData, "A text message is not valid UTF-8.");
+                    }
+
+                    _ready = LegFrame.Message(type, payload);
+                    _hasReady = true;
+                    Volatile.Write(ref _lastReceiveTicks, Environment.TickCount64);
+                    return true;
+                }
+            }
+        }
+        catch (WebSocketException ex) when (ex.WebSocketErrorCode == WebSocketError.ConnectionClosedPrematurely)
+        {
+            return false;
+        }
+        catch (WebSocketException ex) when (ex.WebSocketErrorCode is WebSocketError.Faulted or WebSocketError.InvalidMessageType or WebSocketError.HeaderError or WebSocketError.NotAWebSocket)
+        {
+            throw new WebSocketProtocolException(WebSocketCloseStatus.ProtocolError, ex.Message);
+        }
+    }
+
+    public override bool Send(MessageType type, ReadOnlySpan<byte> payload)
+    {
+        lock (_lock)
+        {
+            if (_closeQueued || _fault is not null)
+            {
+                return false;
+            }
+
+            var copy = ArrayPool<byte>.Shared.Rent(Math.Max(1, payload.Length));
+            payload.CopyTo(copy);
+            _queue.Enqueue((type, copy, payload.Length));
+            return true;
+        }
+    }
+
+    public override bool SendPing() => false;
+
+    public override bool SendClose(WebSocketCloseStatus? status, string? reason)
+    {
+        lock (_lock)
+        {
+            if (_closeQueued)
+            {
+                return false;
+            }
+
+            _closeQueued = true;
+            _closeStatus = status;
+            _closeReason = reason;
+            return true;
+        }
+    }
+
+    public override ValueTask FlushAsync(CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            if (_fault is not null)
+            {
+                return ValueTask.FromException(_fault);
+            }
+
+            if (_flushing)
+            {
+                _flushWaiters ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                return new ValueTask(_flushWaiters.Task.WaitAsync(cancellationToken));
+            }
+
+            if (_queue.Count == 0 && (!_closeQueued || _closeWritten))
+            {
+                return default;
+            }
+
+            _flushing = true;
+        }
+
+        return FlushLoopAsync(cancellationToken);
+    }
+
+    public override Task DrainAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public override void Abort()
+    {
+        _socket.Abort();
+        _abort();
+    }
+
+    public override void Dispose()
+    {
+        _socket.Dispose();
+        ReturnReceiveBuffer();
+        lock (_lock)
+        {
+            _fault ??= new ObjectDisposedException(nameof(ManagedLeg));
+            if (!_flushing)
+            {
+                while (_queue.TryDequeue(out var item))
+                {
+                    ArrayPool<byte>.Shared.Return(item.Buffer);
+                }
+            }
+        }
+
+        _transport?.Dispose();
+    }
+
+    private async ValueTask FlushLoopAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            while (true)
+            {
+                (MessageType Type, byte[] Buffer, int Length) item;
+                var writeClose = false;
+                lock (_lock)
+                {
+                    if (!_queue.TryDequeue(out item))
+                    {
+                        if (_closeQueued && !_closeWritten)
+                        {
+                            _closeWritten = true;
+                            writeClose = true;
+                        }
+                        else
+                        {
+                            _flushing = false;
+                            var waiters = _flushWaiters;
+                            _flushWaiters = null;
+                            waiters?.TrySetResult();
+                            return;
+                        }
+                    }
+                }
+
+                if (writeClose)
+                {
+                    await _socket.CloseOutputAsync(_closeStatus ?? WebSocketCloseStatus.Empty, _closeReason, cancellationToken);
+                    continue;
+                }
+
+                try
+                {
+                    var type = item.Type == MessageType.Text ? WebSocketMessageType.Text : WebSocketMessageType.Binary;
+                    await _socket.SendAsync(item.Buffer.AsMemory(0, item.Length), type, endOfMessage: true, cancellationToken);
+                }
+                finally
+                {
+                    ArrayPool<byte>.Shared.Return(item.Buffer);
+                }
+            }
+        }
+        catch (Exception ex)
+        {
+            TaskCompletionSource? waiters;
+            lock (_lock)
+            {
+                _fault ??= ex;
+                _flushing = false;
+                waiters = _flushWaiters;
+                _flushWaiters = null;
+                while (_queue.TryDequeue(out var item))
+                {
+                    ArrayPool<byte>.Shared.Return(item.Buffer);
+                }
+            }
+
+            waiters?.TrySetException(ex);
+            throw;
+        }
+    }
+
+    private void SetClose()
+    {
+        _ready = LegFrame.Close(
+            _socket.CloseStatus is WebSocketCloseStatus.Empty ? null : _socket.CloseStatus,
+            string.IsNullOrEmpty(_socket.CloseStatusDescription) ? null : _socket.CloseStatusDescription);
+        _hasReady = true;
+        Volatile.Write(ref _lastReceiveTicks, Environment.TickCount64);
+    }
+
+    private void ReturnReceiveBuffer()
+    {
+        if (_receiveBuffer is not null)
+        {
+            ArrayPool<byte>.Shared.Return(_receiveBuffer);
+            _receiveBuffer = null;
+        }
+    }
+
+    private WebSocketProtocolException TooBig() =>
+        new(WebSocketCloseStatus.MessageTooBig, $"The message is larger than the limit of {_maxMessageBytes} bytes once inflated.");
+}

@@ -1,0 +1,166 @@
+using System.Buffers.Binary;
+using System.Net.WebSockets;
+using System.Text;
+
+namespace Sluice.Protocol;
+
+/// <summary>What a leg received: a whole data message, or the peer's close frame.</summary>
+internal readonly struct LegFrame
+{
+    private LegFrame(bool isClose, MessageType type, ReadOnlyMemory<byte> payload, WebSocketCloseStatus? closeStatus, string? closeReason)
+    {
+        IsClose = isClose;
+        Type = type;
+        Payload = payload;
+        CloseStatus = closeStatus;
+        CloseReason = closeReason;
+    }
+
+    public bool IsClose { get; }
+
+    public MessageType Type { get; }
+
+    /// <summary>Valid until the next receive call on the leg.</summary>
+    public ReadOnlyMemory<byte> Payload { get; }
+
+    /// <summary>The peer's close code; null for a close frame without one (1005).</summary>
+    public WebSocketCloseStatus? CloseStatus { get; }
+
+    public string? CloseReason { get; }
+
+    public static LegFrame Message(MessageType type, ReadOnlyMemory<byte> payload) => new(false, type, payload, null, null);
+
+    public static LegFrame Close(WebSocketCloseStatus? status, string? reason) => new(true, default, default, status, reason);
+}
+
+/// <summary>
+/// One WebSocket of a connection: the client's, or in proxy mode also the backend's. One receive loop reads
+/// a leg; any thread may send on it. Control frames (ping, pong) are handled inside the leg.
+/// </summary>
+internal abstract class WebSocketLeg : IDisposable
+{
+    /// <summary>Takes the next buffered message or close frame; false when more bytes must be read.</summary>
+    public abstract bool TryReceive(out LegFrame frame);
+
+    /// <summary>Reads more from the peer; false when the peer closed the transport.</summary>
+    public abstract ValueTask<bool> ReceiveAsync(CancellationToken cancellationToken);
+
+    /// <summary>Queues a data message; it is written by the next <see cref="FlushAsync"/>. False once closed.</summary>
+    public abstract bool Send(MessageType type, ReadOnlySpan<byte> payload);
+
+    /// <summary>Queues a keep-alive ping. False if the leg cannot send one (it keeps itself alive).</summary>
+    public abstract bool SendPing();
+
+    /// <summary>Queues a close frame; nothing is sent after it. False if one was already queued.</summary>
+    public abstract bool SendClose(WebSocketCloseStatus? status, string? reason);
+
+    /// <summary>Writes what has been queued; see <see cref="FrameWriter.FlushAsync"/>.</summary>
+    public abstract ValueTask FlushAsync(CancellationToken cancellationToken = default);
+
+    public abstract bool HasPendingWrites { get; }
+
+    public abstract bool CloseSent { get; }
+
+    /// <summary>Gets the <see cref="Environment.TickCount64"/> when the peer last sent anything.</summary>
+    public abstract long LastReceiveTicks { get; }
+
+    /// <summary>Whether the leg answers keep-alive itself (System.Net.WebSockets) rather than through <see cref="SendPing"/>.</summary>
+    public virtual bool HandlesKeepAlive => false;
+
+    /// <summary>After a protocol failure, reads and discards until the peer closes or the token fires.</summary>
+    public abstract Task DrainAsync(CancellationToken cancellationToken);
+
+    /// <summary>Tears the transport down at once.</summary>
+    public abstract void Abort();
+
+    public abstract void Dispose();
+
+    internal static LegFrame ParseClose(ReadOnlySpan<byte> payload) =>
+        payload.Length < 2
+            ? LegFrame.Close(null, null)
+            : LegFrame.Close((WebSocketCloseStatus)BinaryPrimitives.ReadUInt16BigEndian(payload), payload.Length > 2 ? Encoding.UTF8.GetString(payload[2..]) : null);
+}
+
+/// <summary>A leg framed by Sluice itself (<see cref="FrameReader"/>, <see cref="FrameWriter"/>) over a stream.</summary>
+internal sealed class FramedLeg : WebSocketLeg
+{
+    private readonly Stream _stream;
+    private readonly FrameReader _reader;
+    private readonly FrameWriter _writer;
+    private readonly Action _abort;
+    private readonly bool _ownsStream;
+
+    /// <param name="stream">The upgraded stream.</param>
+    /// <param name="isServer">True for the client's leg (Sluice is the server); false for a backend leg.</param>
+    /// <param name="maxMessageBytes">The message size limit.</param>
+    /// <param name="abort">Tears the transport down.</param>
+    /// <param name="ownsStream">Whether disposing the leg disposes the stream (a backend socket) or not (Kestrel's).</param>
+    /// <param name="initialData">Bytes read past the handshake.</param>
+    public FramedLeg(Stream stream, bool isServer, long maxMessageBytes, Action abort, bool ownsStream, ReadOnlySpan<byte> initialData = default)
+    {
+        _stream = stream;
+        _reader = new FrameReader(stream, expectMasked: isServer, maxMessageBytes, initialData);
+        _writer = new FrameWriter(stream, mask: !isServer);
+        _abort = abort;
+        _ownsStream = ownsStream;
+    }
+
+    public override bool HasPendingWrites => _writer.HasPending;
+
+    public override bool CloseSent => _writer.CloseSent;
+
+    public override long LastReceiveTicks => _reader.LastReceiveTicks;
+
+    public override bool TryReceive(out LegFrame frame)
+    {
+        while (_reader.TryRead(out var raw))
+        {
+            switch (raw.Kind)
+            {
+                case FrameKind.Message:
+                    frame = LegFrame.Message(raw.MessageType, raw.Payload);
+                    return true;
+                case FrameKind.Ping:
+                    // RFC 6455 5.5.2: answer with the same payload. The owner flushes at the end of its batch.
+                    _writer.WritePong(raw.Payload.Span);
+                    break;
+                case FrameKind.Close:
+                    frame = ParseClose(raw.Payload.Span);
+                    return true;
+            }
+        }
+
+        frame = default;
+        return false;
+    }
+
+    public override ValueTask<bool> ReceiveAsync(CancellationToken cancellationToken) => _reader.FillAsync(cancellationToken);
+
+    public override bool Send(MessageType type, ReadOnlySpan<byte> payload) => _writer.Write(type, payload);
+
+    public override bool SendPing() => _writer.WritePing(default);
+
+    public override bool SendClose(WebSocketCloseStatus? status, string? reason) => _writer.WriteClose(status, reason);
+
+    public override ValueTask FlushAsync(CancellationToken cancellationToken = default) => _writer.FlushAsync(cancellationToken);
+
+    public override async Task DrainAsync(CancellationToken cancellationToken)
+    {
+        var buffer = new byte[256];
+        while (await _stream.ReadAsync(buffer, cancellationToken) > 0)
+        {
+        }
+    }
+
+    public override void Abort() => _abort();
+
+    public override void Dispose()
+    {
+        _reader.Dispose();
+        _writer.Dispose();
+        if (_ownsStream)
+        {
+            _stream.Dispose();
+        }
+    }
+}
