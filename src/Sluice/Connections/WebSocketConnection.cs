@@ -3,6 +3,7 @@ using System.Net.WebSockets;
 using System.Security.Claims;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
+using Sluice.Diagnostics;
 
 namespace Sluice;
 
@@ -18,6 +19,7 @@ namespace Sluice;
 public abstract class WebSocketConnection
 {
     private readonly CancellationTokenSource _closed = new();
+    private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly long _connectedTicks = Environment.TickCount64;
     private Dictionary<object, object?>? _items;
     private object?[]? _features;
@@ -166,7 +168,7 @@ public abstract class WebSocketConnection
     public override string ToString() => $"{Id} {RoutePattern}";
 
     /// <summary>Completes when the connection has ended and every hook has run.</summary>
-    internal abstract Task Completion { get; }
+    internal Task Completion => _completion.Task;
 
     /// <summary>Starts closing the connection; safe to call many times and from any thread.</summary>
     internal abstract void BeginClose(WebSocketCloseStatus status, string? reason, ConnectionCloseInitiator initiator);
@@ -176,9 +178,8 @@ public abstract class WebSocketConnection
 
     internal void CountInbound(int bytes)
     {
-        // One receive loop owns each direction, so plain increments suffice; readers use Volatile.
-        _inboundMessages++;
-        _inboundBytes += bytes;
+        Interlocked.Increment(ref _inboundMessages);
+        Interlocked.Add(ref _inboundBytes, bytes);
         Volatile.Write(ref _lastInboundTicks, Environment.TickCount64);
     }
 
@@ -189,8 +190,24 @@ public abstract class WebSocketConnection
         Volatile.Write(ref _lastOutboundTicks, Environment.TickCount64);
     }
 
-    internal void SignalClosed()
+    /// <summary>Makes the accepted connection known: registry, metrics, log.</summary>
+    private protected void OnAccepted()
     {
+        Route.Registry.Add(this);
+        Route.RouteMetrics.Add(this);
+        Route.Metrics.ConnectionsOpened.Add(1, new KeyValuePair<string, object?>("route", Route.Pattern));
+        SluiceLog.ConnectionAccepted(Route.Logger, Id, Route.Pattern, Subject, SubProtocol);
+    }
+
+    /// <summary>
+    /// The end of every connection, once its sockets are closed: forget it, release its place, fire
+    /// <see cref="Closed"/>, run the faulted and closed hooks, dispose its features.
+    /// </summary>
+    private protected async Task OnEndedAsync(Exception? fault, ConnectionCloseInfo info)
+    {
+        Route.Registry.Remove(this);
+        Route.RouteMetrics.Remove(this);
+        Route.Registry.ReleaseReservation();
         try
         {
             _closed.Cancel();
@@ -199,31 +216,44 @@ public abstract class WebSocketConnection
         {
             // A callback registered by app code threw; the connection is closed regardless.
         }
-    }
 
-    internal async ValueTask DisposeFeaturesAsync()
-    {
-        var features = Interlocked.Exchange(ref _features, null);
-        if (features is null)
+        Route.Metrics.RecordClosed(Route.Pattern, info.Status);
+        SluiceLog.ConnectionClosed(Route.Logger, Id, Route.Pattern, info.Initiator, info.Status, info.Description);
+        if (fault is not null)
         {
-            return;
+            SluiceLog.ConnectionFaulted(Route.Logger, Id, Route.Pattern, fault.Message);
+            await Route.RunFaultedHooksAsync(this, fault);
         }
 
-        foreach (var feature in features)
+        await Route.RunClosedHooksAsync(this, info);
+
+        var features = Interlocked.Exchange(ref _features, null);
+        if (features is not null)
         {
-            switch (feature)
+            foreach (var feature in features)
             {
-                case IAsyncDisposable asyncDisposable:
-                    await asyncDisposable.DisposeAsync();
-                    break;
-                case IDisposable disposable:
-                    disposable.Dispose();
-                    break;
+                try
+                {
+                    switch (feature)
+                    {
+                        case IAsyncDisposable asyncDisposable:
+                            await asyncDisposable.DisposeAsync();
+                            break;
+                        case IDisposable disposable:
+                            disposable.Dispose();
+                            break;
+                    }
+                }
+                catch (Exception ex)
+                {
+                    SluiceLog.HookFailed(Route.Logger, ex, "feature dispose", Id, Route.Pattern);
+                }
             }
         }
-    }
 
-    internal void DisposeCore() => _closed.Dispose();
+        _closed.Dispose();
+        _completion.TrySetResult();
+    }
 
     private TFeature CreateFeature<TFeature>(int slot)
         where TFeature : class

@@ -21,7 +21,6 @@ internal sealed class HostedConnection : WebSocketConnection
     private readonly MessageContext _inbound;
     private readonly MessageContext _outbound;
     private readonly SemaphoreSlim _sendGate = new(1, 1);
-    private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource _abort = new();
     private readonly Lock _closeLock = new();
 
@@ -53,15 +52,9 @@ internal sealed class HostedConnection : WebSocketConnection
 
     public override bool IsClosing => Volatile.Read(ref _closing);
 
-    internal override Task Completion => _completion.Task;
-
     public async Task RunAsync()
     {
-        Route.Registry.Add(this);
-        Route.RouteMetrics.Add(this);
-        Route.Metrics.ConnectionsOpened.Add(1, new KeyValuePair<string, object?>("route", Route.Pattern));
-        SluiceLog.ConnectionAccepted(Route.Logger, Id, Route.Pattern, Subject, SubProtocol);
-
+        OnAccepted();
         Exception? fault = null;
         try
         {
@@ -311,26 +304,10 @@ internal sealed class HostedConnection : WebSocketConnection
         }
 
         _leg.Dispose();
-        Route.Registry.Remove(this);
-        Route.RouteMetrics.Remove(this);
-        Route.Registry.ReleaseReservation();
-        SignalClosed();
-        Route.Metrics.RecordClosed(Route.Pattern, status);
-        SluiceLog.ConnectionClosed(Route.Logger, Id, Route.Pattern, initiator, status, reason);
-
-        if (fault is not null)
-        {
-            SluiceLog.ConnectionFaulted(Route.Logger, Id, Route.Pattern, fault.Message);
-            await Route.RunFaultedHooksAsync(this, fault);
-        }
-
-        await Route.RunClosedHooksAsync(this, new ConnectionCloseInfo(status, reason, initiator));
-        await DisposeFeaturesAsync();
         _abort.Dispose();
         _sendGate.Dispose();
         _sendSlots?.Dispose();
-        DisposeCore();
-        _completion.TrySetResult();
+        await OnEndedAsync(fault, new ConnectionCloseInfo(status, reason, initiator));
     }
 
     private SemaphoreSlim InitializeSlots()

@@ -24,6 +24,7 @@ public static class SluiceServiceCollectionExtensions
 
         services.AddMetrics();
         services.TryAddSingleton<SluiceMetrics>();
+        services.TryAddSingleton<Sluice.Proxy.ProxyMetrics>();
         services.TryAddSingleton<WebSocketConnectionRegistry>();
         services.TryAddSingleton<IWebSocketConnectionRegistry>(static sp => sp.GetRequiredService<WebSocketConnectionRegistry>());
         services.TryAddSingleton<IMessageContextAccessor, MessageContextAccessor>();

@@ -202,7 +202,7 @@ internal sealed class WebSocketRoute
             context.Drop();
         }
 
-        var name = Pipeline.NameOf(context.Direction, context.Layer);
+        var name = Pipeline.NameOf(context);
         Metrics.RecordOutcome(Pattern, context.Direction, name, context.Outcome);
         SluiceLog.MessageStopped(Logger, name, context.Outcome, context.Direction, context.ChainId, context.Connection.Id, Pattern, context.OutcomeReason);
     }
@@ -210,7 +210,7 @@ internal sealed class WebSocketRoute
     private void OnChainFailed(MessageContext context, Exception exception)
     {
         context.MarkFailed();
-        var name = Pipeline.NameOf(context.Direction, context.Layer);
+        var name = Pipeline.NameOf(context);
         SluiceLog.InterceptorFailed(Logger, exception, name, context.Direction, context.ChainId, context.Connection.Id, Pattern);
         Metrics.RecordOutcome(Pattern, context.Direction, name, MessageOutcome.Failed);
         if (Options.InterceptorErrorMode == InterceptorErrorMode.CloseConnection)

@@ -154,6 +154,9 @@ public sealed class MessageContext
     /// <summary>The index of the innermost interceptor the message reached; tells which one stopped it.</summary>
     internal int Layer { get; set; } = -1;
 
+    /// <summary>Set while a <see cref="ReloadableInterceptors"/> set runs: the names its layers index into.</summary>
+    internal string[]? LayerNames { get; set; }
+
     /// <summary>Records that an interceptor changed the tree returned by <see cref="Json"/> in place.</summary>
     /// <exception cref="InvalidOperationException">The message is not JSON.</exception>
     public void MarkJsonModified()
@@ -231,6 +234,7 @@ public sealed class MessageContext
         Outcome = MessageOutcome.None;
         OutcomeReason = null;
         Layer = -1;
+        LayerNames = null;
     }
 
     /// <summary>Drops references to the message so a pooled context holds no payload between messages.</summary>

@@ -28,17 +28,19 @@ internal sealed class MessagePipeline
 
     public bool HasOutboundInterceptors => OutboundNames.Length > 0;
 
-    public string NameOf(MessageDirection direction, int layer)
+    public string NameOf(MessageContext context)
     {
-        var names = direction == MessageDirection.Inbound ? InboundNames : OutboundNames;
+        var layer = context.Layer;
+        var names = context.LayerNames ?? (context.Direction == MessageDirection.Inbound ? InboundNames : OutboundNames);
         return (uint)layer < (uint)names.Length ? names[layer] : "handler";
     }
 
-    public static MessagePipeline Build(IReadOnlyList<InterceptorRegistration> registrations, IServiceProvider services)
+    public static MessagePipeline Build(IReadOnlyList<InterceptorRegistration> registrations, IServiceProvider services, MessageDelegate? terminal = null)
     {
+        terminal ??= MessageContext.Terminal;
         if (registrations.Count == 0)
         {
-            return Empty;
+            return ReferenceEquals(terminal, MessageContext.Terminal) ? Empty : new MessagePipeline(terminal, terminal, [], []);
         }
 
         var inbound = new List<(InterceptorLayer Layer, InterceptorRegistration Registration)>();
@@ -62,15 +64,15 @@ internal sealed class MessagePipeline
         outbound.Reverse();
 
         return new MessagePipeline(
-            Compose(inbound, MessageDirection.Inbound),
-            Compose(outbound, MessageDirection.Outbound),
+            Compose(inbound, MessageDirection.Inbound, terminal),
+            Compose(outbound, MessageDirection.Outbound, terminal),
             inbound.ConvertAll(entry => entry.Registration.Name).ToArray(),
             outbound.ConvertAll(entry => entry.Registration.Name).ToArray());
     }
 
-    private static MessageDelegate Compose(List<(InterceptorLayer Layer, InterceptorRegistration Registration)> layers, MessageDirection direction)
+    private static MessageDelegate Compose(List<(InterceptorLayer Layer, InterceptorRegistration Registration)> layers, MessageDirection direction, MessageDelegate terminal)
     {
-        var next = MessageContext.Terminal;
+        var next = terminal;
         for (var i = layers.Count - 1; i >= 0; i--)
         {
             var (layer, registration) = layers[i];

@@ -44,6 +44,15 @@ public class WebSocketPipelineBuilder
     }
 
     /// <summary>
+    /// Adds a set of interceptors that can be replaced while connections are open (<see cref="ReloadableInterceptors.Reload"/>).
+    /// </summary>
+    public InterceptorRegistration Use(ReloadableInterceptors interceptors)
+    {
+        ArgumentNullException.ThrowIfNull(interceptors);
+        return Add("reloadable", interceptors.CreateLayer, direction: null);
+    }
+
+    /// <summary>
     /// Adds a middleware lambda that runs in both directions (check <see cref="MessageContext.Direction"/>, or
     /// limit it with <see cref="InterceptorRegistration.InboundOnly"/>): await <c>next(context)</c> to forward.
     /// </summary>

@@ -1,0 +1,129 @@
+namespace Sluice;
+
+/// <summary>
+/// A set of interceptors that can be replaced while connections are open: after <see cref="Reload"/>, every
+/// connection of every endpoint that uses the set runs the new interceptors from its next message on, and no
+/// connection is dropped. The JSON gateway's hot reload is built on it.
+/// </summary>
+/// <remarks>
+/// Add it to a pipeline with <see cref="WebSocketPipelineBuilder.Use(ReloadableInterceptors)"/>, where it takes
+/// the place of the interceptors it holds. Running it costs one extra delegate call per message.
+/// </remarks>
+public sealed class ReloadableInterceptors
+{
+    private readonly Lock _lock = new();
+    private readonly List<Slot> _slots = [];
+    private WebSocketPipelineBuilder _configuration = new();
+
+    /// <summary>Creates an empty set, to be filled by <see cref="Reload"/>.</summary>
+    public ReloadableInterceptors()
+    {
+    }
+
+    /// <summary>Creates a set holding the interceptors <paramref name="configure"/> adds.</summary>
+    public ReloadableInterceptors(Action<WebSocketPipelineBuilder> configure)
+    {
+        ArgumentNullException.ThrowIfNull(configure);
+        configure(_configuration);
+    }
+
+    /// <summary>
+    /// Replaces the interceptors with those <paramref name="configure"/> adds. Only interceptors are taken from
+    /// the builder; upgrade steps, hooks, features and options configured on it are ignored.
+    /// </summary>
+    public void Reload(Action<WebSocketPipelineBuilder> configure)
+    {
+        ArgumentNullException.ThrowIfNull(configure);
+        var configuration = new WebSocketPipelineBuilder();
+        configure(configuration);
+        lock (_lock)
+        {
+            foreach (var slot in _slots)
+            {
+                // Build everything first: if an interceptor cannot be created, nothing changes.
+                slot.Prepare(configuration.Interceptors);
+            }
+
+            foreach (var slot in _slots)
+            {
+                slot.Commit();
+            }
+
+            _configuration = configuration;
+        }
+    }
+
+    internal InterceptorLayer CreateLayer(IServiceProvider services) => new Layer(this, services);
+
+    private Slot Register(IServiceProvider services, MessageDirection direction, MessageDelegate next)
+    {
+        lock (_lock)
+        {
+            var slot = new Slot(services, direction, next);
+            slot.Prepare(_configuration.Interceptors);
+            slot.Commit();
+            _slots.Add(slot);
+            return slot;
+        }
+    }
+
+    /// <summary>The set as composed in front of one endpoint's <c>next</c>, in one direction.</summary>
+    private sealed class Slot
+    {
+        private readonly IServiceProvider _services;
+        private readonly MessageDirection _direction;
+        private readonly MessageDelegate _exit;
+        private MessageDelegate _chain;
+        private string[] _names = [];
+        private (MessageDelegate Chain, string[] Names)? _prepared;
+
+        public Slot(IServiceProvider services, MessageDirection direction, MessageDelegate next)
+        {
+            _services = services;
+            _direction = direction;
+            _chain = next;
+
+            // The inner chain ends where the outer chain continues; it resets the names on the way out so that
+            // an outer interceptor after this set is named from the outer pipeline.
+            _exit = context =>
+            {
+                context.LayerNames = null;
+                return next(context);
+            };
+        }
+
+        public MessageDelegate Chain => Volatile.Read(ref _chain);
+
+        public string[] Names => Volatile.Read(ref _names);
+
+        public void Prepare(IReadOnlyList<InterceptorRegistration> registrations)
+        {
+            var pipeline = MessagePipeline.Build(registrations, _services, _exit);
+            _prepared = _direction == MessageDirection.Inbound
+                ? (pipeline.Inbound, pipeline.InboundNames)
+                : (pipeline.Outbound, pipeline.OutboundNames);
+        }
+
+        public void Commit()
+        {
+            var (chain, names) = _prepared!.Value;
+            _prepared = null;
+            Volatile.Write(ref _names, names);
+            Volatile.Write(ref _chain, chain);
+        }
+    }
+
+    private sealed class Layer(ReloadableInterceptors owner, IServiceProvider services) : InterceptorLayer
+    {
+        public override MessageDelegate Wrap(MessageDirection direction, MessageDelegate next, int index)
+        {
+            var slot = owner.Register(services, direction, next);
+            return context =>
+            {
+                context.Layer = index;
+                context.LayerNames = slot.Names;
+                return slot.Chain(context);
+            };
+        }
+    }
+}

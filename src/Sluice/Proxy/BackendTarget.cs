@@ -1,0 +1,130 @@
+using System.Text;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing.Patterns;
+
+namespace Sluice;
+
+/// <summary>
+/// A backend URL pattern, <c>ws://host:port/rooms/${params.room}?user=${query.user}</c>: <c>${params.NAME}</c>
+/// takes a route value and <c>${query.NAME}</c> a query value of the client's request, each URL-encoded.
+/// Parsed and checked once, when the endpoint is built.
+/// </summary>
+internal sealed class BackendTarget
+{
+    private readonly Segment[] _segments;
+
+    private BackendTarget(Segment[] segments, string pattern)
+    {
+        _segments = segments;
+        Pattern = pattern;
+    }
+
+    public string Pattern { get; }
+
+    /// <summary>Parses <paramref name="pattern"/> against the route's parameters.</summary>
+    /// <exception cref="FormatException">The pattern is invalid; the message says why.</exception>
+    public static BackendTarget Parse(string pattern, RoutePattern route)
+    {
+        var segments = new List<Segment>();
+        var literal = new StringBuilder();
+        var i = 0;
+        while (i < pattern.Length)
+        {
+            var start = pattern.IndexOf("${", i, StringComparison.Ordinal);
+            if (start < 0)
+            {
+                literal.Append(pattern, i, pattern.Length - i);
+                break;
+            }
+
+            literal.Append(pattern, i, start - i);
+            var end = pattern.IndexOf('}', start);
+            if (end < 0)
+            {
+                throw new FormatException($"'{pattern}': '${{' at position {start} is not closed by '}}'.");
+            }
+
+            var expression = pattern[(start + 2)..end];
+            var dot = expression.IndexOf('.', StringComparison.Ordinal);
+            var source = dot < 0 ? expression : expression[..dot];
+            var name = dot < 0 ? string.Empty : expression[(dot + 1)..];
+            if (name.Length == 0 || source is not ("params" or "query"))
+            {
+                throw new FormatException($"'{pattern}': '${{{expression}}}' is neither ${{params.NAME}} nor ${{query.NAME}}.");
+            }
+
+            var parameter = source == "params" ? route.GetParameter(name) : null;
+            if (source == "params" && parameter is null)
+            {
+                var known = string.Join(", ", route.Parameters.Select(p => p.Name));
+                throw new FormatException($"'{pattern}': unknown route parameter '{name}' (the route has: {(known.Length == 0 ? "none" : known)}).");
+            }
+
+            if (literal.Length > 0)
+            {
+                segments.Add(new Segment(literal.ToString(), null, false, false));
+                literal.Clear();
+            }
+
+            segments.Add(new Segment(null, name, source == "query", parameter?.IsCatchAll == true));
+            i = end + 1;
+        }
+
+        if (literal.Length > 0)
+        {
+            segments.Add(new Segment(literal.ToString(), null, false, false));
+        }
+
+        // Values may only land in the path and query: a client must never choose the host it reaches.
+        var prefix = segments.Count > 0 && segments[0].Literal is { } first ? first : string.Empty;
+        var schemeEnd = prefix.IndexOf("://", StringComparison.Ordinal);
+        var authorityEnd = schemeEnd < 0 ? -1 : prefix.IndexOfAny(['/', '?'], schemeEnd + 3);
+        if (schemeEnd < 0 || authorityEnd < 0 && segments.Count > 1)
+        {
+            throw new FormatException($"'{pattern}': the scheme and host must be literal; values can only be placed in the path or query.");
+        }
+
+        var authority = authorityEnd < 0 ? prefix : prefix[..authorityEnd];
+        if (!Uri.TryCreate(authority, UriKind.Absolute, out var baseUri) || baseUri.Scheme is not ("ws" or "wss"))
+        {
+            throw new FormatException($"'{pattern}': a backend URL starts with ws:// or wss:// and a host.");
+        }
+
+        return new BackendTarget([.. segments], pattern);
+    }
+
+    /// <summary>Builds the backend URL for one request.</summary>
+    public Uri Resolve(HttpContext context)
+    {
+        var builder = new StringBuilder(Pattern.Length + 32);
+        foreach (var segment in _segments)
+        {
+            if (segment.Literal is not null)
+            {
+                builder.Append(segment.Literal);
+                continue;
+            }
+
+            var value = segment.FromQuery
+                ? context.Request.Query[segment.Name!].ToString()
+                : Convert.ToString(context.Request.RouteValues[segment.Name!], System.Globalization.CultureInfo.InvariantCulture) ?? string.Empty;
+            if (segment.CatchAll)
+            {
+                // A catch-all ({**rest}) spans path segments: encode each one and keep the slashes.
+                var parts = value.Split('/');
+                for (var i = 0; i < parts.Length; i++)
+                {
+                    builder.Append(i == 0 ? string.Empty : "/").Append(Uri.EscapeDataString(parts[i]));
+                }
+            }
+            else
+            {
+                builder.Append(Uri.EscapeDataString(value));
+            }
+        }
+
+        return new Uri(builder.ToString(), UriKind.Absolute);
+    }
+
+    private readonly record struct Segment(string? Literal, string? Name, bool FromQuery, bool CatchAll);
+}

@@ -1,0 +1,264 @@
+using System.Diagnostics;
+using System.Net.WebSockets;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing.Patterns;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Net.Http.Headers;
+using Sluice.Diagnostics;
+using Sluice.Protocol;
+
+namespace Sluice.Proxy;
+
+/// <summary>
+/// The request handler of a proxied endpoint: upgrade steps, then the backend handshake, and only once the
+/// backend has accepted, the client's; then the connection runs.
+/// </summary>
+internal sealed class ProxyEndpoint
+{
+    /// <summary>Headers that belong to one hop's handshake and are never copied to the backend.</summary>
+    private static readonly HashSet<string> s_handshakeHeaders = new(StringComparer.OrdinalIgnoreCase)
+    {
+        HeaderNames.Host, HeaderNames.Connection, HeaderNames.Upgrade, HeaderNames.SecWebSocketKey,
+        HeaderNames.SecWebSocketVersion, HeaderNames.SecWebSocketProtocol, HeaderNames.SecWebSocketExtensions,
+        HeaderNames.SecWebSocketAccept, "Keep-Alive", "Proxy-Connection", HeaderNames.TransferEncoding,
+        HeaderNames.ContentLength, HeaderNames.TE, HeaderNames.Trailer, "X-Forwarded-For", "X-Forwarded-Proto",
+        "X-Forwarded-Host", SubjectHeader, "traceparent", "tracestate",
+    };
+
+    public const string SubjectHeader = "X-Sluice-Subject";
+
+    private readonly string _pattern;
+    private readonly WebSocketProxyBuilder _builder;
+    private readonly BackendTarget? _target;
+    private readonly Func<HttpContext, ValueTask<Uri>>? _targetSelector;
+    private readonly Lock _buildLock = new();
+    private WebSocketRoute? _route;
+    private ProxyMetrics? _metrics;
+
+    public ProxyEndpoint(string pattern, WebSocketProxyBuilder builder, string? target, Func<HttpContext, ValueTask<Uri>>? targetSelector)
+    {
+        _pattern = pattern;
+        _builder = builder;
+        _targetSelector = targetSelector;
+        if (target is not null)
+        {
+            // Checked now, so that a bad target fails at startup rather than on the first connection.
+            _target = BackendTarget.Parse(target, RoutePatternFactory.Parse(pattern));
+        }
+
+        foreach (var header in builder.ForwardHeaders)
+        {
+            if (s_handshakeHeaders.Contains(header))
+            {
+                throw new InvalidOperationException($"{pattern}: the header '{header}' is set by the proxy itself and cannot be forwarded.");
+            }
+        }
+    }
+
+    public void Build(IServiceProvider services, IList<object> metadata)
+    {
+        lock (_buildLock)
+        {
+            if (_route is not null)
+            {
+                return;
+            }
+
+            var options = EndpointServices.GetSluiceOptions(services);
+            var builders = WebSocketGroupMetadata.BuildersOf(metadata);
+            builders.Add(_builder);
+            var composed = ComposedConfiguration.Compose(builders, options.EndpointDefaults, services, _pattern);
+            _route = new WebSocketRoute(_pattern, composed.Options, composed, services, "Sluice.Proxy");
+            _metrics = services.GetRequiredService<ProxyMetrics>();
+        }
+    }
+
+    public async Task HandleAsync(HttpContext httpContext)
+    {
+        if (_route is null)
+        {
+            Build(httpContext.RequestServices, httpContext.GetEndpoint()?.Metadata.ToList() ?? []);
+        }
+
+        var route = _route!;
+        var upgrade = await route.BeginUpgradeAsync(httpContext);
+        if (upgrade is null)
+        {
+            return;
+        }
+
+        BackendConnection? backend = null;
+        try
+        {
+            var backendUri = _target is not null ? _target.Resolve(httpContext) : await _targetSelector!(httpContext);
+            var started = Stopwatch.GetTimestamp();
+            try
+            {
+                backend = await BackendConnector.ConnectAsync(
+                    new BackendConnectRequest
+                    {
+                        Uri = backendUri,
+                        SubProtocols = ServerHandshake.GetOfferedProtocols(httpContext),
+                        Headers = BuildHeaders(httpContext, upgrade.Subject),
+                        OfferDeflate = _builder.EnableBackendCompression,
+                        Timeout = _builder.ConnectTimeout,
+                        SslOptions = _builder.BackendTls,
+                    },
+                    httpContext.RequestAborted);
+                _metrics!.RecordConnected(_pattern, Stopwatch.GetElapsedTime(started));
+            }
+            catch (BackendConnectException ex)
+            {
+                _metrics!.RecordFailure(_pattern, ex.Kind);
+                ProxyLog.BackendConnectFailed(route.Logger, _pattern, backendUri, ex.Message);
+                route.Registry.ReleaseReservation();
+                await route.RejectAsync(httpContext, StatusCodes.Status502BadGateway, $"The backend is unavailable: {ex.Message}.");
+                return;
+            }
+
+            var deflate = route.Options.EnableCompression
+                ? DeflateNegotiation.AcceptOffer(httpContext.Request.Headers.SecWebSocketExtensions)
+                : null;
+            var stream = await ServerHandshake.AcceptAsync(httpContext, backend.SubProtocol, deflate);
+            var client = ClientLegs.Create(httpContext, stream, route.Options, deflate, backend.SubProtocol);
+            var backendLeg = CreateBackendLeg(backend, route.Options);
+            var connection = new ProxyConnection(route, httpContext, client, backendLeg, backendUri, upgrade, backend.SubProtocol);
+            backend = null;
+            await connection.RunAsync();
+        }
+        catch when (backend is not null)
+        {
+            route.Registry.ReleaseReservation();
+            await backend.Stream.DisposeAsync();
+            throw;
+        }
+    }
+
+    private static WebSocketLeg CreateBackendLeg(BackendConnection backend, WebSocketEndpointOptions options)
+    {
+        var socket = backend.Socket;
+        if (backend.Deflate is null)
+        {
+            return new FramedLeg(backend.Stream, isServer: false, options.MaxMessageBytes, socket.Dispose, ownsStream: true, backend.Leftover);
+        }
+
+        Stream stream = backend.Leftover.Length == 0 ? backend.Stream : new PrefixedStream(backend.Leftover, backend.Stream);
+        var webSocket = WebSocket.CreateFromStream(stream, new WebSocketCreationOptions
+        {
+            IsServer = false,
+            SubProtocol = backend.SubProtocol,
+            KeepAliveInterval = options.KeepAliveInterval,
+            KeepAliveTimeout = options.EffectiveKeepAliveTimeout,
+            DangerousDeflateOptions = backend.Deflate,
+        });
+        return new ManagedLeg(webSocket, options.MaxMessageBytes, socket.Dispose, stream);
+    }
+
+    private List<KeyValuePair<string, string>> BuildHeaders(HttpContext httpContext, string? subject)
+    {
+        var request = httpContext.Request;
+        var headers = new List<KeyValuePair<string, string>>(_builder.ForwardHeaders.Count + 6);
+        foreach (var name in _builder.ForwardHeaders)
+        {
+            foreach (var value in request.Headers[name])
+            {
+                if (value is not null)
+                {
+                    headers.Add(new(name, value));
+                }
+            }
+        }
+
+        // X-Forwarded-For appends the client's address to whatever earlier proxies recorded.
+        var remote = httpContext.Connection.RemoteIpAddress?.ToString();
+        var forwardedFor = request.Headers["X-Forwarded-For"].ToString();
+        if (remote is not null)
+        {
+            headers.Add(new("X-Forwarded-For", string.IsNullOrEmpty(forwardedFor) ? remote : $"{forwardedFor}, {remote}"));
+        }
+
+        headers.Add(new("X-Forwarded-Proto", request.Scheme));
+        if (request.Host.HasValue)
+        {
+            headers.Add(new("X-Forwarded-Host", request.Host.Value));
+        }
+
+        // The client's own X-Sluice-Subject never reaches the backend (it is in s_handshakeHeaders); only ours does.
+        if (subject is not null)
+        {
+            headers.Add(new(SubjectHeader, subject));
+        }
+
+        if (Activity.Current is { } activity && activity.IdFormat == ActivityIdFormat.W3C)
+        {
+            headers.Add(new("traceparent", activity.Id!));
+            if (!string.IsNullOrEmpty(activity.TraceStateString))
+            {
+                headers.Add(new("tracestate", activity.TraceStateString));
+            }
+        }
+        else if (request.Headers.TryGetValue("traceparent", out var traceParent))
+        {
+            headers.Add(new("traceparent", traceParent.ToString()));
+            if (request.Headers.TryGetValue("tracestate", out var traceState))
+            {
+                headers.Add(new("tracestate", traceState.ToString()));
+            }
+        }
+
+        return headers;
+    }
+}
+
+/// <summary>A stream that first yields bytes already read (past a handshake), then the inner stream's.</summary>
+internal sealed class PrefixedStream(byte[] prefix, Stream inner) : Stream
+{
+    private int _offset;
+
+    public override bool CanRead => true;
+
+    public override bool CanSeek => false;
+
+    public override bool CanWrite => true;
+
+    public override long Length => throw new NotSupportedException();
+
+    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+    public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        if (_offset < prefix.Length)
+        {
+            var count = Math.Min(buffer.Length, prefix.Length - _offset);
+            prefix.AsSpan(_offset, count).CopyTo(buffer.Span);
+            _offset += count;
+            return new ValueTask<int>(count);
+        }
+
+        return inner.ReadAsync(buffer, cancellationToken);
+    }
+
+    public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
+
+    public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default) => inner.WriteAsync(buffer, cancellationToken);
+
+    public override void Write(byte[] buffer, int offset, int count) => inner.Write(buffer, offset, count);
+
+    public override Task FlushAsync(CancellationToken cancellationToken) => inner.FlushAsync(cancellationToken);
+
+    public override void Flush() => inner.Flush();
+
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+    public override void SetLength(long value) => throw new NotSupportedException();
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            inner.Dispose();
+        }
+
+        base.Dispose(disposing);
+    }
+}

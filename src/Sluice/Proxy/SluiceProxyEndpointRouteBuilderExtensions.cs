@@ -1,0 +1,62 @@
+using System.Diagnostics.CodeAnalysis;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Sluice;
+using Sluice.Proxy;
+
+namespace Microsoft.AspNetCore.Builder;
+
+/// <summary>Maps Sluice WebSocket proxy endpoints.</summary>
+public static class SluiceProxyEndpointRouteBuilderExtensions
+{
+    /// <summary>
+    /// Maps a WebSocket endpoint at <paramref name="pattern"/> that proxies each connection to the backend
+    /// <paramref name="target"/>, running every message through the interceptors <paramref name="configure"/> adds:
+    /// inbound ones on messages from the client, outbound ones on messages from the backend.
+    /// </summary>
+    /// <param name="endpoints">The route builder.</param>
+    /// <param name="pattern">The route pattern, e.g. <c>/chat/{room}</c>.</param>
+    /// <param name="target">
+    /// The backend URL, <c>ws://</c> or <c>wss://</c>. <c>${params.NAME}</c> and <c>${query.NAME}</c> in its path and
+    /// query are replaced by the route or query value, URL-encoded; an unknown route parameter is an error here.
+    /// </param>
+    /// <param name="configure">Adds interceptors, upgrade steps and hooks, and sets backend options.</param>
+    public static IEndpointConventionBuilder MapWebSocketProxy(
+        this IEndpointRouteBuilder endpoints,
+        [StringSyntax("Route")] string pattern,
+        string target,
+        Action<WebSocketProxyBuilder>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(target);
+        return Map(endpoints, pattern, target, null, configure);
+    }
+
+    /// <summary>
+    /// Maps a WebSocket proxy endpoint whose backend <paramref name="selectTarget"/> picks for each connection,
+    /// from the upgrade request.
+    /// </summary>
+    public static IEndpointConventionBuilder MapWebSocketProxy(
+        this IEndpointRouteBuilder endpoints,
+        [StringSyntax("Route")] string pattern,
+        Func<HttpContext, ValueTask<Uri>> selectTarget,
+        Action<WebSocketProxyBuilder>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(selectTarget);
+        return Map(endpoints, pattern, null, selectTarget, configure);
+    }
+
+    private static IEndpointConventionBuilder Map(
+        IEndpointRouteBuilder endpoints, string pattern, string? target, Func<HttpContext, ValueTask<Uri>>? selectTarget, Action<WebSocketProxyBuilder>? configure)
+    {
+        ArgumentNullException.ThrowIfNull(endpoints);
+        ArgumentNullException.ThrowIfNull(pattern);
+
+        var builder = new WebSocketProxyBuilder();
+        configure?.Invoke(builder);
+        var endpoint = new ProxyEndpoint(pattern, builder, target, selectTarget);
+        var conventions = endpoints.Map(pattern, endpoint.HandleAsync);
+        conventions.WithDisplayName($"WebSocket proxy {pattern}");
+        conventions.Finally(endpointBuilder => endpoint.Build(endpointBuilder.ApplicationServices, endpointBuilder.Metadata));
+        return conventions;
+    }
+}
