@@ -1,0 +1,153 @@
+using System.Net;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
+using Sluice.Tests.Infrastructure;
+
+namespace Sluice.Tests.Hosting;
+
+/// <summary>Message size, idle timeout, keep-alive, connection cap and non-WebSocket requests.</summary>
+public class LimitsTests
+{
+    private static Task<TestServer> StartEchoAsync(Action<WebSocketEndpointOptions>? options = null, Action<SluiceOptions>? sluice = null) =>
+        TestServer.StartAsync(
+            app => app.MapWebSocket("/echo", ws =>
+            {
+                if (options is not null)
+                {
+                    ws.ConfigureOptions(options);
+                }
+
+                ws.OnMessage((m, c) => WebSocketMessage.FromText(m.Length.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+            }),
+            services => services.Configure<SluiceOptions>(o => sluice?.Invoke(o)));
+
+    [Fact]
+    public async Task MessageOfExactlyTheLimit_Passes_OneByteMoreClosesWith1009()
+    {
+        await using var server = await StartEchoAsync(o => o.MaxMessageBytes = 1000);
+        using var ws = await RawWebSocket.ConnectAsync(server.WebSocketUri("/echo"));
+
+        await ws.SendFrameAsync(0x2, new byte[1000]);
+        Assert.Equal("1000", (await ws.ReadFrameAsync())!.Text);
+
+        await ws.SendFrameAsync(0x2, new byte[1001]);
+        Assert.Equal((ushort)1009, (await ws.ReadCloseAsync()).Code);
+    }
+
+    [Fact]
+    public async Task FragmentsAddingUpPastTheLimit_CloseWith1009()
+    {
+        await using var server = await StartEchoAsync(o => o.MaxMessageBytes = 1000);
+        using var ws = await RawWebSocket.ConnectAsync(server.WebSocketUri("/echo"));
+
+        await ws.SendFrameAsync(0x2, new byte[600], fin: false);
+        await ws.SendFrameAsync(0x0, new byte[401], fin: true);
+
+        Assert.Equal((ushort)1009, (await ws.ReadCloseAsync()).Code);
+    }
+
+    [Fact]
+    public async Task DefaultLimit_IsOneMebibyte()
+    {
+        await using var server = await StartEchoAsync();
+        using var ws = await RawWebSocket.ConnectAsync(server.WebSocketUri("/echo"));
+
+        await ws.SendFrameAsync(0x2, new byte[1024 * 1024]);
+        Assert.Equal("1048576", (await ws.ReadFrameAsync())!.Text);
+        await ws.SendFrameAsync(0x2, new byte[(1024 * 1024) + 1]);
+        Assert.Equal((ushort)1009, (await ws.ReadCloseAsync()).Code);
+    }
+
+    [Fact]
+    public async Task IdleConnection_IsClosedWith1001()
+    {
+        await using var server = await StartEchoAsync(o => o.IdleTimeout = TimeSpan.FromSeconds(1));
+        using var ws = await RawWebSocket.ConnectAsync(server.WebSocketUri("/echo"));
+
+        var (code, reason) = await ws.ReadCloseAsync(TimeSpan.FromSeconds(10));
+
+        Assert.Equal(((ushort?)1001, "idle timeout"), (code, reason));
+    }
+
+    [Fact]
+    public async Task KeepAlive_PingsASilentClient_AndDropsOneThatNeverAnswers()
+    {
+        await using var server = await StartEchoAsync(o => o.KeepAliveInterval = TimeSpan.FromSeconds(1));
+        using var ws = await RawWebSocket.ConnectAsync(server.WebSocketUri("/echo"));
+
+        // The raw client never answers pings: after two intervals of silence the server gives up on it.
+        var ping = await ws.ReadFrameAsync(TimeSpan.FromSeconds(5));
+        Assert.Equal(0x9, ping!.Opcode);
+        Assert.True(await ws.WaitForTcpCloseAsync(TimeSpan.FromSeconds(10)), "a silent client must be dropped");
+        await server.Logs.WaitForAsync(e => e.EventId.Id == 105);
+    }
+
+    [Fact]
+    public async Task KeepAlive_KeepsAClientThatAnswersPings()
+    {
+        await using var server = await StartEchoAsync(o => o.KeepAliveInterval = TimeSpan.FromSeconds(1));
+        using var client = await WebSocketClient.ConnectAsync(server.WebSocketUri("/echo"));
+
+        // ClientWebSocket answers pings only while a receive is pending, as browsers always have one.
+        var reply = client.ReceiveTextAsync(TimeSpan.FromSeconds(15));
+        await Task.Delay(TimeSpan.FromSeconds(4));
+
+        await client.SendTextAsync("still alive");
+        Assert.Equal("11", await reply);
+    }
+
+    [Fact]
+    public async Task PlainHttpRequest_OnAWebSocketRoute_Gets400WithAnExplanation()
+    {
+        await using var server = await StartEchoAsync();
+        using var http = server.CreateHttpClient();
+
+        using var response = await http.GetAsync(new Uri("/echo", UriKind.Relative));
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.Contains("WebSocket", body, StringComparison.Ordinal);
+        Assert.Single(body.TrimEnd('\n').Split('\n'));
+    }
+
+    [Fact]
+    public async Task UnsupportedVersion_Gets426WithTheSupportedVersion()
+    {
+        await using var server = await StartEchoAsync();
+        var uri = server.WebSocketUri("/echo");
+        using var ws = await RawWebSocket.ConnectAsync(uri,
+            $"GET /echo HTTP/1.1\r\nHost: {uri.Authority}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n");
+
+        Assert.Equal(426, ws.StatusCode);
+        Assert.Contains("Sec-WebSocket-Version: 13", ws.ResponseHead, StringComparison.OrdinalIgnoreCase);
+    }
+
+    [Fact]
+    public async Task ConnectionsBeyondTheCap_Get503WithRetryAfter_OthersKeepWorking()
+    {
+        await using var server = await StartEchoAsync(sluice: o => o.MaxConnections = 2);
+        using var first = await WebSocketClient.ConnectAsync(server.WebSocketUri("/echo"));
+        using var second = await WebSocketClient.ConnectAsync(server.WebSocketUri("/echo"));
+
+        using var third = await RawWebSocket.ConnectAsync(server.WebSocketUri("/echo"));
+
+        Assert.Equal(503, third.StatusCode);
+        Assert.Contains("Retry-After:", third.ResponseHead, StringComparison.OrdinalIgnoreCase);
+        await first.SendTextAsync("ok");
+        Assert.Equal("2", await first.ReceiveTextAsync());
+
+        await second.CloseAsync(System.Net.WebSockets.WebSocketCloseStatus.NormalClosure, null, CancellationToken.None);
+        await HostModeTests.WaitUntilAsync(() => server.Services.GetService(typeof(IWebSocketConnectionRegistry)) is IWebSocketConnectionRegistry { Count: 1 });
+        using var fourth = await WebSocketClient.ConnectAsync(server.WebSocketUri("/echo"));
+        await fourth.SendTextAsync("in");
+        Assert.Equal("2", await fourth.ReceiveTextAsync());
+    }
+
+    [Fact]
+    public void DefaultConnectionCap_IsASafeShareOfTheOpenFileLimit()
+    {
+        Assert.Equal(9488, WebSocketConnectionRegistry.DefaultMaxConnections(20_000));
+        Assert.Equal(75, WebSocketConnectionRegistry.DefaultMaxConnections(200));
+        Assert.True(WebSocketConnectionRegistry.DefaultMaxConnections(20_000) * 2 < 20_000);
+    }
+}
