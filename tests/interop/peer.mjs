@@ -12,13 +12,13 @@ const [mode, url, scenario] = process.argv.slice(2);
 
 function serve() {
   const server = new WebSocketServer({
-    host: '127.0.0.1', port: 0, maxPayload: MAX, perMessageDeflate: false,
+    host: '127.0.0.1', port: 0, maxPayload: MAX, perMessageDeflate: process.env.PEER_DEFLATE === '1',
     handleProtocols: (protocols) => ['chat.v2', 'chat.v1'].find((p) => protocols.has(p)) ?? false,
   });
   server.on('connection', (ws, request) => {
     const path = request.url;
     if (path.startsWith('/headers')) {
-      ws.send(JSON.stringify({ path, headers: request.headers, subprotocol: ws.protocol }));
+      ws.send(JSON.stringify({ path, headers: request.headers, subprotocol: ws.protocol, extensions: Object.keys(ws._extensions ?? {}) }));
     }
     if (path.startsWith('/hello')) ws.send('hello');
     if (path.startsWith('/flood')) {

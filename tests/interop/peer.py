@@ -21,7 +21,8 @@ async def handler(ws, path=None):
     path = path or getattr(ws, "path", "/")
     if path.startswith("/headers"):
         await ws.send(json.dumps({"path": path, "headers": {k.lower(): v for k, v in ws.request_headers.raw_items()},
-                                  "subprotocol": ws.subprotocol}))
+                                  "subprotocol": ws.subprotocol,
+                                  "extensions": [type(e).__name__ for e in ws.extensions]}))
     if path.startswith("/hello"):
         await ws.send("hello")
     if path.startswith("/flood"):
@@ -40,8 +41,9 @@ async def handler(ws, path=None):
 
 
 async def serve():
+    compression = "deflate" if os.environ.get("PEER_DEFLATE") == "1" else None
     async with websockets.serve(handler, "127.0.0.1", 0, max_size=MAX, subprotocols=["chat.v2", "chat.v1"],
-                                compression=None, ping_interval=None) as server:
+                                compression=compression, ping_interval=None) as server:
         port = server.sockets[0].getsockname()[1]
         print(f"LISTENING {port}", flush=True)
         await asyncio.Future()

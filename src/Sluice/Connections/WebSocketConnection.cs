@@ -290,6 +290,21 @@ public abstract class WebSocketConnection
         ticks == 0 ? null : ConnectedAt + TimeSpan.FromMilliseconds(ticks - _connectedTicks);
 }
 
+/// <summary>
+/// Counts the receive loops running in the process, so that tests can prove that no loop outlives its
+/// connection, whatever way the connection ended.
+/// </summary>
+internal static class ReceiveLoops
+{
+    private static int s_running;
+
+    public static int Running => Volatile.Read(ref s_running);
+
+    public static void Started() => Interlocked.Increment(ref s_running);
+
+    public static void Stopped() => Interlocked.Decrement(ref s_running);
+}
+
 /// <summary>Short, ordered, process-unique connection ids, in the style of Kestrel's connection ids.</summary>
 internal static class ConnectionIds
 {

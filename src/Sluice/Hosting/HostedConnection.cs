@@ -169,6 +169,7 @@ internal sealed class HostedConnection : WebSocketConnection
     {
         var holder = MessageContextScope.Enter();
         var aborted = _abort.Token;
+        ReceiveLoops.Started();
         try
         {
             while (true)
@@ -237,6 +238,7 @@ internal sealed class HostedConnection : WebSocketConnection
         finally
         {
             holder.Context = null;
+            ReceiveLoops.Stopped();
         }
     }
 

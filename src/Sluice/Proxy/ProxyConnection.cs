@@ -214,6 +214,7 @@ public sealed class ProxyConnection : WebSocketConnection
     {
         var holder = MessageContextScope.Enter();
         var aborted = _abort.Token;
+        ReceiveLoops.Started();
         try
         {
             while (true)
@@ -296,6 +297,7 @@ public sealed class ProxyConnection : WebSocketConnection
         finally
         {
             holder.Context = null;
+            ReceiveLoops.Stopped();
         }
     }
 

@@ -34,9 +34,9 @@ public sealed class ExternalPeer : IAsyncDisposable
 
     public string Authority => $"127.0.0.1:{Port}";
 
-    public static async Task<ExternalPeer> StartServerAsync(PeerKind kind)
+    public static async Task<ExternalPeer> StartServerAsync(PeerKind kind, bool deflate = false)
     {
-        var process = Start(kind, "server");
+        var process = Start(kind, ["server"], deflate);
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
         while (true)
         {
@@ -52,7 +52,7 @@ public sealed class ExternalPeer : IAsyncDisposable
     /// <summary>Runs a client scenario (see peer.py) and returns its "OK ..." line; fails the test otherwise.</summary>
     public static async Task<string> RunClientAsync(PeerKind kind, Uri url, string scenario)
     {
-        using var process = Start(kind, "client", url.ToString(), scenario);
+        using var process = Start(kind, ["client", url.ToString(), scenario], deflate: false);
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
         var output = process.StandardOutput.ReadToEndAsync(timeout.Token);
         var error = process.StandardError.ReadToEndAsync(timeout.Token);
@@ -75,7 +75,7 @@ public sealed class ExternalPeer : IAsyncDisposable
         _process.Dispose();
     }
 
-    private static Process Start(PeerKind kind, params string[] arguments)
+    private static Process Start(PeerKind kind, string[] arguments, bool deflate)
     {
         var info = kind == PeerKind.Python
             ? new ProcessStartInfo("/usr/bin/python3") { ArgumentList = { Path.Combine(InteropDirectory, "peer.py") } }
@@ -85,6 +85,7 @@ public sealed class ExternalPeer : IAsyncDisposable
             info.ArgumentList.Add(argument);
         }
 
+        info.Environment["PEER_DEFLATE"] = deflate ? "1" : "0";
         info.RedirectStandardOutput = true;
         info.RedirectStandardError = true;
         info.WorkingDirectory = InteropDirectory;
