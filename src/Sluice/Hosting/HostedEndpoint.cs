@@ -10,6 +10,8 @@ namespace Sluice;
 /// <summary>The request handler of a hosted endpoint: performs the upgrade and runs the connection.</summary>
 internal sealed class HostedEndpoint(string pattern, WebSocketEndpointBuilder builder)
 {
+    private string _pattern = pattern;
+
     /// <summary>The <see cref="MessageContext.Layer"/> of a message while the handler runs.</summary>
     public const int HandlerLayer = -2;
 
@@ -21,7 +23,7 @@ internal sealed class HostedEndpoint(string pattern, WebSocketEndpointBuilder bu
     public ResultConversion Results { get; private set; } = null!;
 
     /// <summary>Composes the pipeline once, from the endpoint's metadata (its groups) and its own builder.</summary>
-    public void Build(IServiceProvider services, IList<object> metadata)
+    public void Build(IServiceProvider services, IList<object> metadata, string? fullPattern = null)
     {
         lock (_buildLock)
         {
@@ -30,15 +32,16 @@ internal sealed class HostedEndpoint(string pattern, WebSocketEndpointBuilder bu
                 return;
             }
 
+            _pattern = fullPattern ?? _pattern;
             var options = EndpointServices.GetSluiceOptions(services);
             var builders = WebSocketGroupMetadata.BuildersOf(metadata);
             builders.Add(builder);
-            var composed = ComposedConfiguration.Compose(builders, options.EndpointDefaults, services, pattern);
+            var composed = ComposedConfiguration.Compose(builders, options.EndpointDefaults, services, _pattern);
             Results = new ResultConversion(
                 builder.ResultConverters,
                 services.GetServices<IWebSocketResultConverter>().ToArray(),
                 services.GetRequiredService<IOptions<JsonOptions>>().Value.SerializerOptions);
-            _route = new WebSocketRoute(pattern, composed.Options, composed, services, "Sluice.Hosting");
+            _route = new WebSocketRoute(_pattern, composed.Options, composed, services, "Sluice.Hosting");
         }
     }
 

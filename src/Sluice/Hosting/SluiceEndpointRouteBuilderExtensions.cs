@@ -26,11 +26,15 @@ public static class SluiceEndpointRouteBuilderExtensions
         configure(builder);
         var endpoint = new HostedEndpoint(pattern, builder);
         var conventions = endpoints.Map(pattern, endpoint.HandleAsync);
-        conventions.WithDisplayName($"WebSocket {pattern}");
 
         // Finally conventions run after every group's conventions, when the group metadata is all there:
         // the moment to compose the pipeline, once.
-        conventions.Finally(endpointBuilder => endpoint.Build(endpointBuilder.ApplicationServices, endpointBuilder.Metadata));
+        conventions.Finally(endpointBuilder =>
+        {
+            var fullPattern = EndpointPatterns.Of(endpointBuilder, pattern);
+            endpointBuilder.DisplayName = $"WebSocket {fullPattern}";
+            endpoint.Build(endpointBuilder.ApplicationServices, endpointBuilder.Metadata, fullPattern);
+        });
         return conventions;
     }
 
@@ -52,4 +56,11 @@ public static class SluiceEndpointRouteBuilderExtensions
         builder.Add(endpointBuilder => endpointBuilder.Metadata.Add(metadata));
         return builder;
     }
+}
+
+internal static class EndpointPatterns
+{
+    /// <summary>The endpoint's whole route pattern, group prefixes included: what logs and metrics name.</summary>
+    public static string Of(Microsoft.AspNetCore.Builder.EndpointBuilder endpointBuilder, string pattern) =>
+        (endpointBuilder as RouteEndpointBuilder)?.RoutePattern.RawText is { Length: > 0 } raw ? raw : pattern;
 }

@@ -27,7 +27,7 @@ internal sealed class ProxyEndpoint
 
     public const string SubjectHeader = "X-Sluice-Subject";
 
-    private readonly string _pattern;
+    private string _pattern;
     private readonly WebSocketProxyBuilder _builder;
     private readonly BackendTarget? _target;
     private readonly Func<HttpContext, ValueTask<Uri>>? _targetSelector;
@@ -55,7 +55,7 @@ internal sealed class ProxyEndpoint
         }
     }
 
-    public void Build(IServiceProvider services, IList<object> metadata)
+    public void Build(IServiceProvider services, IList<object> metadata, string? fullPattern = null)
     {
         lock (_buildLock)
         {
@@ -64,6 +64,7 @@ internal sealed class ProxyEndpoint
                 return;
             }
 
+            _pattern = fullPattern ?? _pattern;
             var options = EndpointServices.GetSluiceOptions(services);
             var builders = WebSocketGroupMetadata.BuildersOf(metadata);
             builders.Add(_builder);

@@ -55,8 +55,12 @@ public static class SluiceProxyEndpointRouteBuilderExtensions
         configure?.Invoke(builder);
         var endpoint = new ProxyEndpoint(pattern, builder, target, selectTarget);
         var conventions = endpoints.Map(pattern, endpoint.HandleAsync);
-        conventions.WithDisplayName($"WebSocket proxy {pattern}");
-        conventions.Finally(endpointBuilder => endpoint.Build(endpointBuilder.ApplicationServices, endpointBuilder.Metadata));
+        conventions.Finally(endpointBuilder =>
+        {
+            var fullPattern = EndpointPatterns.Of(endpointBuilder, pattern);
+            endpointBuilder.DisplayName = $"WebSocket proxy {fullPattern}";
+            endpoint.Build(endpointBuilder.ApplicationServices, endpointBuilder.Metadata, fullPattern);
+        });
         return conventions;
     }
 }

@@ -22,7 +22,7 @@ public class GroupAndFeatureTests
         await using var server = await TestServer.StartAsync(app =>
         {
             var api = app.MapGroup("/api").WithWebSocketPipeline(p => p.Inbound(m => WebSocketMessage.FromText(m.Text + " >api")));
-            api.MapWebSocket("/users", ws => ws.OnMessage((m, c) => m.Text + " >users"));
+            api.MapWebSocket("/users", ws => ws.OnMessage((m, c) => m.Text + $" >users({c.RoutePattern})"));
             var v2 = api.MapGroup("/v2").WithWebSocketPipeline(p => p.Inbound(m => WebSocketMessage.FromText(m.Text + " >v2")));
             v2.MapWebSocket("/items", ws =>
             {
@@ -32,7 +32,7 @@ public class GroupAndFeatureTests
             app.MapWebSocket("/outside", ws => ws.OnMessage((m, c) => m.Text));
         });
 
-        Assert.Equal("x >api >users", await RoundTripAsync(server, "/api/users", "x"));
+        Assert.Equal("x >api >users(/api/users)", await RoundTripAsync(server, "/api/users", "x"));
         Assert.Equal("x >api >v2 >items", await RoundTripAsync(server, "/api/v2/items", "x"));
         Assert.Equal("x", await RoundTripAsync(server, "/outside", "x"));
     }

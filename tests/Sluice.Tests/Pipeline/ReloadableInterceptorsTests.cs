@@ -1,0 +1,62 @@
+using System.Net.WebSockets;
+using Microsoft.AspNetCore.Builder;
+using Sluice.Tests.Infrastructure;
+
+namespace Sluice.Tests.Pipeline;
+
+public class ReloadableInterceptorsTests
+{
+    [Fact]
+    public async Task Reload_AppliesToTheNextMessageOfOpenConnections_WithoutDroppingThem()
+    {
+        var policies = new ReloadableInterceptors(p => p.Inbound(m => WebSocketMessage.FromText("v1:" + m.Text)));
+        await using var server = await TestServer.StartAsync(app =>
+        {
+            app.MapWebSocket("/hosted", ws =>
+            {
+                ws.Use(policies);
+                ws.Inbound(m => WebSocketMessage.FromText(m.Text + ":after"));
+                ws.OnMessage((m, c) => m.Text);
+            });
+        });
+        using var client = await WebSocketClient.ConnectAsync(server.WebSocketUri("/hosted"));
+        await client.SendTextAsync("a");
+        Assert.Equal("v1:a:after", await client.ReceiveTextAsync());
+
+        policies.Reload(p =>
+        {
+            p.Inbound(m => m.Text == "blocked" ? null : WebSocketMessage.FromText("v2:" + m.Text)).WithName("v2-filter");
+        });
+
+        await client.SendTextAsync("blocked");
+        await client.SendTextAsync("b");
+        Assert.Equal("v2:b:after", await client.ReceiveTextAsync());
+        Assert.Equal(WebSocketState.Open, client.State);
+
+        // The drop is attributed to the interceptor inside the set, by name.
+        var dropped = await server.Logs.WaitForAsync(e => e.EventId.Id == 201 && e.Message.Contains("Dropped", StringComparison.Ordinal));
+        Assert.Contains("v2-filter", dropped.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Reload_ThatCannotBuild_ChangesNothing()
+    {
+        var policies = new ReloadableInterceptors(p => p.Inbound(m => WebSocketMessage.FromText("kept:" + m.Text)));
+        await using var server = await TestServer.StartAsync(app => app.MapWebSocket("/hosted", ws =>
+        {
+            ws.Use(policies);
+            ws.OnMessage((m, c) => m.Text);
+        }));
+        using var client = await WebSocketClient.ConnectAsync(server.WebSocketUri("/hosted"));
+
+        Assert.ThrowsAny<Exception>(() => policies.Reload(p => p.Use<NeedsMissingService>()));
+
+        await client.SendTextAsync("x");
+        Assert.Equal("kept:x", await client.ReceiveTextAsync());
+    }
+
+    private sealed class NeedsMissingService(IDisposable missing) : IMessageInterceptor
+    {
+        public ValueTask InboundAsync(MessageContext context, MessageDelegate next) => missing is null ? default : next(context);
+    }
+}
