@@ -4,6 +4,8 @@ using System.Security.Claims;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Sluice.Diagnostics;
+using Sluice.Protocol;
+using Sluice.Topics;
 
 namespace Sluice;
 
@@ -23,6 +25,8 @@ public abstract class WebSocketConnection
     private readonly long _connectedTicks = Environment.TickCount64;
     private Dictionary<object, object?>? _items;
     private object?[]? _features;
+    private HashSet<string>? _topics;
+    private TopicOutbox? _outbox;
     private object? _featureSync;
 
     private long _inboundMessages;
@@ -139,6 +143,78 @@ public abstract class WebSocketConnection
         return Completion;
     }
 
+    /// <summary>Subscribes the connection to <paramref name="topic"/>. Returns false if it already was.</summary>
+    public bool Subscribe(string topic)
+    {
+        var topics = LazyInitializer.EnsureInitialized(ref _topics, () => new HashSet<string>(StringComparer.Ordinal));
+        lock (topics)
+        {
+            if (IsClosing || !topics.Add(topic))
+            {
+                return false;
+            }
+        }
+
+        if (!Route.Topics.Subscribe(this, topic))
+        {
+            return false;
+        }
+
+        // A close that raced with this subscribe has already unsubscribed everything else; undo this one too.
+        if (IsClosing)
+        {
+            Unsubscribe(topic);
+            return false;
+        }
+
+        return true;
+    }
+
+    /// <summary>Unsubscribes the connection from <paramref name="topic"/>. Returns false if it was not subscribed.</summary>
+    public bool Unsubscribe(string topic)
+    {
+        var topics = _topics;
+        if (topics is null)
+        {
+            return false;
+        }
+
+        lock (topics)
+        {
+            if (!topics.Remove(topic))
+            {
+                return false;
+            }
+        }
+
+        return Route.Topics.Unsubscribe(this, topic);
+    }
+
+    /// <summary>Gets the topics the connection is subscribed to.</summary>
+    public IReadOnlyCollection<string> Topics
+    {
+        get
+        {
+            var topics = _topics;
+            if (topics is null)
+            {
+                return [];
+            }
+
+            lock (topics)
+            {
+                return [.. topics];
+            }
+        }
+    }
+
+    /// <summary>
+    /// Publishes <paramref name="message"/> to the subscribers of <paramref name="topic"/> on every node; this
+    /// connection receives it too only if <paramref name="includeSelf"/> is true and it is subscribed.
+    /// </summary>
+    public ValueTask PublishAsync(string topic, WebSocketMessage message, bool includeSelf = false, CancellationToken cancellationToken = default) =>
+        Route.Topics.PublishAsync(topic, message, includeSelf ? null : this, cancellationToken);
+
     /// <summary>Gets the connection's instance of the feature <typeparamref name="TFeature"/>, created on first use.</summary>
     /// <exception cref="InvalidOperationException">No endpoint or group of this connection registered the feature.</exception>
     public TFeature Feature<TFeature>()
@@ -176,6 +252,49 @@ public abstract class WebSocketConnection
     /// <summary>Called once a second by <see cref="ConnectionMonitor"/>: keep-alive and idle timeout.</summary>
     internal abstract void OnTick(long nowTicks);
 
+    /// <summary>The leg to the client, where topic frames are written.</summary>
+    internal abstract WebSocketLeg ClientLeg { get; }
+
+    /// <summary>Runs the outbound chain for a message the app or a topic sends; the caller flushes.</summary>
+    internal abstract ValueTask SendThroughOutboundAsync(WebSocketMessage message);
+
+    internal void DeliverTopic(TopicFrame frame)
+    {
+        if (!IsClosing)
+        {
+            (_outbox ?? EnsureOutbox()).Enqueue(frame);
+        }
+    }
+
+    private TopicOutbox EnsureOutbox()
+    {
+        var outbox = new TopicOutbox(this, Route.Topics);
+        return Interlocked.CompareExchange(ref _outbox, outbox, null) ?? outbox;
+    }
+
+    private void LeaveAllTopics()
+    {
+        var topics = _topics;
+        if (topics is null)
+        {
+            return;
+        }
+
+        string[] subscribed;
+        lock (topics)
+        {
+            subscribed = [.. topics];
+            topics.Clear();
+        }
+
+        foreach (var topic in subscribed)
+        {
+            Route.Topics.Unsubscribe(this, topic);
+        }
+
+        _outbox?.Clear();
+    }
+
     internal void CountInbound(int bytes)
     {
         Interlocked.Increment(ref _inboundMessages);
@@ -205,6 +324,7 @@ public abstract class WebSocketConnection
     /// </summary>
     private protected async Task OnEndedAsync(Exception? fault, ConnectionCloseInfo info)
     {
+        LeaveAllTopics();
         Route.Registry.Remove(this);
         Route.RouteMetrics.Remove(this);
         Route.Registry.ReleaseReservation();

@@ -52,6 +52,8 @@ internal sealed class HostedConnection : WebSocketConnection
 
     public override bool IsClosing => Volatile.Read(ref _closing);
 
+    internal override WebSocketLeg ClientLeg => _leg;
+
     public async Task RunAsync()
     {
         OnAccepted();
@@ -366,6 +368,24 @@ internal sealed class HostedConnection : WebSocketConnection
         finally
         {
             Route.Metrics.SendQueueDepth.Add(-1);
+        }
+    }
+
+    internal override async ValueTask SendThroughOutboundAsync(WebSocketMessage message)
+    {
+        await _sendGate.WaitAsync();
+        try
+        {
+            var context = _outbound;
+            context.Reset(message, Stopwatch.GetTimestamp());
+            MessageContextScope.EnterTransient(context);
+            await Route.RunChainAsync(Route.Pipeline.Outbound, context);
+            context.Clear();
+        }
+        finally
+        {
+            MessageContextScope.Exit();
+            _sendGate.Release();
         }
     }
 

@@ -28,6 +28,9 @@ public static class SluiceServiceCollectionExtensions
         services.TryAddSingleton<WebSocketConnectionRegistry>();
         services.TryAddSingleton<IWebSocketConnectionRegistry>(static sp => sp.GetRequiredService<WebSocketConnectionRegistry>());
         services.TryAddSingleton<IMessageContextAccessor, MessageContextAccessor>();
+        services.AddOptions<TopicOptions>();
+        services.TryAddSingleton<Sluice.Topics.TopicBus>();
+        services.TryAddSingleton<IWebSocketTopics>(static sp => sp.GetRequiredService<Sluice.Topics.TopicBus>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, ConnectionMonitor>());
         return new SluiceBuilder(services);
     }

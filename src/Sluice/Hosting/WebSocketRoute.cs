@@ -28,6 +28,7 @@ internal sealed class WebSocketRoute
         Features = configuration.Features;
         Services = services;
         Registry = services.GetRequiredService<WebSocketConnectionRegistry>();
+        Topics = services.GetRequiredService<Topics.TopicBus>();
         Metrics = services.GetRequiredService<SluiceMetrics>();
         RouteMetrics = Metrics.ForRoute(pattern);
         Logger = services.GetRequiredService<ILoggerFactory>().CreateLogger(loggerCategory);
@@ -57,6 +58,8 @@ internal sealed class WebSocketRoute
     public IServiceProvider Services { get; }
 
     public WebSocketConnectionRegistry Registry { get; }
+
+    public Topics.TopicBus Topics { get; }
 
     public SluiceMetrics Metrics { get; }
 

@@ -59,6 +59,23 @@ internal sealed class FrameWriter : IDisposable
     /// <summary>Appends a data message as one frame. Returns false when the writer is closed or failed.</summary>
     public bool Write(MessageType type, ReadOnlySpan<byte> payload) => Append((byte)type, payload, isClose: false);
 
+    /// <summary>Appends bytes that are already a complete, unmasked frame (a server's frame shared by many connections).</summary>
+    public bool WriteFramed(ReadOnlySpan<byte> frame)
+    {
+        lock (_lock)
+        {
+            if (_closeSent || _fault is not null)
+            {
+                return false;
+            }
+
+            EnsureCapacity(frame.Length);
+            frame.CopyTo(_pending.AsSpan(_pendingLength));
+            Volatile.Write(ref _pendingLength, _pendingLength + frame.Length);
+            return true;
+        }
+    }
+
     /// <summary>Appends a ping.</summary>
     public bool WritePing(ReadOnlySpan<byte> payload) => Append(WebSocketProtocol.OpcodePing, payload, isClose: false);
 

@@ -48,6 +48,13 @@ internal abstract class WebSocketLeg : IDisposable
     /// <summary>Queues a data message; it is written by the next <see cref="FlushAsync"/>. False once closed.</summary>
     public abstract bool Send(MessageType type, ReadOnlySpan<byte> payload);
 
+    /// <summary>
+    /// Queues a message already framed as a server sends it (a topic frame shared by many subscribers). A leg
+    /// that cannot send those bytes as they are (compression, or a client leg that must mask) sends the payload.
+    /// </summary>
+    public virtual bool SendFramed(byte[] frame, int headerLength, MessageType type) =>
+        Send(type, frame.AsSpan(headerLength));
+
     /// <summary>Queues a keep-alive ping. False if the leg cannot send one (it keeps itself alive).</summary>
     public abstract bool SendPing();
 
@@ -89,6 +96,7 @@ internal sealed class FramedLeg : WebSocketLeg
     private readonly FrameWriter _writer;
     private readonly Action _abort;
     private readonly bool _ownsStream;
+    private readonly bool _isServer;
 
     /// <param name="stream">The upgraded stream.</param>
     /// <param name="isServer">True for the client's leg (Sluice is the server); false for a backend leg.</param>
@@ -103,6 +111,7 @@ internal sealed class FramedLeg : WebSocketLeg
         _writer = new FrameWriter(stream, mask: !isServer);
         _abort = abort;
         _ownsStream = ownsStream;
+        _isServer = isServer;
     }
 
     public override bool HasPendingWrites => _writer.HasPending;
@@ -137,6 +146,9 @@ internal sealed class FramedLeg : WebSocketLeg
     public override ValueTask<bool> ReceiveAsync(CancellationToken cancellationToken) => _reader.FillAsync(cancellationToken);
 
     public override bool Send(MessageType type, ReadOnlySpan<byte> payload) => _writer.Write(type, payload);
+
+    public override bool SendFramed(byte[] frame, int headerLength, MessageType type) =>
+        _isServer ? _writer.WriteFramed(frame) : _writer.Write(type, frame.AsSpan(headerLength));
 
     public override bool SendPing() => _writer.WritePing(default);
 

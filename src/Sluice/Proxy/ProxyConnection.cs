@@ -59,6 +59,8 @@ public sealed class ProxyConnection : WebSocketConnection
     /// <inheritdoc />
     public override bool IsClosing => Volatile.Read(ref _closing);
 
+    internal override WebSocketLeg ClientLeg => _client;
+
     /// <summary>
     /// Sends a message to the client through the outbound interceptors, on the calling thread. It may run
     /// alongside messages from the backend; messages of one caller keep their order.
@@ -84,6 +86,21 @@ public sealed class ProxyConnection : WebSocketConnection
         }
 
         await FlushQuietlyAsync(_client, cancellationToken);
+    }
+
+    internal override async ValueTask SendThroughOutboundAsync(WebSocketMessage message)
+    {
+        var context = new MessageContext(this, MessageDirection.Outbound, _outboundSink);
+        context.Reset(message, Stopwatch.GetTimestamp());
+        MessageContextScope.EnterTransient(context);
+        try
+        {
+            await Route.RunChainAsync(Route.Pipeline.Outbound, context);
+        }
+        finally
+        {
+            MessageContextScope.Exit();
+        }
     }
 
     /// <summary>

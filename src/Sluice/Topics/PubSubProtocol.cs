@@ -1,0 +1,111 @@
+using System.Buffers;
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Sluice.Topics;
+
+internal static class PubSubProtocol
+{
+    private static readonly JsonWriterOptions s_writerOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    public static async ValueTask<object?> HandleAsync(MessageContext context)
+    {
+        if (context.Message.IsBinary || context.Json is not JsonObject root)
+        {
+            return Error("a message is a JSON object with \"op\" and \"topic\"");
+        }
+
+        if (!TryGetString(root, "op", out var op))
+        {
+            return Error("\"op\" must be subscribe, unsubscribe or publish");
+        }
+
+        if (!TryGetString(root, "topic", out var topic) || topic.Length == 0)
+        {
+            return Error("\"topic\" must be a non-empty string");
+        }
+
+        var limit = context.Connection.Route.Topics.Options.MaxTopicLength;
+        if (topic.Length > limit)
+        {
+            return Error($"\"topic\" is longer than {limit} characters");
+        }
+
+        var connection = context.Connection;
+        switch (op)
+        {
+            case "subscribe":
+                connection.Subscribe(topic);
+                return Answer("subscribed", topic);
+            case "unsubscribe":
+                connection.Unsubscribe(topic);
+                return Answer("unsubscribed", topic);
+            case "publish":
+                if (!root.TryGetPropertyValue("data", out var data))
+                {
+                    return Error("\"publish\" needs \"data\"");
+                }
+
+                await connection.PublishAsync(topic, Envelope(topic, data), includeSelf: false);
+                return null;
+            default:
+                return Error($"unknown op '{op}': expected subscribe, unsubscribe or publish");
+        }
+    }
+
+    public static WebSocketMessage Envelope(string topic, JsonNode? data) => Write(writer =>
+    {
+        writer.WriteString("op", "message");
+        writer.WriteString("topic", topic);
+        writer.WritePropertyName("data");
+        if (data is null)
+        {
+            writer.WriteNullValue();
+        }
+        else
+        {
+            data.WriteTo(writer);
+        }
+    });
+
+    private static WebSocketMessage Answer(string op, string topic) => Write(writer =>
+    {
+        writer.WriteString("op", op);
+        writer.WriteString("topic", topic);
+    });
+
+    private static WebSocketMessage Error(string message) => Write(writer =>
+    {
+        writer.WriteStartObject("error");
+        writer.WriteString("policy", "pubsub");
+        writer.WriteNumber("status", 400);
+        writer.WriteString("message", message);
+        writer.WriteEndObject();
+    });
+
+    private static WebSocketMessage Write(Action<Utf8JsonWriter> body)
+    {
+        var buffer = new ArrayBufferWriter<byte>(128);
+        using (var writer = new Utf8JsonWriter(buffer, s_writerOptions))
+        {
+            writer.WriteStartObject();
+            body(writer);
+            writer.WriteEndObject();
+        }
+
+        return WebSocketMessage.FromText(buffer.WrittenMemory);
+    }
+
+    private static bool TryGetString(JsonObject root, string name, out string value)
+    {
+        if (root.TryGetPropertyValue(name, out var node) && node is JsonValue jsonValue && jsonValue.TryGetValue(out string? text))
+        {
+            value = text;
+            return true;
+        }
+
+        value = string.Empty;
+        return false;
+    }
+}
