@@ -36,7 +36,7 @@ internal sealed class HostedEndpoint(string pattern, WebSocketEndpointBuilder bu
             var options = EndpointServices.GetSluiceOptions(services);
             var builders = WebSocketGroupMetadata.BuildersOf(metadata);
             builders.Add(builder);
-            var composed = ComposedConfiguration.Compose(builders, options.EndpointDefaults, services, _pattern);
+            var composed = ComposedConfiguration.Compose(builders, options, services, _pattern);
             Results = new ResultConversion(
                 builder.ResultConverters,
                 services.GetServices<IWebSocketResultConverter>().ToArray(),

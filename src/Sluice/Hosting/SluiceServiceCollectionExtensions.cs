@@ -44,6 +44,20 @@ public static class SluiceServiceCollectionExtensions
         return builder;
     }
 
+    /// <summary>
+    /// Registers a per-connection feature for every WebSocket endpoint of the app (socketify's
+    /// <c>app.register</c>): <c>connection.Feature&lt;TFeature&gt;()</c> creates it on first use. A group or an
+    /// endpoint that registers the same type overrides the factory for its connections.
+    /// </summary>
+    public static ISluiceBuilder AddConnectionFeature<TFeature>(this ISluiceBuilder builder, Func<WebSocketConnection, TFeature> factory)
+        where TFeature : class
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        ArgumentNullException.ThrowIfNull(factory);
+        builder.Services.Configure<SluiceOptions>(options => options.Features.Add((FeatureSlots.Of<TFeature>(), factory)));
+        return builder;
+    }
+
     private sealed class SluiceBuilder(IServiceCollection services) : ISluiceBuilder
     {
         public IServiceCollection Services { get; } = services;

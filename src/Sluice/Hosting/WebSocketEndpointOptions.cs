@@ -144,4 +144,7 @@ public sealed class SluiceOptions
     /// </summary>
     public int? MaxConnections { get; set; }
 
+    /// <summary>Features every connection of the app can create; see <c>AddConnectionFeature</c>.</summary>
+    internal List<(int Slot, Func<WebSocketConnection, object> Factory)> Features { get; } = [];
+
 }

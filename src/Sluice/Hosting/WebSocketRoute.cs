@@ -150,6 +150,7 @@ internal sealed class WebSocketRoute
     public ValueTask RunChainAsync(MessageDelegate chain, MessageContext context)
     {
         var start = Metrics.PipelineDuration.Enabled ? Stopwatch.GetTimestamp() : 0;
+        context.ReceivedType = context.Message.Type;
         ValueTask pending;
         try
         {
@@ -192,7 +193,7 @@ internal sealed class WebSocketRoute
         {
             Metrics.PipelineDuration.Record(
                 Stopwatch.GetElapsedTime(start).TotalSeconds,
-                new TagList { { "route", Pattern }, { "direction", SluiceMetrics.DirectionTag(context.Direction) }, { "opcode", context.Message.IsText ? "text" : "binary" } });
+                new TagList { { "route", Pattern }, { "direction", SluiceMetrics.DirectionTag(context.Direction) }, { "opcode", context.ReceivedType == MessageType.Text ? "text" : "binary" } });
         }
 
         if (context.Outcome == MessageOutcome.Forwarded)
@@ -297,15 +298,15 @@ internal sealed class ComposedConfiguration
     public required WebSocketEndpointOptions Options { get; init; }
 
     /// <summary>Merges builders, outermost group first and the endpoint's own last.</summary>
-    public static ComposedConfiguration Compose(IReadOnlyList<WebSocketPipelineBuilder> builders, WebSocketEndpointOptions defaults, IServiceProvider services, string pattern)
+    public static ComposedConfiguration Compose(IReadOnlyList<WebSocketPipelineBuilder> builders, SluiceOptions sluice, IServiceProvider services, string pattern)
     {
-        var options = defaults.Clone();
+        var options = sluice.EndpointDefaults.Clone();
         var interceptors = new List<InterceptorRegistration>();
         var upgrade = new List<Func<UpgradeContext, ValueTask<UpgradeResult>>>();
         var connected = new List<Func<WebSocketConnection, ValueTask>>();
         var closed = new List<Func<WebSocketConnection, ConnectionCloseInfo, ValueTask>>();
         var faulted = new List<Func<WebSocketConnection, Exception, ValueTask>>();
-        var features = new List<(int Slot, Func<WebSocketConnection, object> Factory)>();
+        var features = new List<(int Slot, Func<WebSocketConnection, object> Factory)>(sluice.Features);
         foreach (var builder in builders)
         {
             interceptors.AddRange(builder.Interceptors);

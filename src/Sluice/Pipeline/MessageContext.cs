@@ -151,6 +151,9 @@ public sealed class MessageContext
 
     internal MessageSink Sink => _sink;
 
+    /// <summary>The type of the message as it entered the chain, for metrics.</summary>
+    internal MessageType ReceivedType { get; set; }
+
     /// <summary>The index of the innermost interceptor the message reached; tells which one stopped it.</summary>
     internal int Layer { get; set; } = -1;
 

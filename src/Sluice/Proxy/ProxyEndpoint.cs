@@ -68,7 +68,7 @@ internal sealed class ProxyEndpoint
             var options = EndpointServices.GetSluiceOptions(services);
             var builders = WebSocketGroupMetadata.BuildersOf(metadata);
             builders.Add(_builder);
-            var composed = ComposedConfiguration.Compose(builders, options.EndpointDefaults, services, _pattern);
+            var composed = ComposedConfiguration.Compose(builders, options, services, _pattern);
             _route = new WebSocketRoute(_pattern, composed.Options, composed, services, "Sluice.Proxy");
             _metrics = services.GetRequiredService<ProxyMetrics>();
         }

@@ -133,6 +133,24 @@ public class GroupAndFeatureTests
         await HostModeTests.WaitUntilAsync(() => Session.Disposed == 1);
     }
 
+    private sealed record Clock(DateTimeOffset ConnectedAt);
+
+    [Fact]
+    public async Task AppWideFeature_IsAvailableOnEveryEndpoint_AndAGroupCanOverrideIt()
+    {
+        await using var server = await TestServer.StartAsync(
+            app =>
+            {
+                app.MapWebSocket("/a", ws => ws.OnMessage((m, c) => c.Feature<Clock>().ConnectedAt.Year.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+                app.MapGroup("/g").WithWebSocketPipeline(p => p.AddFeature(c => new Clock(DateTimeOffset.UnixEpoch)))
+                    .MapWebSocket("/b", ws => ws.OnMessage((m, c) => c.Feature<Clock>().ConnectedAt.Year.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+            },
+            services => services.AddSluice().AddConnectionFeature(c => new Clock(c.ConnectedAt)));
+
+        Assert.Equal(DateTimeOffset.UtcNow.Year.ToString(System.Globalization.CultureInfo.InvariantCulture), await RoundTripAsync(server, "/a", "x"));
+        Assert.Equal("1970", await RoundTripAsync(server, "/g/b", "x"));
+    }
+
     [Fact]
     public async Task Feature_ThatWasNotRegistered_ExplainsHowToRegisterIt()
     {
