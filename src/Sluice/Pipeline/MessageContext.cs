@@ -15,9 +15,10 @@ namespace Sluice;
 /// <para>A context is valid while the pipeline for its message runs. Sluice reuses it for the connection's
 /// next message in the same direction, so do not keep it; copy what you need. Reach the current context from
 /// code deeper in a call with <see cref="IMessageContextAccessor"/>.</para>
-/// <para>JSON: <see cref="Json"/> parses a text message once, however many interceptors read it, and an
-/// interceptor that changes the tree calls <see cref="MarkJsonModified"/>; the message is serialized again
-/// once, when it is next read or forwarded.</para>
+/// <para>JSON: a text message is parsed once per chain, however many interceptors look at it.
+/// <see cref="TryGetJsonElement"/> reads it (a pooled <see cref="JsonDocument"/>); <see cref="Json"/> gives a
+/// mutable tree over the same parse, and an interceptor that changes the tree calls
+/// <see cref="MarkJsonModified"/>. The message is serialized again once, when it is next read or forwarded.</para>
 /// </remarks>
 public sealed class MessageContext
 {
@@ -33,6 +34,8 @@ public sealed class MessageContext
     private readonly MessageSink _sink;
     private WebSocketMessage _message = null!;
     private Dictionary<object, object?>? _items;
+    private JsonDocument? _document;
+    private List<JsonDocument>? _retiredDocuments;
     private JsonNode? _json;
     private JsonState _jsonState;
 
@@ -45,9 +48,16 @@ public sealed class MessageContext
 
     private enum JsonState : byte
     {
+        /// <summary>Nothing parsed yet.</summary>
         NotParsed,
+
+        /// <summary>The document (and the tree, if created) match the message.</summary>
         Parsed,
+
+        /// <summary>The tree was changed: it is the truth, the message and the document are stale.</summary>
         Modified,
+
+        /// <summary>The message is binary or not valid JSON.</summary>
         NotJson,
     }
 
@@ -67,7 +77,10 @@ public sealed class MessageContext
         {
             if (_jsonState == JsonState.Modified)
             {
+                // Write the changed tree back once. The tree stays (it matches the new message); the old document
+                // is retired, and a reader that wants an element gets the new message parsed.
                 _message = SerializeJson(_json);
+                RetireDocument();
                 _jsonState = JsonState.Parsed;
             }
 
@@ -78,8 +91,7 @@ public sealed class MessageContext
         {
             ArgumentNullException.ThrowIfNull(value);
             _message = value;
-            _json = null;
-            _jsonState = JsonState.NotParsed;
+            RetireJson();
         }
     }
 
@@ -106,17 +118,25 @@ public sealed class MessageContext
     public CancellationToken ConnectionClosed => Connection.Closed;
 
     /// <summary>
-    /// Gets or sets the message as a JSON tree, parsed on first access and shared by every interceptor.
-    /// Null when the message is binary or not valid JSON (see <see cref="IsJson"/>). Setting a tree replaces
-    /// the message's content.
+    /// Gets or sets the message as a mutable JSON tree over the shared parse, created on first access. Null when
+    /// the message is binary or not valid JSON (see <see cref="IsJson"/>). Change it in place and call
+    /// <see cref="MarkJsonModified"/>, or set a new tree; either replaces the message's content.
     /// </summary>
+    /// <remarks>Only interceptors that change JSON need the tree; reading is cheaper with <see cref="TryGetJsonElement"/>.</remarks>
     public JsonNode? Json
     {
         get
         {
-            if (_jsonState == JsonState.NotParsed)
+            if (_json is null && _jsonState != JsonState.Modified && EnsureParsed())
             {
-                Parse();
+                var root = _document!.RootElement;
+                _json = root.ValueKind switch
+                {
+                    JsonValueKind.Object => JsonObject.Create(root),
+                    JsonValueKind.Array => JsonArray.Create(root),
+                    JsonValueKind.Null => null,
+                    _ => JsonValue.Create(root),
+                };
             }
 
             return _json;
@@ -130,17 +150,29 @@ public sealed class MessageContext
     }
 
     /// <summary>Gets whether the message is a text message holding valid JSON (possibly the literal null).</summary>
-    public bool IsJson
-    {
-        get
-        {
-            if (_jsonState == JsonState.NotParsed)
-            {
-                Parse();
-            }
+    public bool IsJson => _jsonState == JsonState.Modified || EnsureParsed();
 
-            return _jsonState != JsonState.NotJson;
+    /// <summary>
+    /// Reads the message's current JSON without copying it: parsed once per chain and shared by every
+    /// interceptor. Returns false for a binary message or text that is not valid JSON. The element is valid while
+    /// the message's pipeline runs.
+    /// </summary>
+    public bool TryGetJsonElement(out JsonElement element)
+    {
+        if (_jsonState == JsonState.Modified)
+        {
+            // A tree changed before this read: serialize it once (the Message getter) and read the result.
+            _ = Message;
         }
+
+        if (!EnsureParsed())
+        {
+            element = default;
+            return false;
+        }
+
+        element = _document!.RootElement;
+        return true;
     }
 
     /// <summary>Gets how the pipeline ended for this message so far.</summary>
@@ -164,9 +196,9 @@ public sealed class MessageContext
     /// <exception cref="InvalidOperationException">The message is not JSON.</exception>
     public void MarkJsonModified()
     {
-        if (!IsJson)
+        if (_json is null && _jsonState != JsonState.Modified)
         {
-            throw new InvalidOperationException("The message is not JSON; there is no tree to modify.");
+            throw new InvalidOperationException("Read the tree from MessageContext.Json before marking it modified.");
         }
 
         _jsonState = JsonState.Modified;
@@ -228,8 +260,7 @@ public sealed class MessageContext
     internal void Reset(WebSocketMessage message, long timestamp, MessageContext? cause = null)
     {
         _message = message;
-        _json = null;
-        _jsonState = JsonState.NotParsed;
+        ReleaseJson();
         _items?.Clear();
         ChainId = Interlocked.Increment(ref s_lastChainId);
         Timestamp = timestamp;
@@ -244,28 +275,71 @@ public sealed class MessageContext
     internal void Clear()
     {
         _message = null!;
-        _json = null;
-        _jsonState = JsonState.NotParsed;
+        ReleaseJson();
         Cause = null;
     }
 
-    private void Parse()
+    private bool EnsureParsed()
     {
-        _jsonState = JsonState.NotJson;
-        if (!_message.IsText)
+        switch (_jsonState)
         {
-            return;
+            case JsonState.NotJson:
+                return false;
+            case JsonState.Modified:
+            case JsonState.Parsed when _document is not null:
+                return true;
         }
 
-        try
+        _jsonState = JsonState.NotJson;
+        if (_message.IsText)
         {
-            _json = JsonNode.Parse(_message.Payload.Span, documentOptions: s_documentOptions);
-            _jsonState = JsonState.Parsed;
+            try
+            {
+                _document = JsonDocument.Parse(_message.Payload, s_documentOptions);
+                _jsonState = JsonState.Parsed;
+            }
+            catch (JsonException)
+            {
+            }
         }
-        catch (JsonException)
+
+        return _jsonState == JsonState.Parsed;
+    }
+
+    /// <summary>The message was replaced: forget its parse, but keep the document alive until the message is done,
+    /// since a tree an interceptor still holds may point into it.</summary>
+    private void RetireJson()
+    {
+        RetireDocument();
+        _json = null;
+        _jsonState = JsonState.NotParsed;
+    }
+
+    private void RetireDocument()
+    {
+        if (_document is not null)
         {
-            _json = null;
+            (_retiredDocuments ??= []).Add(_document);
+            _document = null;
         }
+    }
+
+    private void ReleaseJson()
+    {
+        _document?.Dispose();
+        _document = null;
+        if (_retiredDocuments is { Count: > 0 })
+        {
+            foreach (var document in _retiredDocuments)
+            {
+                document.Dispose();
+            }
+
+            _retiredDocuments.Clear();
+        }
+
+        _json = null;
+        _jsonState = JsonState.NotParsed;
     }
 
     private static WebSocketMessage SerializeJson(JsonNode? node)
