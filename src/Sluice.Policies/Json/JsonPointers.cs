@@ -1,0 +1,143 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Json.Pointer;
+
+namespace Sluice.Policies.Json;
+
+/// <summary>
+/// RFC 6901 JSON Pointers (JsonPointer.Net) over Sluice's shared parse: reads on the pooled document, edits on
+/// the mutable tree. Pointers are parsed once, when a policy is created.
+/// </summary>
+internal static class JsonPointers
+{
+    /// <summary>Parses a pointer from options, with a message that names the option when it is invalid.</summary>
+    public static JsonPointer Parse(string pointer, string option)
+    {
+        if (!JsonPointer.TryParse(pointer, out var parsed))
+        {
+            throw new FormatException($"{option}: '{pointer}' is not a JSON Pointer (RFC 6901: '' or '/a/b/0').");
+        }
+
+        return parsed;
+    }
+
+    public static bool IsValid(string? pointer) => pointer is not null && JsonPointer.TryParse(pointer, out _);
+
+    public static bool TryRead(JsonElement root, JsonPointer pointer, out JsonElement value)
+    {
+        var found = pointer.Evaluate(root);
+        value = found ?? default;
+        return found.HasValue;
+    }
+
+    /// <summary>Finds the container of the pointer's last segment and that segment, for an edit.</summary>
+    public static bool TryGetParent(JsonNode? root, JsonPointer pointer, out JsonNode? parent, out string key)
+    {
+        key = string.Empty;
+        parent = null;
+        if (pointer.SegmentCount == 0)
+        {
+            return false;
+        }
+
+        key = pointer[pointer.SegmentCount - 1].ToString();
+        var parentPointer = pointer.GetParent(1);
+        return parentPointer is { } found && found.TryEvaluate(root, out parent) && parent is JsonObject or JsonArray;
+    }
+
+    /// <summary>Removes what the pointer points at; false if it is absent.</summary>
+    public static bool Remove(JsonNode? root, JsonPointer pointer)
+    {
+        if (!TryGetParent(root, pointer, out var parent, out var key))
+        {
+            return false;
+        }
+
+        switch (parent)
+        {
+            case JsonObject obj:
+                return obj.Remove(key);
+            case JsonArray array when TryIndex(key, array.Count, out var index):
+                array.RemoveAt(index);
+                return true;
+            default:
+                return false;
+        }
+    }
+
+    /// <summary>Replaces what the pointer points at if it exists; false if it is absent.</summary>
+    public static bool Replace(JsonNode? root, JsonPointer pointer, JsonNode? value)
+    {
+        if (!TryGetParent(root, pointer, out var parent, out var key))
+        {
+            return false;
+        }
+
+        switch (parent)
+        {
+            case JsonObject obj when obj.ContainsKey(key):
+                obj[key] = value;
+                return true;
+            case JsonArray array when TryIndex(key, array.Count, out var index):
+                array[index] = value;
+                return true;
+            default:
+                return false;
+        }
+    }
+
+    /// <summary>
+    /// Sets the value, creating the last member of an existing object if it is missing, never a missing parent.
+    /// False if the parent does not exist or is not a container.
+    /// </summary>
+    public static bool Set(JsonNode? root, JsonPointer pointer, JsonNode? value)
+    {
+        if (!TryGetParent(root, pointer, out var parent, out var key))
+        {
+            return false;
+        }
+
+        switch (parent)
+        {
+            case JsonObject obj:
+                obj[key] = value;
+                return true;
+            case JsonArray array when key == "-":
+                array.Add(value);
+                return true;
+            case JsonArray array when TryIndex(key, array.Count, out var index):
+                array[index] = value;
+                return true;
+            default:
+                return false;
+        }
+    }
+
+    /// <summary>Detaches and returns what the pointer points at, for a move.</summary>
+    public static bool TryTake(JsonNode? root, JsonPointer pointer, out JsonNode? value)
+    {
+        value = null;
+        if (!TryGetParent(root, pointer, out var parent, out var key))
+        {
+            return false;
+        }
+
+        switch (parent)
+        {
+            case JsonObject obj when obj.TryGetPropertyValue(key, out value):
+                obj.Remove(key);
+                return true;
+            case JsonArray array when TryIndex(key, array.Count, out var index):
+                value = array[index];
+                array.RemoveAt(index);
+                return true;
+            default:
+                return false;
+        }
+    }
+
+    private static bool TryIndex(string key, int count, out int index) =>
+        int.TryParse(key, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out index)
+        && index < count
+        && (key.Length == 1 || key[0] != '0');
+}

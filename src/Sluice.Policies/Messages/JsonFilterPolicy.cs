@@ -1,0 +1,84 @@
+using System.Net.WebSockets;
+using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
+using Sluice.Policies.Json;
+
+namespace Sluice.Policies;
+
+/// <summary>Options of <see cref="JsonFilterPolicy"/> (<c>json-filter</c>).</summary>
+public sealed class JsonFilterPolicyOptions : ActionPolicyOptions
+{
+    private JsonNode? _equals;
+
+    /// <summary>Creates options whose default action is <see cref="PolicyAction.Drop"/>.</summary>
+    public JsonFilterPolicyOptions() => Action = PolicyAction.Drop;
+
+    /// <summary>Gets or sets the JSON Pointer to test.</summary>
+    public string? Path { get; set; }
+
+    /// <summary>Gets or sets the value that makes the filter apply (JSON name <c>equals</c>).</summary>
+    [JsonPropertyName("equals")]
+    public JsonNode? EqualsValue
+    {
+        get => _equals;
+        set
+        {
+            _equals = value;
+            HasEquals = true;
+        }
+    }
+
+    /// <summary>Gets or sets values any of which makes the filter apply.</summary>
+    public List<JsonNode?>? In { get; set; }
+
+    /// <summary>Gets or sets whether the filter applies when the pointer exists (true) or is absent (false).</summary>
+    public bool? Exists { get; set; }
+
+    [JsonIgnore]
+    internal bool HasEquals { get; private set; }
+
+    /// <inheritdoc />
+    public override IEnumerable<string> Validate() =>
+        JsonCondition.Validate(Path, HasEquals, In, Exists, pathRequired: true).Concat(base.Validate());
+}
+
+/// <summary>
+/// <c>json-filter</c>: when the condition holds (the value at <c>path</c> equals a value, is one of several,
+/// exists or is absent), the message is dropped, answered with 403, or the connection closes with 1008.
+/// Messages that are not JSON pass unchanged (and are counted).
+/// </summary>
+public sealed class JsonFilterPolicy : MessagePolicy
+{
+    private readonly JsonCondition _condition;
+    private readonly PolicyAction _action;
+    private readonly string _reason;
+
+    /// <summary>Creates the policy.</summary>
+    public JsonFilterPolicy(JsonFilterPolicyOptions options, string name = "json-filter")
+        : base(name)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        PolicyValidation.ThrowIfInvalid(options, name);
+        _condition = JsonCondition.Create(options.Path!, options.EqualsValue, options.HasEquals, options.In, options.Exists, string.Empty);
+        _action = options.Action;
+        _reason = $"message not allowed ({options.Path})";
+    }
+
+    /// <inheritdoc />
+    protected override ValueTask ApplyAsync(MessageContext context, MessageDelegate next)
+    {
+        if (!context.IsJson)
+        {
+            PolicyMetrics.NonJson(Name);
+            return next(context);
+        }
+
+        if (!_condition.Holds(context))
+        {
+            return next(context);
+        }
+
+        Reject(context, _action, 403, _reason, WebSocketCloseStatus.PolicyViolation);
+        return default;
+    }
+}

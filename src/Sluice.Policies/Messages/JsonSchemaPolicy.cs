@@ -1,0 +1,115 @@
+using System.Net.WebSockets;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Json.Schema;
+
+namespace Sluice.Policies;
+
+/// <summary>Options of <see cref="JsonSchemaPolicy"/> (<c>json-schema</c>).</summary>
+public sealed class JsonSchemaPolicyOptions : ActionPolicyOptions
+{
+    /// <summary>Gets or sets the schema, inline. Give this or <see cref="SchemaFile"/>.</summary>
+    public JsonNode? Schema { get; set; }
+
+    /// <summary>Gets or sets the path of a file holding the schema, relative to the configuration file's folder.</summary>
+    public string? SchemaFile { get; set; }
+
+    /// <inheritdoc />
+    public override IEnumerable<string> Validate()
+    {
+        if ((Schema is null) == (SchemaFile is null))
+        {
+            yield return "schema: give exactly one of schema (inline) and schemaFile";
+        }
+
+        foreach (var error in base.Validate())
+        {
+            yield return error;
+        }
+    }
+}
+
+/// <summary>
+/// <c>json-schema</c>: validates each message against a JSON Schema (draft 2020-12 by default, or the schema's
+/// <c>$schema</c>), compiled once when the policy is created, with JsonSchema.Net. Non-JSON text and binary
+/// messages are invalid. An invalid message is dropped, answered with 400 and the first error, or closes the
+/// connection with 1007 (invalid payload).
+/// </summary>
+public sealed class JsonSchemaPolicy : MessagePolicy
+{
+    private static readonly EvaluationOptions s_flag = new() { OutputFormat = OutputFormat.Flag };
+    private static readonly EvaluationOptions s_list = new() { OutputFormat = OutputFormat.List };
+
+    private readonly JsonSchema _schema;
+    private readonly PolicyAction _action;
+
+    /// <summary>Creates the policy; <paramref name="baseDirectory"/> resolves a relative <c>schemaFile</c>.</summary>
+    /// <exception cref="PolicyConfigurationException">The options are invalid, the file is missing or the schema does not compile.</exception>
+    public JsonSchemaPolicy(JsonSchemaPolicyOptions options, string name = "json-schema", string? baseDirectory = null)
+        : base(name)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        PolicyValidation.ThrowIfInvalid(options, name);
+        _action = options.Action;
+        string text;
+        if (options.SchemaFile is { } file)
+        {
+            var path = Path.GetFullPath(file, baseDirectory ?? Directory.GetCurrentDirectory());
+            if (!File.Exists(path))
+            {
+                throw new PolicyConfigurationException(name, [$"schemaFile: '{file}' does not exist (looked for {path})"]);
+            }
+
+            text = File.ReadAllText(path);
+        }
+        else
+        {
+            text = options.Schema!.ToJsonString();
+        }
+
+        try
+        {
+            // A registry per policy: the same schema built again on a reload must not clash with the old one.
+            _schema = JsonSchema.FromText(text, new BuildOptions { SchemaRegistry = new SchemaRegistry() });
+        }
+        catch (Exception ex) when (ex is JsonException or JsonSchemaException or RefResolutionException or ArgumentException or InvalidOperationException)
+        {
+            throw new PolicyConfigurationException(name, [$"{(options.SchemaFile is null ? "schema" : "schemaFile")}: not a valid JSON Schema: {ex.Message}"]);
+        }
+    }
+
+    /// <inheritdoc />
+    protected override ValueTask ApplyAsync(MessageContext context, MessageDelegate next)
+    {
+        if (!context.TryGetJsonElement(out var root))
+        {
+            PolicyMetrics.NonJson(Name);
+            Reject(context, _action, 400, context.Message.IsBinary ? "invalid message: binary, not JSON" : "invalid message: not JSON", WebSocketCloseStatus.InvalidPayloadData);
+            return default;
+        }
+
+        if (_schema.Evaluate(root, s_flag).IsValid)
+        {
+            return next(context);
+        }
+
+        Reject(context, _action, 400, "invalid message: " + FirstError(root), WebSocketCloseStatus.InvalidPayloadData);
+        return default;
+    }
+
+    private string FirstError(JsonElement root)
+    {
+        // Only a failing message pays for the detailed evaluation.
+        var results = _schema.Evaluate(root, s_list);
+        foreach (var detail in results.Details ?? [])
+        {
+            if (detail.Errors is { Count: > 0 } errors)
+            {
+                var location = detail.InstanceLocation.ToString();
+                return $"{(location.Length == 0 ? "/" : location)}: {errors.First().Value}";
+            }
+        }
+
+        return "does not match the schema";
+    }
+}

@@ -1,0 +1,122 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Json.Pointer;
+using Microsoft.Extensions.Logging;
+using Sluice.Policies.Json;
+
+namespace Sluice.Policies;
+
+/// <summary>Options of <see cref="LogPolicy"/> (<c>log</c>).</summary>
+public sealed class LogPolicyOptions : IPolicyOptions
+{
+    /// <summary>Gets or sets the log level. Default: information.</summary>
+    public LogLevel Level { get; set; } = LogLevel.Information;
+
+    /// <summary>Gets or sets the share of messages logged, from 0 to 1. Default: 1 (every message).</summary>
+    public double Sample { get; set; } = 1;
+
+    /// <summary>Gets or sets JSON Pointers masked (<c>"***"</c>) in the logged payload; the message itself is untouched.</summary>
+    public List<string> Redact { get; set; } = [];
+
+    /// <summary>
+    /// Gets or sets whether the payload is logged (JSON redacted as configured, other text cut to 1,024
+    /// characters, binary never). Default: true. Without it only direction, size, route and subject are logged.
+    /// </summary>
+    public bool Payload { get; set; } = true;
+
+    /// <inheritdoc />
+    public IEnumerable<string> Validate()
+    {
+        if (!Enum.IsDefined(Level) || Level == LogLevel.None)
+        {
+            yield return "level: must be trace, debug, information, warning, error or critical";
+        }
+
+        if (Sample is < 0 or > 1 || double.IsNaN(Sample))
+        {
+            yield return "sample: must be between 0 and 1";
+        }
+
+        for (var i = 0; i < Redact.Count; i++)
+        {
+            if (!JsonPointers.IsValid(Redact[i]) || Redact[i].Length == 0)
+            {
+                yield return $"redact[{i}]: '{Redact[i]}' is not a JSON Pointer to a field";
+            }
+        }
+    }
+}
+
+/// <summary>
+/// <c>log</c>: a structured log event per message (or per sampled message): direction, size, route, subject,
+/// connection id and, if asked, the payload with the configured fields masked. Headers, keys and tokens are
+/// never logged. The message goes on unchanged.
+/// </summary>
+public sealed partial class LogPolicy : MessagePolicy
+{
+    private const int MaxTextChars = 1024;
+
+    private readonly LogPolicyOptions _options;
+    private readonly JsonPointer[] _redact;
+    private readonly ILogger _logger;
+
+    /// <summary>Creates the policy, logging to the category <c>Sluice.Policies.Log</c>.</summary>
+    public LogPolicy(LogPolicyOptions options, ILoggerFactory loggerFactory, string name = "log")
+        : base(name)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(loggerFactory);
+        PolicyValidation.ThrowIfInvalid(options, name);
+        _options = options;
+        _redact = [.. options.Redact.Select((p, i) => JsonPointers.Parse(p, $"redact[{i}]"))];
+        _logger = loggerFactory.CreateLogger("Sluice.Policies.Log");
+    }
+
+    /// <inheritdoc />
+    protected override ValueTask ApplyAsync(MessageContext context, MessageDelegate next)
+    {
+        if (_logger.IsEnabled(_options.Level) && (_options.Sample >= 1 || Random.Shared.NextDouble() < _options.Sample))
+        {
+            var connection = context.Connection;
+            var message = context.Message;
+            Log.Message(_logger, _options.Level, Name, context.Direction, message.IsText ? "text" : "binary", message.Length, connection.RoutePattern,
+                connection.Subject, connection.Id, _options.Payload ? Describe(context) : null);
+        }
+
+        return next(context);
+    }
+
+    private string? Describe(MessageContext context)
+    {
+        if (context.Message.IsBinary)
+        {
+            return null;
+        }
+
+        if (!context.TryGetJsonElement(out var root))
+        {
+            var text = context.Message.Text;
+            return text.Length <= MaxTextChars ? text : string.Concat(text.AsSpan(0, MaxTextChars), "…");
+        }
+
+        if (_redact.Length == 0)
+        {
+            return root.GetRawText();
+        }
+
+        // Mask a copy: the message that goes on is not this policy's to change.
+        var copy = JsonSerializer.SerializeToNode(root, PolicyJson.OptionsBinding);
+        foreach (var path in _redact)
+        {
+            JsonPointers.Replace(copy, path, JsonValue.Create("***"));
+        }
+
+        return copy?.ToJsonString() ?? "null";
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 600, Message = "{Policy}: {Direction} {Opcode} message, {Size} bytes, on {Route} from {Subject} ({ConnectionId}) {Payload}")]
+        public static partial void Message(ILogger logger, LogLevel level, string policy, MessageDirection direction, string opcode, int size, string route, string? subject, string connectionId, string? payload);
+    }
+}

@@ -1,0 +1,233 @@
+using System.Globalization;
+using System.Net.WebSockets;
+using System.Text;
+using System.Text.Encodings.Web;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Authentication.JwtBearer;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Microsoft.IdentityModel.Tokens;
+
+namespace Sluice.Policies;
+
+/// <summary>Options of <see cref="JwtPolicy"/> (<c>jwt</c>).</summary>
+public sealed class JwtPolicyOptions : IPolicyOptions
+{
+    /// <summary>Gets or sets the OpenID Connect authority whose signing keys validate tokens. Give this or <see cref="SigningKey"/>.</summary>
+    public string? Authority { get; set; }
+
+    /// <summary>
+    /// Gets or sets a symmetric key for HS256/384/512: its UTF-8 bytes, <c>base64:...</c> for raw bytes, or
+    /// <c>env:NAME</c> to read it from the environment.
+    /// </summary>
+    public string? SigningKey { get; set; }
+
+    /// <summary>Gets or sets the audience tokens must have (not checked when null).</summary>
+    public string? Audience { get; set; }
+
+    /// <summary>Gets or sets the issuer tokens must have (not checked when null).</summary>
+    public string? Issuer { get; set; }
+
+    /// <summary>Gets or sets whether a connection is closed with 1008 <c>token expired</c> when its token's <c>exp</c> passes. Default: true.</summary>
+    public bool CloseOnExpiry { get; set; } = true;
+
+    /// <summary>Gets or sets the tolerance for clock differences when checking <c>exp</c> and <c>nbf</c>. Default: 0.</summary>
+    public double ClockSkewSeconds { get; set; }
+
+    /// <summary>Gets or sets whether the authority's metadata must come over HTTPS. Default: true.</summary>
+    public bool RequireHttpsMetadata { get; set; } = true;
+
+    /// <inheritdoc />
+    public IEnumerable<string> Validate()
+    {
+        if ((Authority is null) == (SigningKey is null))
+        {
+            yield return "authority: give exactly one of authority and signingKey";
+        }
+
+        if (SigningKey is { } key)
+        {
+            string? error = null;
+            try
+            {
+                if (JwtPolicy.KeyBytes(key).Length < 16)
+                {
+                    error = "signingKey: must be at least 16 bytes";
+                }
+            }
+            catch (FormatException)
+            {
+                error = "signingKey: the base64: value is not valid base64";
+            }
+            catch (InvalidOperationException ex)
+            {
+                error = "signingKey: " + ex.Message;
+            }
+
+            if (error is not null)
+            {
+                yield return error;
+            }
+        }
+
+        if (Authority is not null && !Uri.TryCreate(Authority, UriKind.Absolute, out _))
+        {
+            yield return $"authority: '{Authority}' is not an absolute URL";
+        }
+
+        if (ClockSkewSeconds < 0)
+        {
+            yield return "clockSkewSeconds: must not be negative";
+        }
+    }
+}
+
+/// <summary>
+/// <c>jwt</c>: the client must present a valid JWT, as a bearer <c>Authorization</c> header or, since browsers
+/// cannot set headers on a WebSocket upgrade, an <c>access_token</c> query parameter. Validation is ASP.NET Core's
+/// JwtBearer handler, not Sluice's. The token's <c>sub</c> becomes the subject; a missing or invalid token gets
+/// 401. With <see cref="JwtPolicyOptions.CloseOnExpiry"/>, the connection is closed with 1008 <c>token expired</c>
+/// when the token expires, so a revoked session cannot outlive its token on a long-lived socket.
+/// </summary>
+public sealed class JwtPolicy : IUpgradePolicy
+{
+    private const string ExpiryItem = "Sluice.Policies.JwtExpiry";
+
+    private readonly AuthenticationScheme _scheme;
+    private readonly IOptionsMonitor<JwtBearerOptions> _options;
+    private readonly ILoggerFactory _loggerFactory;
+    private readonly bool _closeOnExpiry;
+
+    /// <summary>Creates the policy.</summary>
+    public JwtPolicy(JwtPolicyOptions options, ILoggerFactory loggerFactory, string name = "jwt")
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(loggerFactory);
+        PolicyValidation.ThrowIfInvalid(options, name);
+        Name = name;
+        _loggerFactory = loggerFactory;
+        _closeOnExpiry = options.CloseOnExpiry;
+        _scheme = new AuthenticationScheme("Sluice.Jwt." + name, name, typeof(JwtBearerHandler));
+
+        var bearer = new JwtBearerOptions
+        {
+            Authority = options.Authority,
+            Audience = options.Audience,
+            RequireHttpsMetadata = options.RequireHttpsMetadata,
+            MapInboundClaims = false,
+            TimeProvider = TimeProvider.System,
+            TokenValidationParameters = new TokenValidationParameters
+            {
+                ValidateAudience = options.Audience is not null,
+                ValidAudience = options.Audience,
+                ValidateIssuer = options.Issuer is not null,
+                ValidIssuer = options.Issuer,
+                ClockSkew = TimeSpan.FromSeconds(options.ClockSkewSeconds),
+                NameClaimType = "sub",
+            },
+            Events = new JwtBearerEvents
+            {
+                OnMessageReceived = static context =>
+                {
+                    if (string.IsNullOrEmpty(context.Token) && context.Request.Query.TryGetValue("access_token", out var token))
+                    {
+                        context.Token = token.ToString();
+                    }
+
+                    return Task.CompletedTask;
+                },
+            },
+        };
+
+        if (options.SigningKey is { } key)
+        {
+            bearer.TokenValidationParameters.IssuerSigningKey = new SymmetricSecurityKey(KeyBytes(key));
+            bearer.TokenValidationParameters.ValidAlgorithms = [SecurityAlgorithms.HmacSha256, SecurityAlgorithms.HmacSha384, SecurityAlgorithms.HmacSha512];
+        }
+
+        // What AddJwtBearer would do: the post-configuration sets up token handlers and OIDC metadata retrieval.
+        new JwtBearerPostConfigureOptions().PostConfigure(_scheme.Name, bearer);
+        _options = new FixedOptionsMonitor<JwtBearerOptions>(bearer);
+    }
+
+    /// <inheritdoc />
+    public string Name { get; }
+
+    /// <inheritdoc />
+    public async ValueTask<UpgradeResult> EvaluateAsync(UpgradeContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        var handler = new JwtBearerHandler(_options, _loggerFactory, UrlEncoder.Default);
+        await handler.InitializeAsync(_scheme, context.HttpContext);
+        var result = await handler.AuthenticateAsync();
+        if (!result.Succeeded)
+        {
+            // The challenge adds WWW-Authenticate: Bearer error="invalid_token" where that applies.
+            await handler.ChallengeAsync(null);
+            return UpgradeResult.Reject(StatusCodes.Status401Unauthorized, result.Failure is null ? "missing bearer token" : "invalid bearer token");
+        }
+
+        var principal = result.Principal!;
+        context.HttpContext.User = principal;
+        context.Subject = principal.FindFirst("sub")?.Value ?? context.Subject;
+        if (_closeOnExpiry && principal.FindFirst("exp")?.Value is { } exp
+            && long.TryParse(exp, NumberStyles.Integer, CultureInfo.InvariantCulture, out var seconds))
+        {
+            context.Items[ExpiryItem] = DateTimeOffset.FromUnixTimeSeconds(seconds);
+        }
+
+        return UpgradeResult.Continue();
+    }
+
+    /// <inheritdoc />
+    public ValueTask OnConnectedAsync(WebSocketConnection connection)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        if (connection.Items.TryGetValue(ExpiryItem, out var value) && value is DateTimeOffset expiry)
+        {
+            _ = CloseAtExpiryAsync(connection, expiry);
+        }
+
+        return default;
+    }
+
+    internal static byte[] KeyBytes(string key)
+    {
+        if (key.StartsWith("env:", StringComparison.Ordinal))
+        {
+            key = Environment.GetEnvironmentVariable(key[4..]) is { Length: > 0 } value
+                ? value
+                : throw new InvalidOperationException($"the environment variable {key[4..]} is not set");
+        }
+
+        return key.StartsWith("base64:", StringComparison.Ordinal) ? Convert.FromBase64String(key[7..]) : Encoding.UTF8.GetBytes(key);
+    }
+
+    private static async Task CloseAtExpiryAsync(WebSocketConnection connection, DateTimeOffset expiry)
+    {
+        var wait = expiry - DateTimeOffset.UtcNow;
+        try
+        {
+            if (wait > TimeSpan.Zero)
+            {
+                await Task.Delay(wait < TimeSpan.FromDays(30) ? wait : TimeSpan.FromDays(30), connection.Closed);
+            }
+
+            await connection.CloseAsync(WebSocketCloseStatus.PolicyViolation, "token expired");
+        }
+        catch (OperationCanceledException)
+        {
+            // The connection ended before its token expired.
+        }
+    }
+
+    private sealed class FixedOptionsMonitor<T>(T value) : IOptionsMonitor<T>
+    {
+        public T CurrentValue => value;
+
+        public T Get(string? name) => value;
+
+        public IDisposable? OnChange(Action<T, string?> listener) => null;
+    }
+}
