@@ -129,6 +129,22 @@ public abstract class WebSocketConnection
     /// </remarks>
     public abstract ValueTask SendAsync(WebSocketMessage message, CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// Injects a message into the client leg after the outbound chain: no interceptor sees it. Safe from any thread;
+    /// completes when the socket has taken it. Discarded once the connection is closing.
+    /// </summary>
+    public ValueTask SendToClientAsync(WebSocketMessage message, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        if (IsClosing || !ClientLeg.Send(message.Type, message.Payload.Span))
+        {
+            return default;
+        }
+
+        CountOutbound(message.Length);
+        return FlushClientAsync(cancellationToken);
+    }
+
     /// <summary>Sends a text message to the client. See <see cref="SendAsync(WebSocketMessage, CancellationToken)"/>.</summary>
     public ValueTask SendAsync(string text, CancellationToken cancellationToken = default) =>
         SendAsync(WebSocketMessage.FromText(text), cancellationToken);
@@ -257,6 +273,18 @@ public abstract class WebSocketConnection
 
     /// <summary>Runs the outbound chain for a message the app or a topic sends; the caller flushes.</summary>
     internal abstract ValueTask SendThroughOutboundAsync(WebSocketMessage message);
+
+    private async ValueTask FlushClientAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await ClientLeg.FlushAsync(cancellationToken);
+        }
+        catch (Exception ex) when (HostedConnection.IsTransportFailure(ex))
+        {
+            // The client is gone; its receive loop ends the connection.
+        }
+    }
 
     internal void DeliverTopic(TopicFrame frame)
     {

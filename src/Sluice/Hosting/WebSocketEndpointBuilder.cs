@@ -61,6 +61,13 @@ public sealed class WebSocketEndpointBuilder : WebSocketPipelineBuilder
         return SetHandler(handler);
     }
 
+    /// <summary>Handles each inbound message with a handler class; its result is sent back.</summary>
+    public WebSocketEndpointBuilder OnMessage(IMessageHandler handler)
+    {
+        ArgumentNullException.ThrowIfNull(handler);
+        return SetHandler(handler.HandleAsync);
+    }
+
     /// <summary>
     /// Teaches the endpoint to turn a handler's result of type <typeparamref name="TResult"/> into a message,
     /// ahead of the built-in conversions and of converters registered for the whole app.

@@ -104,22 +104,6 @@ public sealed class ProxyConnection : WebSocketConnection
     }
 
     /// <summary>
-    /// Injects a message into the client leg, after the outbound chain (no interceptor sees it). Safe from any
-    /// thread; completes when the client's socket has taken it. Discarded once the connection is closing.
-    /// </summary>
-    public ValueTask SendToClientAsync(WebSocketMessage message, CancellationToken cancellationToken = default)
-    {
-        ArgumentNullException.ThrowIfNull(message);
-        if (IsClosing || !_client.Send(message.Type, message.Payload.Span))
-        {
-            return default;
-        }
-
-        CountOutbound(message.Length);
-        return FlushQuietlyAsync(_client, cancellationToken);
-    }
-
-    /// <summary>
     /// Injects a message into the backend leg, after the inbound chain (no interceptor sees it). Safe from any
     /// thread; completes when the backend's socket has taken it. Discarded once the connection is closing.
     /// </summary>

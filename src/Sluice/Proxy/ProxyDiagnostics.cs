@@ -20,7 +20,8 @@ internal sealed class ProxyMetrics
     public ProxyMetrics(SluiceMetrics metrics)
     {
         var meter = metrics.Meter;
-        _connectDuration = meter.CreateHistogram<double>("sluice.backend.connect.duration", "s", "Time to connect to a backend, TLS and handshake included.");
+        _connectDuration = meter.CreateHistogram<double>("sluice.backend.connect.duration", "s", "Time to connect to a backend, TLS and handshake included.",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] });
         _connectFailures = meter.CreateCounter<long>("sluice.backend.connect.failures", "{connection}", "Backend connections that failed, by reason.");
     }
 

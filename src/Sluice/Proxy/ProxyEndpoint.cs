@@ -29,7 +29,7 @@ internal sealed class ProxyEndpoint
 
     private string _pattern;
     private readonly WebSocketProxyBuilder _builder;
-    private readonly BackendTarget? _target;
+    private readonly WebSocketProxyTarget? _target;
     private readonly Func<HttpContext, ValueTask<Uri>>? _targetSelector;
     private readonly Lock _buildLock = new();
     private WebSocketRoute? _route;
@@ -43,7 +43,7 @@ internal sealed class ProxyEndpoint
         if (target is not null)
         {
             // Checked now, so that a bad target fails at startup rather than on the first connection.
-            _target = BackendTarget.Parse(target, RoutePatternFactory.Parse(pattern));
+            _target = WebSocketProxyTarget.Parse(target, RoutePatternFactory.Parse(pattern));
         }
 
         foreach (var header in builder.ForwardHeaders)

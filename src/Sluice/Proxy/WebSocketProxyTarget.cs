@@ -6,24 +6,60 @@ namespace Sluice;
 
 /// <summary>
 /// A backend URL pattern, <c>ws://host:port/rooms/${params.room}?user=${query.user}</c>: <c>${params.NAME}</c>
-/// takes a route value and <c>${query.NAME}</c> a query value of the client's request, each URL-encoded.
-/// Parsed and checked once, when the endpoint is built.
+/// takes a route value and <c>${query.NAME}</c> a query value of the client's request, each URL-encoded. Values
+/// may only land in the path and query, never in the scheme or host. Parsed and checked once, when the endpoint
+/// is built (or by a configuration validator, before anything runs).
 /// </summary>
-internal sealed class BackendTarget
+public sealed class WebSocketProxyTarget
 {
     private readonly Segment[] _segments;
 
-    private BackendTarget(Segment[] segments, string pattern)
+    private WebSocketProxyTarget(Segment[] segments, string pattern)
     {
         _segments = segments;
         Pattern = pattern;
     }
 
+    /// <summary>Gets the pattern as written.</summary>
     public string Pattern { get; }
 
-    /// <summary>Parses <paramref name="pattern"/> against the route's parameters.</summary>
+    /// <summary>Parses <paramref name="pattern"/> against the parameters of the route template <paramref name="routePattern"/>.</summary>
     /// <exception cref="FormatException">The pattern is invalid; the message says why.</exception>
-    public static BackendTarget Parse(string pattern, RoutePattern route)
+    public static WebSocketProxyTarget Parse(string pattern, string routePattern)
+    {
+        ArgumentNullException.ThrowIfNull(pattern);
+        ArgumentNullException.ThrowIfNull(routePattern);
+        RoutePattern route;
+        try
+        {
+            route = RoutePatternFactory.Parse(routePattern);
+        }
+        catch (RoutePatternException ex)
+        {
+            throw new FormatException($"'{routePattern}' is not a route template: {ex.Message}", ex);
+        }
+
+        return Parse(pattern, route);
+    }
+
+    /// <summary>Parses <paramref name="pattern"/>, returning the reason instead of throwing when it is invalid.</summary>
+    public static bool TryParse(string pattern, string routePattern, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out WebSocketProxyTarget? target, [System.Diagnostics.CodeAnalysis.NotNullWhen(false)] out string? error)
+    {
+        try
+        {
+            target = Parse(pattern, routePattern);
+            error = null;
+            return true;
+        }
+        catch (FormatException ex)
+        {
+            target = null;
+            error = ex.Message;
+            return false;
+        }
+    }
+
+    internal static WebSocketProxyTarget Parse(string pattern, RoutePattern route)
     {
         var segments = new List<Segment>();
         var literal = new StringBuilder();
@@ -90,10 +126,10 @@ internal sealed class BackendTarget
             throw new FormatException($"'{pattern}': a backend URL starts with ws:// or wss:// and a host.");
         }
 
-        return new BackendTarget([.. segments], pattern);
+        return new WebSocketProxyTarget([.. segments], pattern);
     }
 
-    /// <summary>Builds the backend URL for one request.</summary>
+    /// <summary>Builds the backend URL for one upgrade request.</summary>
     public Uri Resolve(HttpContext context)
     {
         var builder = new StringBuilder(Pattern.Length + 32);

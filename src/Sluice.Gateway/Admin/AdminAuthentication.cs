@@ -1,0 +1,102 @@
+using System.Net;
+using System.Security.Cryptography;
+using System.Text;
+using Sluice.Gateway.Hosting;
+
+namespace Sluice.Gateway.Admin;
+
+/// <summary>
+/// Guards every admin path but <c>healthz</c> (../shared/gateway-config.md, "Admin"). With <c>admin.apiKey</c>: the key
+/// as <c>Authorization: Bearer KEY</c> or <c>X-Api-Key: KEY</c>, or the dashboard's cookie, else 401. Without a key:
+/// loopback clients only, else 403. The key is read from the running configuration, so a reload changes it.
+/// </summary>
+internal sealed class AdminAuthentication(GatewayRuntime runtime)
+{
+    public const string CookieName = "sluice-admin";
+
+    public string Path => runtime.Config.Admin.Path;
+
+    public async Task InvokeAsync(HttpContext context, RequestDelegate next)
+    {
+        if (!context.Request.Path.StartsWithSegments(Path, out var rest)
+            || rest.Equals("/healthz", StringComparison.OrdinalIgnoreCase))
+        {
+            await next(context);
+            return;
+        }
+
+        var key = runtime.Config.Admin.ApiKey;
+        if (key is null)
+        {
+            if (context.Connection.RemoteIpAddress is { } address && IPAddress.IsLoopback(address))
+            {
+                await next(context);
+                return;
+            }
+
+            context.Response.StatusCode = StatusCodes.Status403Forbidden;
+            await context.Response.WriteAsync("The admin paths answer loopback clients only; set admin.apiKey to reach them from elsewhere.\n");
+            return;
+        }
+
+        if (IsAuthorized(context.Request, key) || rest.Equals("/login", StringComparison.OrdinalIgnoreCase))
+        {
+            await next(context);
+            return;
+        }
+
+        if (HttpMethods.IsGet(context.Request.Method) && (!rest.HasValue || rest == "/"))
+        {
+            // The dashboard itself: ask for the key once.
+            await DashboardAssets.Assets.WriteAsync(context, "login.html");
+            return;
+        }
+
+        context.Response.StatusCode = StatusCodes.Status401Unauthorized;
+        context.Response.Headers.WWWAuthenticate = "Bearer realm=\"sluice-admin\"";
+        await context.Response.WriteAsync("The admin key is required: Authorization: Bearer KEY or X-Api-Key: KEY.\n");
+    }
+
+    /// <summary>Checks a submitted key and, if right, gives the browser the dashboard cookie.</summary>
+    public IResult Login(HttpContext context, string? key)
+    {
+        var expected = runtime.Config.Admin.ApiKey;
+        if (expected is null || key is null || !Same(key, expected))
+        {
+            return Results.Redirect($"{Path}/?failed=1");
+        }
+
+        context.Response.Cookies.Append(CookieName, CookieValue(expected), new CookieOptions
+        {
+            HttpOnly = true,
+            SameSite = SameSiteMode.Strict,
+            Secure = context.Request.IsHttps,
+            Path = Path,
+            MaxAge = TimeSpan.FromHours(12),
+        });
+        return Results.Redirect($"{Path}/");
+    }
+
+    private static bool IsAuthorized(HttpRequest request, string key)
+    {
+        var authorization = request.Headers.Authorization.ToString();
+        if (authorization.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) && Same(authorization[7..].Trim(), key))
+        {
+            return true;
+        }
+
+        if (request.Headers.TryGetValue("X-Api-Key", out var header) && Same(header.ToString(), key))
+        {
+            return true;
+        }
+
+        return request.Cookies.TryGetValue(CookieName, out var cookie) && Same(cookie, CookieValue(key));
+    }
+
+    /// <summary>The cookie holds a MAC of the key, not the key: a stolen cookie does not reveal it.</summary>
+    private static string CookieValue(string key) =>
+        Convert.ToBase64String(HMACSHA256.HashData(Encoding.UTF8.GetBytes(key), "sluice-dashboard-v1"u8));
+
+    private static bool Same(string presented, string expected) =>
+        CryptographicOperations.FixedTimeEquals(SHA256.HashData(Encoding.UTF8.GetBytes(presented)), SHA256.HashData(Encoding.UTF8.GetBytes(expected)));
+}

@@ -1,0 +1,154 @@
+using System.Net.WebSockets;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Diagnostics.HealthChecks;
+using OpenTelemetry.Metrics;
+using Sluice.Gateway.Configuration;
+using Sluice.Gateway.Hosting;
+
+namespace Sluice.Gateway.Admin;
+
+/// <summary>
+/// The admin API of the contract under <c>admin.path</c>: the dashboard, <c>metrics</c> (Prometheus, through
+/// OpenTelemetry's exporter), <c>healthz</c>, <c>connections</c> (list, send into either leg, close),
+/// <c>topics/{T}</c> (publish), and the dashboard's live feed <c>events</c> and <c>tap</c>.
+/// </summary>
+internal static class AdminEndpoints
+{
+    private static readonly JsonSerializerOptions s_json = new(JsonSerializerDefaults.Web) { WriteIndented = false };
+
+    public static void AddServices(IServiceCollection services, GatewayConfig config)
+    {
+        services.AddOpenTelemetry().WithMetrics(metrics => metrics
+            .AddMeter("Sluice", "Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel", "System.Runtime")
+            .AddPrometheusExporter());
+        services.AddHealthChecks();
+        services.AddSingleton<DashboardState>();
+        services.AddSingleton<MessageTap>();
+        services.AddSingleton<DashboardSnapshots>();
+        var feed = new OutcomeFeed();
+        services.AddSingleton(feed);
+        services.AddLogging(logging =>
+        {
+            logging.AddProvider(feed);
+            logging.AddFilter<OutcomeFeed>("Sluice", LogLevel.Debug);
+        });
+        _ = config;
+    }
+
+    public static void Map(WebApplication app, GatewayRuntime runtime)
+    {
+        var path = runtime.Config.Admin.Path;
+        var authentication = new AdminAuthentication(runtime);
+        app.Use((context, next) => authentication.InvokeAsync(context, next));
+        app.Services.GetRequiredService<DashboardState>();
+
+        app.MapHealthChecks(path + "/healthz", new HealthCheckOptions { ResultStatusCodes = { [Microsoft.Extensions.Diagnostics.HealthChecks.HealthStatus.Degraded] = 200 } });
+        app.MapPrometheusScrapingEndpoint(path + "/metrics");
+
+        var admin = app.MapGroup(path);
+        admin.MapGet("/", (HttpContext context) => DashboardAssets.Assets.WriteAsync(context, "index.html"));
+        admin.MapGet("/dashboard.js", (HttpContext context) => DashboardAssets.Assets.WriteAsync(context, "dashboard.js"));
+        admin.MapGet("/dashboard.css", (HttpContext context) => DashboardAssets.Assets.WriteAsync(context, "dashboard.css"));
+        admin.MapPost("/login", async (HttpContext context) =>
+        {
+            var form = context.Request.HasFormContentType ? await context.Request.ReadFormAsync() : null;
+            return authentication.Login(context, form?["key"].ToString());
+        }).DisableAntiforgery();
+
+        admin.MapGet("/connections", (IWebSocketConnectionRegistry registry, string? route, string? subject) =>
+            Results.Json(registry.List(route, subject).OrderBy(c => c.ConnectedAt).Select(Describe), s_json));
+
+        admin.MapPost("/connections/{id}/send", async (string id, string? to, HttpRequest request, IWebSocketConnectionRegistry registry) =>
+        {
+            if (!registry.TryGet(id, out var connection))
+            {
+                return Results.NotFound(new { error = $"no open connection '{id}'" });
+            }
+
+            using var reader = new StreamReader(request.Body, Encoding.UTF8);
+            var message = WebSocketMessage.FromText(await reader.ReadToEndAsync());
+            switch (to ?? "client")
+            {
+                case "client":
+                    await connection.SendToClientAsync(message);
+                    return Results.Accepted();
+                case "backend" when connection is ProxyConnection proxied:
+                    await proxied.SendToBackendAsync(message);
+                    return Results.Accepted();
+                case "backend":
+                    return Results.BadRequest(new { error = "the connection is hosted by the gateway, not proxied: there is no backend leg" });
+                default:
+                    return Results.BadRequest(new { error = "to must be client or backend" });
+            }
+        });
+
+        admin.MapPost("/connections/{id}/close", (string id, int? code, string? reason, IWebSocketConnectionRegistry registry) =>
+        {
+            if (!registry.TryGet(id, out var connection))
+            {
+                return Results.NotFound(new { error = $"no open connection '{id}'" });
+            }
+
+            var status = code ?? (int)WebSocketCloseStatus.PolicyViolation;
+            if (status is not ((>= 1000 and <= 1003) or (>= 1007 and <= 1014) or (>= 3000 and <= 4999)))
+            {
+                return Results.BadRequest(new { error = $"{status} is not a close code that may be sent (1000-1003, 1007-1014, 3000-4999)" });
+            }
+
+            _ = connection.CloseAsync((WebSocketCloseStatus)status, reason ?? "closed by an administrator");
+            return Results.Accepted();
+        });
+
+        admin.MapPost("/topics/{topic}", async (string topic, HttpRequest request, IWebSocketTopics topics) =>
+        {
+            JsonNode? data;
+            try
+            {
+                data = await JsonNode.ParseAsync(request.Body);
+            }
+            catch (JsonException ex)
+            {
+                return Results.BadRequest(new { error = $"the body must be JSON: {ex.Message}" });
+            }
+
+            await topics.PublishAsync(topic, PubSubProtocolExtensions.CreatePubSubMessage(topic, data));
+            return Results.Json(new { topic, subscribers = topics.GetSubscriberCount(topic) }, s_json);
+        });
+
+        admin.MapPost("/tap", (string route, bool? enabled, MessageTap tap) =>
+        {
+            if (!runtime.Config.Routes.Any(r => r.Path == route))
+            {
+                return Results.NotFound(new { error = $"no route '{route}'" });
+            }
+
+            tap.Enable(route, enabled ?? true);
+            return Results.Json(new { route, enabled = enabled ?? true, until = DateTimeOffset.UtcNow + MessageTap.Lifetime }, s_json);
+        });
+
+        admin.MapGet("/events", (HttpContext context, DashboardSnapshots snapshots) => snapshots.StreamAsync(context));
+        admin.MapGet("/snapshot", (DashboardSnapshots snapshots) => Results.Json(snapshots.Create(0).Snapshot, s_json));
+    }
+
+    public static object Describe(WebSocketConnection connection) => new
+    {
+        id = connection.Id,
+        route = connection.RoutePattern,
+        subject = connection.Subject,
+        remoteIp = connection.RemoteIpAddress?.ToString(),
+        connectedAt = connection.ConnectedAt,
+        ageSeconds = Math.Round((DateTimeOffset.UtcNow - connection.ConnectedAt).TotalSeconds, 1),
+        subprotocol = connection.SubProtocol,
+        backend = (connection as ProxyConnection)?.BackendUri.ToString(),
+        inbound = new { messages = connection.InboundMessages, bytes = connection.InboundBytes, lastAt = connection.LastInboundAt },
+        outbound = new { messages = connection.OutboundMessages, bytes = connection.OutboundBytes, lastAt = connection.LastOutboundAt },
+        topics = connection.Topics,
+    };
+}
+
+internal static class DashboardAssets
+{
+    public static readonly EmbeddedAssets Assets = new("Sluice.Gateway.Admin.wwwroot.");
+}

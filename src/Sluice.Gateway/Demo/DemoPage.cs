@@ -1,0 +1,13 @@
+namespace Sluice.Gateway.Demo;
+
+/// <summary>The demo's page at <c>/</c>: chat through <c>/demo/{room}</c> and see what the policies do.</summary>
+internal static class DemoPage
+{
+    public static void Map(WebApplication app)
+    {
+        var assets = new EmbeddedAssets("Sluice.Gateway.Demo.wwwroot.");
+        app.MapGet("/", (HttpContext context) => assets.WriteAsync(context, "index.html"));
+        app.MapGet("/demo.js", (HttpContext context) => assets.WriteAsync(context, "demo.js"));
+        app.MapGet("/demo.css", (HttpContext context) => assets.WriteAsync(context, "demo.css"));
+    }
+}

@@ -1,0 +1,140 @@
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.Options;
+using Sluice.Gateway.Admin;
+using Sluice.Gateway.Configuration;
+using Sluice.Gateway.Demo;
+
+namespace Sluice.Gateway.Hosting;
+
+/// <summary>Builds the gateway's web application from a configuration file or the embedded demo.</summary>
+internal static class GatewayApplication
+{
+    public const string DefaultUrls = "http://127.0.0.1:5080";
+
+    /// <summary><c>--check</c>: 0 and a one-line summary on stdout when valid; 1 and every error on stderr otherwise.</summary>
+    public static int Check(string path)
+    {
+        using var services = CheckServices();
+        var result = ConfigLoader.Load(path, services);
+        if (!result.IsValid)
+        {
+            foreach (var error in result.Errors)
+            {
+                Console.Error.WriteLine(error);
+            }
+
+            return 1;
+        }
+
+        var config = result.Config!;
+        Console.WriteLine($"{path}: valid: {Plural(config.Routes.Count, "route")}, {Plural(config.Policies.Count, "policy", "policies")}");
+        ConfigLoader.DisposeNew(config.Policies.Values, null);
+        return 0;
+    }
+
+    /// <summary>
+    /// Validates the configuration (or the demo's), then builds the application. Returns null with every error
+    /// when the configuration is invalid: nothing is started.
+    /// </summary>
+    public static WebApplication? Build(GatewayCommandLine commandLine, string? demoConfiguration, out IReadOnlyList<string> errors)
+    {
+        var baseDirectory = commandLine.ConfigPath is null ? AppContext.BaseDirectory : Path.GetDirectoryName(Path.GetFullPath(commandLine.ConfigPath))!;
+        ConfigResult Load(IServiceProvider services, IReadOnlyDictionary<string, PolicyInstance>? previous = null) => demoConfiguration is null
+            ? ConfigLoader.Load(commandLine.ConfigPath!, services, previous)
+            : ConfigLoader.Parse(demoConfiguration, baseDirectory, services, previous);
+
+        // Validate before building anything, with throwaway services: an invalid file starts nothing.
+        GatewayConfig preview;
+        using (var checkServices = CheckServices())
+        {
+            var check = Load(checkServices);
+            if (!check.IsValid)
+            {
+                errors = check.Errors;
+                return null;
+            }
+
+            preview = check.Config!;
+            ConfigLoader.DisposeNew(preview.Policies.Values, null);
+        }
+
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
+        builder.WebHost.UseUrls(commandLine.Urls ?? (preview.Listen.Count > 0 ? string.Join(';', preview.Listen) : DefaultUrls));
+        builder.Logging.ClearProviders();
+        builder.Logging.AddSimpleConsole(o =>
+        {
+            o.SingleLine = true;
+            o.TimestampFormat = "HH:mm:ss ";
+        });
+        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(preview.Limits.DrainSeconds));
+        builder.Services.AddSluice(o => o.MaxConnections = preview.Limits.MaxConnections);
+        var holder = new GatewayRuntimeHolder();
+        builder.Services.AddSingleton(holder);
+        AdminEndpoints.AddServices(builder.Services, preview);
+
+        var app = builder.Build();
+        var result = Load(app.Services);
+        if (!result.IsValid)
+        {
+            errors = result.Errors;
+            return null;
+        }
+
+        var runtime = new GatewayRuntime(result.Config!, commandLine.ConfigPath, app.Services.GetRequiredService<ILoggerFactory>());
+        holder.Runtime = runtime;
+        ((IEndpointRouteBuilder)app).DataSources.Add(runtime.Endpoints);
+        runtime.Start(app.Services);
+        AdminEndpoints.Map(app, runtime);
+        if (demoConfiguration is not null)
+        {
+            DemoPage.Map(app);
+        }
+
+        app.Lifetime.ApplicationStopped.Register(runtime.Dispose);
+        errors = [];
+        return app;
+    }
+
+    /// <summary>Prints every route and URL, as the contract asks of the gateway when it starts.</summary>
+    public static void PrintRoutes(WebApplication app, bool demo)
+    {
+        var runtime = app.Services.GetRequiredService<GatewayRuntimeHolder>().Runtime!;
+        var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.ToList();
+        var http = addresses.FirstOrDefault() ?? DefaultUrls;
+        var ws = http.Replace("http://", "ws://", StringComparison.Ordinal).Replace("https://", "wss://", StringComparison.Ordinal);
+        var config = runtime.Config;
+        var maxConnections = app.Services.GetRequiredService<IWebSocketConnectionRegistry>().MaxConnections;
+        var output = Console.Out;
+        output.WriteLine($"Sluice gateway listening on {string.Join(", ", addresses)}{(runtime.ConfigPath is null ? " (embedded demo)" : $" ({runtime.ConfigPath})")}");
+        foreach (var route in config.Routes)
+        {
+            var what = route.Proxy is { } proxy ? $"proxy -> {proxy.Target}" : $"{route.Handler!.Type} handler";
+            var lists = string.Concat(
+                route.Upgrade.Count > 0 ? $"  upgrade: {string.Join(", ", route.Upgrade)}" : string.Empty,
+                route.Inbound.Count > 0 ? $"  inbound: {string.Join(", ", route.Inbound)}" : string.Empty,
+                route.Outbound.Count > 0 ? $"  outbound: {string.Join(", ", route.Outbound)}" : string.Empty);
+            output.WriteLine($"  {ws + route.Path,-40} {what}{lists}");
+        }
+
+        output.WriteLine($"  {"dashboard:",-12} {http}{config.Admin.Path}/{(config.Admin.ApiKey is null ? "  (loopback clients only)" : "  (admin key required)")}");
+        output.WriteLine($"  {"metrics:",-12} {http}{config.Admin.Path}/metrics");
+        if (demo)
+        {
+            output.WriteLine($"  {"demo page:",-12} {http}/  (open it in two tabs and chat through /demo/{{room}})");
+        }
+
+        output.WriteLine($"  limits: messages up to {config.Limits.MaxMessageBytes} bytes, {maxConnections} connections; Ctrl+C closes every connection with 1001 and exits");
+    }
+
+    private static ServiceProvider CheckServices() => new ServiceCollection().AddLogging().BuildServiceProvider();
+
+    private static string Plural(int count, string one, string? many = null) => $"{count} {(count == 1 ? one : many ?? one + "s")}";
+}
+
+/// <summary>Lets services reach the runtime, which is created once the application is built.</summary>
+internal sealed class GatewayRuntimeHolder
+{
+    public GatewayRuntime? Runtime { get; set; }
+}

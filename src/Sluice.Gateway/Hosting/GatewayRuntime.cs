@@ -1,0 +1,198 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.FileProviders;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Primitives;
+using Sluice.Gateway.Configuration;
+using Sluice.Policies;
+
+namespace Sluice.Gateway.Hosting;
+
+/// <summary>
+/// The running configuration: maps its routes onto Sluice endpoints, and on a change of the file, validates the
+/// new one and applies it without dropping a connection. Per-message policies live in one
+/// <see cref="ReloadableInterceptors"/> per route path, so open connections run the new policies from their next
+/// message; new connections also get the new upgrade policies, target and limits.
+/// </summary>
+internal sealed partial class GatewayRuntime : IDisposable
+{
+    private readonly GatewayEndpointDataSource _endpoints = new();
+    private readonly Dictionary<string, ReloadableInterceptors> _routePolicies = new(StringComparer.OrdinalIgnoreCase);
+    private readonly Lock _reloadLock = new();
+    private readonly ILogger _logger;
+    private IServiceProvider? _services;
+    private IDisposable? _watch;
+    private Timer? _debounce;
+
+    public GatewayRuntime(GatewayConfig config, string? configPath, ILoggerFactory loggerFactory)
+    {
+        Config = config;
+        ConfigPath = configPath;
+        _logger = loggerFactory.CreateLogger("Sluice.Gateway");
+    }
+
+    public GatewayConfig Config { get; private set; }
+
+    public string? ConfigPath { get; }
+
+    public GatewayEndpointDataSource Endpoints => _endpoints;
+
+    /// <summary>Maps the configuration's routes, and starts watching the file.</summary>
+    public void Start(IServiceProvider services)
+    {
+        _services = services;
+        Apply(Config);
+        if (ConfigPath is not null)
+        {
+            var full = Path.GetFullPath(ConfigPath);
+            var provider = new PhysicalFileProvider(Path.GetDirectoryName(full)!);
+            _watch = ChangeToken.OnChange(() => provider.Watch(Path.GetFileName(full)), OnFileChanged);
+            _debounce = new Timer(_ => Reload(), null, Timeout.Infinite, Timeout.Infinite);
+        }
+    }
+
+    /// <summary>Loads the file again; applies it if it is valid, logs every error and keeps running otherwise.</summary>
+    public bool Reload()
+    {
+        if (ConfigPath is null || _services is null)
+        {
+            return false;
+        }
+
+        lock (_reloadLock)
+        {
+            var result = ConfigLoader.Load(ConfigPath, _services, Config.Policies);
+            if (!result.IsValid)
+            {
+                Log.ReloadRejected(_logger, ConfigPath, result.Errors.Count, string.Join(Environment.NewLine, result.Errors));
+                return false;
+            }
+
+            var previous = Config;
+            Apply(result.Config!);
+            ConfigLoader.DisposeNew(previous.Policies.Values, result.Config!.Policies);
+            Log.Reloaded(_logger, ConfigPath, result.Config!.Routes.Count, result.Config.Policies.Count);
+            return true;
+        }
+    }
+
+    public void Dispose()
+    {
+        _watch?.Dispose();
+        _debounce?.Dispose();
+        foreach (var policy in Config.Policies.Values)
+        {
+            (policy.Policy as IDisposable)?.Dispose();
+        }
+    }
+
+    private void OnFileChanged() =>
+
+        // Editors write a file in several steps; act once it has been quiet for a moment.
+        _debounce?.Change(TimeSpan.FromMilliseconds(250), Timeout.InfiniteTimeSpan);
+
+    private void Apply(GatewayConfig config)
+    {
+        foreach (var route in config.Routes)
+        {
+            if (_routePolicies.TryGetValue(route.Path, out var policies))
+            {
+                policies.Reload(p => AddMessagePolicies(p, route, config));
+            }
+            else
+            {
+                _routePolicies[route.Path] = new ReloadableInterceptors(p => AddMessagePolicies(p, route, config));
+            }
+        }
+
+        Config = config;
+        _endpoints.Update(_services!, endpoints =>
+        {
+            foreach (var route in config.Routes)
+            {
+                Map(endpoints, route, config, _routePolicies[route.Path]);
+            }
+        });
+    }
+
+    private static void Map(Microsoft.AspNetCore.Routing.IEndpointRouteBuilder endpoints, RouteConfig route, GatewayConfig config, ReloadableInterceptors policies)
+    {
+        if (route.Proxy is { } proxy)
+        {
+            endpoints.MapWebSocketProxy(route.Path, proxy.Target, p =>
+            {
+                Configure(p, route, config, policies);
+                p.ConnectTimeout = TimeSpan.FromMilliseconds(proxy.ConnectTimeoutMs);
+                p.EnableBackendCompression = proxy.Compression;
+                foreach (var header in proxy.ForwardHeaders)
+                {
+                    p.ForwardHeaders.Add(header);
+                }
+            });
+            return;
+        }
+
+        var handler = route.Handler!;
+        endpoints.MapWebSocket(route.Path, ws =>
+        {
+            Configure(ws, route, config, policies);
+            switch (handler.Type)
+            {
+                case "echo":
+                    ws.OnMessage((message, _) => message);
+                    break;
+                case "pubsub":
+                    ws.UsePubSubProtocol();
+                    break;
+                default:
+                    ws.OnMessage((IMessageHandler)handler.Handler!);
+                    break;
+            }
+        });
+    }
+
+    private static void Configure(WebSocketPipelineBuilder builder, RouteConfig route, GatewayConfig config, ReloadableInterceptors policies)
+    {
+        var limits = config.Limits;
+        builder.ConfigureOptions(o =>
+        {
+            o.MaxMessageBytes = limits.MaxMessageBytes;
+            o.IdleTimeout = limits.IdleTimeoutSeconds > 0 ? TimeSpan.FromSeconds(limits.IdleTimeoutSeconds) : Timeout.InfiniteTimeSpan;
+            o.KeepAliveInterval = TimeSpan.FromSeconds(limits.KeepAliveSeconds);
+            o.CloseTimeout = TimeSpan.FromSeconds(limits.CloseTimeoutSeconds);
+            o.EnableCompression = route.Compression;
+        });
+
+        foreach (var name in route.Upgrade)
+        {
+            builder.UseUpgradePolicy((IUpgradePolicy)config.Policies[name].Policy);
+        }
+
+        builder.Use(policies);
+    }
+
+    private static void AddMessagePolicies(WebSocketPipelineBuilder builder, RouteConfig route, GatewayConfig config)
+    {
+        foreach (var name in route.Inbound)
+        {
+            var policy = config.Policies[name];
+            builder.UsePolicy((IMessageInterceptor)policy.Policy, policy.When).WithName(name).InboundOnly();
+        }
+
+        // Sluice runs outbound interceptors in reverse order of registration (the first added is the outermost
+        // layer both ways); the file's outbound list runs in its written order, so it is registered backwards.
+        for (var i = route.Outbound.Count - 1; i >= 0; i--)
+        {
+            var policy = config.Policies[route.Outbound[i]];
+            builder.UsePolicy((IMessageInterceptor)policy.Policy, policy.When).WithName(route.Outbound[i]).OutboundOnly();
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(500, LogLevel.Information, "Configuration {Path} reloaded: {Routes} routes, {Policies} policies. Open connections use the new policies from their next message.")]
+        public static partial void Reloaded(ILogger logger, string path, int routes, int policies);
+
+        [LoggerMessage(501, LogLevel.Error, "Configuration change in {Path} rejected ({Count} errors); the running configuration stays:\n{Errors}")]
+        public static partial void ReloadRejected(ILogger logger, string path, int count, string errors);
+    }
+}
