@@ -94,13 +94,22 @@ internal sealed class PluginCatalog
                 .FirstOrDefault(t => t.IsClass && !t.IsAbstract && t != typeof(string) && t.Name.EndsWith("Options", StringComparison.Ordinal));
     }
 
-    /// <summary>Creates a plugin instance: its options and name by type, anything else from the app's services.</summary>
+    /// <summary>
+    /// Creates a plugin instance: its options (a parameter of the options type) and its name (a <see cref="string"/>
+    /// parameter) if its constructor asks for them, anything else from the app's services.
+    /// </summary>
     public static object Instantiate(Type type, object? options, string name, IServiceProvider services)
     {
-        var arguments = new List<object> { name };
-        if (options is not null and not NoOptions)
+        var parameters = type.GetConstructors().OrderByDescending(c => c.GetParameters().Length).FirstOrDefault()?.GetParameters() ?? [];
+        var arguments = new List<object>();
+        if (options is not null and not NoOptions && parameters.Any(p => p.ParameterType.IsInstanceOfType(options)))
         {
-            arguments.Insert(0, options);
+            arguments.Add(options);
+        }
+
+        if (parameters.Any(p => p.ParameterType == typeof(string)))
+        {
+            arguments.Add(name);
         }
 
         return ActivatorUtilities.CreateInstance(services, type, [.. arguments]);
