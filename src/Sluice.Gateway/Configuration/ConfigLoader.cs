@@ -406,8 +406,32 @@ internal static class ConfigLoader
                 : $"unknown option; did you mean '{suggestion}'?";
         }
 
+        var name = ex.Path?.Split('.', '[').LastOrDefault();
+        var property = optionsType.GetProperties().FirstOrDefault(p => string.Equals(JsonNamingPolicy.CamelCase.ConvertName(p.Name), name, StringComparison.Ordinal));
+        var type = property is null ? null : Nullable.GetUnderlyingType(property.PropertyType) ?? property.PropertyType;
+        if (type is { IsEnum: true })
+        {
+            return $"must be one of {string.Join(", ", Enum.GetNames(type).Select(JsonNamingPolicy.KebabCaseLower.ConvertName))}";
+        }
+
+        if (type is not null)
+        {
+            return $"must be {TypeName(type)}";
+        }
+
         return FirstSentence(ex.Message.Replace("The JSON value could not be converted to", "expected a value of type", StringComparison.Ordinal));
     }
+
+    private static string TypeName(Type type) => type switch
+    {
+        _ when type == typeof(string) => "a string",
+        _ when type == typeof(bool) => "true or false",
+        _ when type == typeof(int) || type == typeof(long) => "a whole number",
+        _ when type == typeof(double) => "a number",
+        _ when type.IsGenericType && type.GetGenericTypeDefinition() == typeof(List<>) => "a list",
+        _ when type.IsGenericType && type.GetGenericTypeDefinition() == typeof(Dictionary<,>) => "an object",
+        _ => "an object",
+    };
 
     private static List<RouteConfig> ReadRoutes(JsonNode? node, JsonWalker walker, IReadOnlyDictionary<string, PolicyInstance> policies, PluginCatalog plugins, IServiceProvider services)
     {

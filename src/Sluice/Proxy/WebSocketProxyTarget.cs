@@ -93,7 +93,7 @@ public sealed class WebSocketProxyTarget
             if (source == "params" && parameter is null)
             {
                 var known = string.Join(", ", route.Parameters.Select(p => p.Name));
-                throw new FormatException($"'{pattern}': unknown route parameter '{name}' (the route has: {(known.Length == 0 ? "none" : known)}).");
+                throw new FormatException($"'{pattern}': unknown route parameter '{name}' (the route has: {(known.Length == 0 ? "none" : known)})");
             }
 
             if (literal.Length > 0)
@@ -117,13 +117,13 @@ public sealed class WebSocketProxyTarget
         var authorityEnd = schemeEnd < 0 ? -1 : prefix.IndexOfAny(['/', '?'], schemeEnd + 3);
         if (schemeEnd < 0 || authorityEnd < 0 && segments.Count > 1)
         {
-            throw new FormatException($"'{pattern}': the scheme and host must be literal; values can only be placed in the path or query.");
+            throw new FormatException($"'{pattern}': the scheme and host must be literal; values can only be placed in the path or query");
         }
 
         var authority = authorityEnd < 0 ? prefix : prefix[..authorityEnd];
         if (!Uri.TryCreate(authority, UriKind.Absolute, out var baseUri) || baseUri.Scheme is not ("ws" or "wss"))
         {
-            throw new FormatException($"'{pattern}': a backend URL starts with ws:// or wss:// and a host.");
+            throw new FormatException($"'{pattern}': a backend URL starts with ws:// or wss:// and a host");
         }
 
         return new WebSocketProxyTarget([.. segments], pattern);
