@@ -26,6 +26,8 @@ function serve() {
       const pump = () => { while (ws.readyState === WebSocket.OPEN && ws.bufferedAmount < 1 << 20) ws.send(chunk); if (ws.readyState === WebSocket.OPEN) setTimeout(pump, 1); };
       pump();
     }
+    // The tests read how each connection ended, as this side saw it.
+    ws.on('close', (code, reason) => console.log(`CLOSED ${path} ${code} ${reason.toString()}`.trimEnd()));
     ws.on('message', (data, isBinary) => {
       if (path.startsWith('/close/')) { const code = Number(path.split('/')[2]); ws.close(code, `backend-${code}`); return; }
       if (path.startsWith('/die')) { ws._socket.destroy(); return; }

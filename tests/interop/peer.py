@@ -29,6 +29,14 @@ async def handler(ws, path=None):
         chunk = os.urandom(64 * 1024)
         while True:
             await ws.send(chunk)
+    try:
+        await relay(ws, path)
+    finally:
+        # The tests read how each connection ended, as this side saw it.
+        print(f"CLOSED {path} {ws.close_code} {ws.close_reason or ''}".rstrip(), flush=True)
+
+
+async def relay(ws, path):
     async for message in ws:
         if path.startswith("/close/"):
             code = int(path.split("/")[2])

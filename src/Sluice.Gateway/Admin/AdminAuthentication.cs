@@ -39,7 +39,9 @@ internal sealed class AdminAuthentication(GatewayRuntime runtime)
             return;
         }
 
-        if (IsAuthorized(context.Request, key) || rest.Equals("/login", StringComparison.OrdinalIgnoreCase))
+        // The login page's stylesheet is public, as the page itself is; it holds nothing about the gateway.
+        if (IsAuthorized(context.Request, key) || rest.Equals("/login", StringComparison.OrdinalIgnoreCase)
+            || (HttpMethods.IsGet(context.Request.Method) && rest.Equals("/dashboard.css", StringComparison.OrdinalIgnoreCase)))
         {
             await next(context);
             return;

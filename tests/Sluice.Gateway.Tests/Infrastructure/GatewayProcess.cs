@@ -70,6 +70,15 @@ public sealed class GatewayProcess : IAsyncDisposable
         return gateway;
     }
 
+    /// <summary>Starts the gateway with no --urls flag, so it listens where the file's <c>listen</c> says.</summary>
+    public static async Task<GatewayProcess> StartWithoutUrlsAsync(string configPath, int expectedPort)
+    {
+        var process = Start([GatewayDll, "--config", configPath], null, null);
+        var gateway = new GatewayProcess(process, expectedPort);
+        await gateway.WaitForOutputAsync("Sluice gateway listening", TimeSpan.FromSeconds(30));
+        return gateway;
+    }
+
     /// <summary>Runs the gateway to completion (for --check and invalid configurations).</summary>
     public static async Task<(int ExitCode, string Output, string Error)> RunAsync(params string[] arguments)
     {

@@ -19,11 +19,40 @@ public enum PeerKind
 public sealed class ExternalPeer : IAsyncDisposable
 {
     private readonly Process _process;
+    private readonly System.Collections.Concurrent.ConcurrentQueue<string> _lines = new();
 
     private ExternalPeer(Process process, int port)
     {
         _process = process;
         Port = port;
+        _ = Task.Run(async () =>
+        {
+            while (await process.StandardOutput.ReadLineAsync() is { } line)
+            {
+                _lines.Enqueue(line);
+            }
+        });
+    }
+
+    /// <summary>Waits for the server to print a line starting with <paramref name="prefix"/> (e.g. "CLOSED /path").</summary>
+    public async Task<string> WaitForLineAsync(string prefix, TimeSpan? timeout = null)
+    {
+        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(10));
+        while (true)
+        {
+            var line = _lines.FirstOrDefault(l => l.StartsWith(prefix, StringComparison.Ordinal));
+            if (line is not null)
+            {
+                return line;
+            }
+
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException($"The peer did not print '{prefix}'; it printed: {string.Join(" | ", _lines)}");
+            }
+
+            await Task.Delay(20);
+        }
     }
 
     public int Port { get; }

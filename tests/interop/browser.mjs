@@ -1,0 +1,107 @@
+// Drives the demo page and the dashboard in Debian's headless Chromium (playwright-core, no downloaded browser).
+//
+//   node browser.mjs demo BASE_URL SCREENSHOT_DIR             the demo page: join, chat, every "try" button
+//   node browser.mjs dashboard BASE_URL ADMIN_KEY SCREENSHOT_DIR  login, live numbers, the connection list, Close
+//
+// Prints "OK <details>" and exits 0, or prints "FAIL <why>" and exits 1. Screenshots go to SCREENSHOT_DIR.
+import { chromium } from 'playwright-core';
+import { WebSocket } from 'ws';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+const [mode, base, ...rest] = process.argv.slice(2);
+const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
+const errors = [];
+
+function fail(message) {
+  console.log(`FAIL ${message}${errors.length ? ` (page errors: ${errors.join(' | ')})` : ''}`);
+  process.exit(1);
+}
+
+async function newPage() {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => { if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) errors.push(m.text()); });
+  page.on('response', (r) => { if (r.status() >= 400 && !r.url().includes('/login')) errors.push(`${r.status()} ${r.url()}`); });
+  return page;
+}
+
+async function demo(shots) {
+  const page = await newPage();
+  await page.goto(base + '/');
+  await page.fill('#name', 'ann');
+  await page.click('#connect');
+  await page.waitForSelector('#status.online', { timeout: 10000 });
+
+  await page.fill('#text', 'hello from chromium');
+  await page.click('#send');
+  await page.waitForFunction(() => document.querySelector('#messages').innerText.includes('hello from chromium'), null, { timeout: 10000 });
+
+  // Each button sends what one policy stops or changes; the page lists the outcome it got back.
+  const expectations = { password: 'password: ***', oversized: 'answered 413', burst: 'answered 429', invalid: 'answered 400' };
+  for (const [button, text] of Object.entries(expectations)) {
+    await page.click(`button[data-try="${button}"]`);
+    await page.waitForFunction((t) => document.body.innerText.includes(t), text, { timeout: 10000 })
+      .catch(() => fail(`after "${button}" the page never showed ${text}`));
+    await page.waitForTimeout(1100); // let the rate limit's bucket refill so the next try is judged on its own
+  }
+
+  await page.screenshot({ path: join(shots, 'demo.png'), fullPage: true });
+  if (errors.length) fail('the page logged errors');
+  console.log('OK demo');
+}
+
+async function dashboard(adminKey, shots) {
+  // A connection for the dashboard to show and close.
+  const ws = new WebSocket(base.replace('http', 'ws') + '/echo');
+  const closed = new Promise((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+  await new Promise((resolve, reject) => { ws.on('open', resolve); ws.on('error', reject); });
+  const traffic = setInterval(() => ws.readyState === WebSocket.OPEN && ws.send('tick'), 100);
+
+  const page = await newPage();
+  await page.goto(base + '/_sluice/');
+  if (adminKey) {
+    await page.fill('input[name="key"]', 'wrong');
+    await page.click('button[type="submit"]');
+    await page.waitForSelector('#failed:not([hidden])', { timeout: 10000 }).catch(() => fail('a wrong key was not refused'));
+    await page.fill('input[name="key"]', adminKey);
+    await page.click('button[type="submit"]');
+  }
+
+  await page.waitForFunction(() => document.querySelector('#live-text')?.innerText === 'live', null, { timeout: 15000 })
+    .catch(() => fail('the dashboard never went live'));
+  await page.waitForFunction(() => Number(document.querySelector('#connections').innerText) >= 1, null, { timeout: 15000 })
+    .catch(() => fail('the open connection was not counted'));
+  await page.waitForFunction(() => parseFloat(document.querySelector('#rate-in').innerText) > 0, null, { timeout: 15000 })
+    .catch(() => fail('the inbound message rate stayed at zero'));
+  await page.waitForSelector('#list button[data-close]', { timeout: 15000 }).catch(() => fail('the connection list is empty'));
+  const cookies = await page.context().cookies();
+  const session = cookies.find((c) => c.httpOnly && c.sameSite === 'Strict');
+  if (adminKey && !session) fail(`no HttpOnly SameSite=Strict cookie: ${JSON.stringify(cookies)}`);
+
+  await page.screenshot({ path: join(shots, 'dashboard.png'), fullPage: true });
+  await page.click('#list button[data-close]');
+  const result = await Promise.race([closed, new Promise((r) => setTimeout(() => r(null), 10000))]);
+  clearInterval(traffic);
+  if (!result) fail('the Close button did not close the connection');
+  if (result.code !== 1008) fail(`Close closed with ${result.code}, not 1008`);
+  if (errors.length) fail('the page logged errors');
+  console.log(`OK dashboard closed ${result.code}`);
+}
+
+try {
+  if (mode === 'demo') {
+    mkdirSync(rest[0], { recursive: true });
+    await demo(rest[0]);
+  } else if (mode === 'dashboard') {
+    mkdirSync(rest[1], { recursive: true });
+    await dashboard(rest[0], rest[1]);
+  } else {
+    fail(`unknown mode ${mode}`);
+  }
+} catch (e) {
+  fail(e.stack ?? String(e));
+} finally {
+  await browser.close();
+}
+process.exit(0);
