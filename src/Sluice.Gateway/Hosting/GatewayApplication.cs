@@ -69,7 +69,12 @@ internal static class GatewayApplication
         });
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(preview.Limits.DrainSeconds));
-        builder.Services.AddSluice(o => o.MaxConnections = preview.Limits.MaxConnections);
+        var sluice = builder.Services.AddSluice(o => o.MaxConnections = preview.Limits.MaxConnections);
+        if (preview.Backplane is { } backplane)
+        {
+            // Read at start only, as the listen addresses are: a node does not change clusters on reload.
+            sluice.AddRedisBackplane(backplane.Connection, o => o.ChannelPrefix = backplane.ChannelPrefix);
+        }
         var holder = new GatewayRuntimeHolder();
         builder.Services.AddSingleton(holder);
         AdminEndpoints.AddServices(builder.Services, preview);

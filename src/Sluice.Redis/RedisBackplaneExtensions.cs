@@ -1,0 +1,34 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Hosting;
+using Sluice.Redis;
+
+namespace Sluice;
+
+/// <summary>Registers the Redis topic backplane.</summary>
+public static class RedisBackplaneExtensions
+{
+    /// <summary>
+    /// Makes topics span every node that uses the same Redis and <see cref="RedisBackplaneOptions.ChannelPrefix"/>:
+    /// a message published on any node reaches subscribers on every node. Also adds a <c>redis-backplane</c> health
+    /// check, degraded while Redis is unreachable (the node still serves its own subscribers then).
+    /// </summary>
+    /// <param name="builder">The builder returned by <c>AddSluice()</c>.</param>
+    /// <param name="configuration">The StackExchange.Redis configuration string, e.g. <c>127.0.0.1:6379</c>.</param>
+    /// <param name="configure">Further settings.</param>
+    public static ISluiceBuilder AddRedisBackplane(this ISluiceBuilder builder, string configuration, Action<RedisBackplaneOptions>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        ArgumentException.ThrowIfNullOrEmpty(configuration);
+        builder.Services.Configure<RedisBackplaneOptions>(options =>
+        {
+            options.Configuration = configuration;
+            configure?.Invoke(options);
+        });
+        builder.Services.AddSingleton<RedisTopicBackplane>();
+        builder.Services.AddSingleton<ITopicBackplane>(services => services.GetRequiredService<RedisTopicBackplane>());
+        builder.Services.AddHostedService(services => services.GetRequiredService<RedisTopicBackplane>());
+        builder.Services.AddHealthChecks().AddCheck<RedisBackplaneHealthCheck>("redis-backplane", HealthStatus.Degraded);
+        return builder;
+    }
+}
