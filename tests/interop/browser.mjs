@@ -52,12 +52,6 @@ async function demo(shots) {
 }
 
 async function dashboard(adminKey, shots) {
-  // A connection for the dashboard to show and close.
-  const ws = new WebSocket(base.replace('http', 'ws') + '/echo');
-  const closed = new Promise((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
-  await new Promise((resolve, reject) => { ws.on('open', resolve); ws.on('error', reject); });
-  const traffic = setInterval(() => ws.readyState === WebSocket.OPEN && ws.send('tick'), 100);
-
   const page = await newPage();
   await page.goto(base + '/_sluice/');
   if (adminKey) {
@@ -70,21 +64,36 @@ async function dashboard(adminKey, shots) {
 
   await page.waitForFunction(() => document.querySelector('#live-text')?.innerText === 'live', null, { timeout: 15000 })
     .catch(() => fail('the dashboard never went live'));
-  await page.waitForFunction(() => Number(document.querySelector('#connections').innerText) >= 1, null, { timeout: 15000 })
-    .catch(() => fail('the open connection was not counted'));
+  await page.waitForFunction(() => document.querySelector('#connections').innerText === '0', null, { timeout: 15000 })
+    .catch(() => fail('the dashboard did not start at 0 connections'));
+  const chartBefore = await page.evaluate(() => document.querySelector('#chart').toDataURL());
+
+  // Now a client connects and talks: the count, the rate and the chart must follow.
+  const ws = new WebSocket(base.replace('http', 'ws') + '/echo');
+  const closed = new Promise((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+  await new Promise((resolve, reject) => { ws.on('open', resolve); ws.on('error', reject); });
+  const traffic = setInterval(() => ws.readyState === WebSocket.OPEN && ws.send('tick'), 100);
+
+  await page.waitForFunction(() => document.querySelector('#connections').innerText === '1', null, { timeout: 15000 })
+    .catch(() => fail('the count did not go to 1 when a client connected'));
   await page.waitForFunction(() => parseFloat(document.querySelector('#rate-in').innerText) > 0, null, { timeout: 15000 })
     .catch(() => fail('the inbound message rate stayed at zero'));
+  await page.waitForFunction((before) => document.querySelector('#chart').toDataURL() !== before, chartBefore, { timeout: 15000 })
+    .catch(() => fail('the chart did not change'));
   await page.waitForSelector('#list button[data-close]', { timeout: 15000 }).catch(() => fail('the connection list is empty'));
   const cookies = await page.context().cookies();
   const session = cookies.find((c) => c.httpOnly && c.sameSite === 'Strict');
   if (adminKey && !session) fail(`no HttpOnly SameSite=Strict cookie: ${JSON.stringify(cookies)}`);
 
+  await page.waitForTimeout(2500); // a few chart points for the screenshot
   await page.screenshot({ path: join(shots, 'dashboard.png'), fullPage: true });
   await page.click('#list button[data-close]');
   const result = await Promise.race([closed, new Promise((r) => setTimeout(() => r(null), 10000))]);
   clearInterval(traffic);
   if (!result) fail('the Close button did not close the connection');
   if (result.code !== 1008) fail(`Close closed with ${result.code}, not 1008`);
+  await page.waitForFunction(() => document.querySelector('#connections').innerText === '0', null, { timeout: 15000 })
+    .catch(() => fail('the count did not go back to 0'));
   if (errors.length) fail('the page logged errors');
   console.log(`OK dashboard closed ${result.code}`);
 }

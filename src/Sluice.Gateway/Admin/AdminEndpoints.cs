@@ -4,6 +4,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using OpenTelemetry.Metrics;
+using OpenTelemetry.Trace;
 using Sluice.Gateway.Configuration;
 using Sluice.Gateway.Hosting;
 
@@ -20,9 +21,15 @@ internal static class AdminEndpoints
 
     public static void AddServices(IServiceCollection services, GatewayConfig config)
     {
-        services.AddOpenTelemetry().WithMetrics(metrics => metrics
-            .AddMeter("Sluice", "Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel", "System.Runtime")
+        var telemetry = services.AddOpenTelemetry().WithMetrics(metrics => metrics
+            .AddMeter(SluiceDiagnostics.MeterName, "Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel", "System.Runtime")
             .AddPrometheusExporter());
+        // Traces leave the process only when the operator names a collector, with OpenTelemetry's standard variable
+        // (OTEL_EXPORTER_OTLP_ENDPOINT; OTEL_TRACES_SAMPLER and the other OTEL_* variables apply as usual).
+        if (!string.IsNullOrEmpty(Environment.GetEnvironmentVariable("OTEL_EXPORTER_OTLP_ENDPOINT")))
+        {
+            telemetry.WithTracing(tracing => tracing.AddSource(SluiceDiagnostics.ActivitySourceName).AddOtlpExporter());
+        }
         services.AddHealthChecks();
         services.AddSingleton<DashboardState>();
         services.AddSingleton<MessageTap>();

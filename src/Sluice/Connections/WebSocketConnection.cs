@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net;
 using System.Net.WebSockets;
 using System.Security.Claims;
@@ -337,6 +338,9 @@ public abstract class WebSocketConnection
         Volatile.Write(ref _lastOutboundTicks, Environment.TickCount64);
     }
 
+    /// <summary>The connection's <c>sluice.connection</c> activity, when something listens to Sluice's traces.</summary>
+    internal Activity? Activity { get; set; }
+
     /// <summary>Makes the accepted connection known: registry, metrics, log.</summary>
     private protected void OnAccepted()
     {
@@ -366,6 +370,7 @@ public abstract class WebSocketConnection
         }
 
         Route.Metrics.RecordClosed(Route.Pattern, info.Status);
+        SluiceTracing.Ended(Activity, info.Status, info.Description);
         SluiceLog.ConnectionClosed(Route.Logger, Id, Route.Pattern, info.Initiator, info.Status, info.Description);
         if (fault is not null)
         {

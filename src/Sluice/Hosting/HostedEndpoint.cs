@@ -5,6 +5,8 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using Sluice.Protocol;
 
+using Sluice.Diagnostics;
+
 namespace Sluice;
 
 /// <summary>The request handler of a hosted endpoint: performs the upgrade and runs the connection.</summary>
@@ -60,6 +62,8 @@ internal sealed class HostedEndpoint(string pattern, WebSocketEndpointBuilder bu
             return;
         }
 
+        // As long as the connection; the proxy's backend handshake carries its trace context.
+        using var activity = SluiceTracing.StartConnection(httpContext, route.Pattern);
         WebSocketLeg leg;
         string? subProtocol;
         try
@@ -78,6 +82,7 @@ internal sealed class HostedEndpoint(string pattern, WebSocketEndpointBuilder bu
         }
 
         var connection = new HostedConnection(this, route, httpContext, leg, upgrade, subProtocol);
+        SluiceTracing.Accepted(activity, connection);
         await connection.RunAsync();
     }
 }

@@ -151,6 +151,8 @@ internal sealed class WebSocketRoute
     {
         var start = Metrics.PipelineDuration.Enabled ? Stopwatch.GetTimestamp() : 0;
         context.ReceivedType = context.Message.Type;
+        var previous = Activity.Current;
+        var activity = SluiceTracing.StartMessage(context, Pattern);
         ValueTask pending;
         try
         {
@@ -158,21 +160,30 @@ internal sealed class WebSocketRoute
         }
         catch (Exception ex)
         {
-            OnChainFailed(context, ex);
+            OnChainFailed(context, ex, activity);
             return default;
+        }
+        finally
+        {
+            // The chain's own continuations captured the message's activity; the receive loop goes back to the
+            // connection's, or a stopped message activity would stay current there.
+            if (activity is not null)
+            {
+                Activity.Current = previous;
+            }
         }
 
         if (pending.IsCompletedSuccessfully)
         {
             pending.GetAwaiter().GetResult();
-            OnChainCompleted(context, start);
+            OnChainCompleted(context, start, activity);
             return default;
         }
 
-        return AwaitChainAsync(pending, context, start);
+        return AwaitChainAsync(pending, context, start, activity);
     }
 
-    private async ValueTask AwaitChainAsync(ValueTask pending, MessageContext context, long start)
+    private async ValueTask AwaitChainAsync(ValueTask pending, MessageContext context, long start, Activity? activity)
     {
         try
         {
@@ -180,14 +191,14 @@ internal sealed class WebSocketRoute
         }
         catch (Exception ex)
         {
-            OnChainFailed(context, ex);
+            OnChainFailed(context, ex, activity);
             return;
         }
 
-        OnChainCompleted(context, start);
+        OnChainCompleted(context, start, activity);
     }
 
-    private void OnChainCompleted(MessageContext context, long start)
+    private void OnChainCompleted(MessageContext context, long start, Activity? activity)
     {
         if (start != 0)
         {
@@ -198,6 +209,7 @@ internal sealed class WebSocketRoute
 
         if (context.Outcome == MessageOutcome.Forwarded)
         {
+            SluiceTracing.EndMessage(activity, context, stoppedBy: null);
             return;
         }
 
@@ -207,14 +219,16 @@ internal sealed class WebSocketRoute
         }
 
         var name = Pipeline.NameOf(context);
+        SluiceTracing.EndMessage(activity, context, name);
         Metrics.RecordOutcome(Pattern, context.Direction, name, context.Outcome);
         SluiceLog.MessageStopped(Logger, name, context.Outcome, context.Direction, context.ChainId, context.Connection.Id, Pattern, context.OutcomeReason);
     }
 
-    private void OnChainFailed(MessageContext context, Exception exception)
+    private void OnChainFailed(MessageContext context, Exception exception, Activity? activity)
     {
         context.MarkFailed();
         var name = Pipeline.NameOf(context);
+        SluiceTracing.EndMessage(activity, context, name, exception);
         SluiceLog.InterceptorFailed(Logger, exception, name, context.Direction, context.ChainId, context.Connection.Id, Pattern);
         Metrics.RecordOutcome(Pattern, context.Direction, name, MessageOutcome.Failed);
         if (Options.InterceptorErrorMode == InterceptorErrorMode.CloseConnection)

@@ -88,6 +88,8 @@ internal sealed class ProxyEndpoint
             return;
         }
 
+        // As long as the connection; the proxy's backend handshake carries its trace context.
+        using var activity = SluiceTracing.StartConnection(httpContext, route.Pattern);
         BackendConnection? backend = null;
         try
         {
@@ -125,6 +127,7 @@ internal sealed class ProxyEndpoint
             var backendLeg = CreateBackendLeg(backend, route.Options);
             var connection = new ProxyConnection(route, httpContext, client, backendLeg, backendUri, upgrade, backend.SubProtocol);
             backend = null;
+            SluiceTracing.Accepted(activity, connection);
             await connection.RunAsync();
         }
         catch when (backend is not null)
