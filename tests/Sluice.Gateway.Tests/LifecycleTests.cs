@@ -170,6 +170,23 @@ public class LifecycleTests
     }
 
     [Fact]
+    public async Task HotReload_OfAdminPath_KeepsTheMappedAdminPathGuarded_AndSaysARestartIsNeeded()
+    {
+        using var folder = new ConfigFolder();
+        const string Config = """{ "admin": { "path": "/_a", "apiKey": "env:SLUICE_RELOAD_ADMIN_KEY" }, "routes": [ { "path": "/echo", "handler": { "type": "echo" } } ] }""";
+        var path = folder.Write(Config);
+        await using var gateway = await GatewayProcess.StartAsync(path, new Dictionary<string, string> { ["SLUICE_RELOAD_ADMIN_KEY"] = "reload-admin-key-0123456789" });
+
+        folder.Write(Config.Replace("/_a", "/_b", StringComparison.Ordinal));
+        await gateway.WaitForOutputAsync("reloaded");
+
+        Assert.Contains("admin.path takes effect when the gateway restarts", gateway.Output, StringComparison.Ordinal);
+        using var http = new HttpClient();
+        Assert.Equal(HttpStatusCode.Unauthorized, (await http.GetAsync(gateway.Http("/_a/connections"))).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await http.GetAsync(gateway.Http("/_a/metrics"))).StatusCode);
+    }
+
+    [Fact]
     public async Task PluginPolicyAndHandler_LoadFromThePluginsFolder()
     {
         using var folder = new ConfigFolder();

@@ -54,6 +54,34 @@ public partial class MetricsTests
         Assert.Equal(3, metrics["sluice_pipeline_duration_seconds_count{direction=\"inbound\",opcode=\"text\",route=\"/m\"}"]);
     }
 
+    [Fact]
+    public async Task Tap_ShowsARoutesMessagesAsItsPoliciesLeaveThem_OnlyWhileOn()
+    {
+        using var folder = new ConfigFolder();
+        var path = folder.Write("""
+            {
+              "routes": [ { "path": "/t", "handler": { "type": "echo" }, "inbound": ["redact"] } ],
+              "policies": { "redact": { "type": "json-redact", "options": { "paths": ["/password"], "mode": "mask" } } },
+            }
+            """);
+        await using var gateway = await GatewayProcess.StartAsync(path);
+        using var client = await WebSocketClient.ConnectAsync(gateway.Ws("/t"));
+        using var http = new HttpClient { BaseAddress = gateway.Http("/_sluice/") };
+        await client.SendTextAsync("""{"note":"before the tap","password":"a"}""");
+        await client.ReceiveTextAsync();
+
+        (await http.PostAsync("tap?route=/t", null)).EnsureSuccessStatusCode();
+        await client.SendTextAsync("""{"note":"tapped","password":"hunter2"}""");
+        await client.ReceiveTextAsync();
+
+        using var snapshot = System.Text.Json.JsonDocument.Parse(await http.GetStringAsync("snapshot"));
+        var entries = snapshot.RootElement.GetProperty("tap").GetProperty("entries").EnumerateArray().ToList();
+        Assert.Equal(["inbound", "outbound"], entries.Select(e => e.GetProperty("direction").GetString()));
+        Assert.All(entries, e => Assert.Contains("\"password\":\"***\"", e.GetProperty("preview").GetString(), StringComparison.Ordinal));
+        Assert.DoesNotContain(entries, e => e.GetProperty("preview").GetString()!.Contains("before the tap", StringComparison.Ordinal));
+        Assert.DoesNotContain("hunter2", snapshot.RootElement.GetRawText(), StringComparison.Ordinal);
+    }
+
     /// <summary>Prometheus text exposition, one sample per line: name{labels} value; labels sorted, otel_scope_* left out.</summary>
     private static Dictionary<string, double> Parse(string text)
     {

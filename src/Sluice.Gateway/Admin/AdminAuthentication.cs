@@ -14,17 +14,27 @@ internal sealed class AdminAuthentication(GatewayRuntime runtime)
 {
     public const string CookieName = "sluice-admin";
 
-    public string Path => runtime.Config.Admin.Path;
+    /// <summary>
+    /// The admin path the endpoints were mapped under at start. Fixed, like the endpoints: checking a reloaded path
+    /// here would leave the mapped one unguarded.
+    /// </summary>
+    public string Path { get; } = runtime.Config.Admin.Path;
 
-    public async Task InvokeAsync(HttpContext context, RequestDelegate next)
+    public Task InvokeAsync(HttpContext context, RequestDelegate next)
     {
+        // Not async on this path: a WebSocket request lives as long as its connection, and an async frame here would
+        // be held by every one of them.
         if (!context.Request.Path.StartsWithSegments(Path, out var rest)
             || rest.Equals("/healthz", StringComparison.OrdinalIgnoreCase))
         {
-            await next(context);
-            return;
+            return next(context);
         }
 
+        return GuardAsync(context, next, rest);
+    }
+
+    private async Task GuardAsync(HttpContext context, RequestDelegate next, PathString rest)
+    {
         var key = runtime.Config.Admin.ApiKey;
         if (key is null)
         {

@@ -157,9 +157,12 @@ internal static class ConfigLoader
         var listen = walker.Strings(root, "listen", string.Empty, allowSingle: true);
         for (var i = 0; i < listen.Count; i++)
         {
-            if (!Uri.TryCreate(listen[i], UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https"))
+            if (!Uri.TryCreate(listen[i], UriKind.Absolute, out var uri) || uri.Scheme is not "http")
             {
-                walker.Error($"listen[{i}]", $"'{listen[i]}' is not an http:// or https:// URL");
+                // TLS is not configured by the file (no certificate settings yet): terminate it in front of the gateway.
+                walker.Error($"listen[{i}]", uri?.Scheme == "https"
+                    ? $"'{listen[i]}': https is not supported in the file yet; terminate TLS in front of the gateway (a load balancer, nginx) and listen on http://"
+                    : $"'{listen[i]}' is not an http:// URL");
             }
         }
 
@@ -528,12 +531,11 @@ internal static class ConfigLoader
         }
 
         var headers = walker.Strings(proxy, "forwardHeaders", path);
-        var reserved = new[] { "Host", "Connection", "Upgrade", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Sluice-Subject" };
         for (var i = 0; i < headers.Count; i++)
         {
-            if (headers[i].StartsWith("Sec-WebSocket-", StringComparison.OrdinalIgnoreCase) || reserved.Contains(headers[i], StringComparer.OrdinalIgnoreCase))
+            if (!WebSocketProxyBuilder.IsForwardable(headers[i]))
             {
-                walker.Error($"{path}.forwardHeaders[{i}]", $"'{headers[i]}' is set by the gateway itself and cannot be forwarded");
+                walker.Error($"{path}.forwardHeaders[{i}]", $"'{headers[i]}' belongs to one hop's handshake or is set by the gateway itself; it cannot be forwarded");
             }
         }
 

@@ -1,6 +1,8 @@
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.FileProviders;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using Sluice.Gateway.Admin;
 using Microsoft.Extensions.Primitives;
 using Sluice.Gateway.Configuration;
 using Sluice.Policies;
@@ -68,10 +70,44 @@ internal sealed partial class GatewayRuntime : IDisposable
             }
 
             var previous = Config;
+            foreach (var setting in StartOnlyChanges(previous, result.Config!))
+            {
+                Log.RestartNeeded(_logger, setting);
+            }
+
             Apply(result.Config!);
             ConfigLoader.DisposeNew(previous.Policies.Values, result.Config!.Policies);
             Log.Reloaded(_logger, ConfigPath, result.Config!.Routes.Count, result.Config.Policies.Count);
             return true;
+        }
+    }
+
+    /// <summary>The settings read only at start: a reload that changes them applies the rest and says so.</summary>
+    private static IEnumerable<string> StartOnlyChanges(GatewayConfig before, GatewayConfig after)
+    {
+        if (!before.Listen.SequenceEqual(after.Listen))
+        {
+            yield return "listen";
+        }
+
+        if (before.Limits.MaxConnections != after.Limits.MaxConnections)
+        {
+            yield return "limits.maxConnections";
+        }
+
+        if (before.Limits.DrainSeconds != after.Limits.DrainSeconds)
+        {
+            yield return "limits.drainSeconds";
+        }
+
+        if (before.Admin.Path != after.Admin.Path)
+        {
+            yield return "admin.path";
+        }
+
+        if (before.Backplane != after.Backplane)
+        {
+            yield return "backplane";
         }
     }
 
@@ -105,22 +141,23 @@ internal sealed partial class GatewayRuntime : IDisposable
         }
 
         Config = config;
+        var tap = _services!.GetService<MessageTap>();
         _endpoints.Update(_services!, endpoints =>
         {
             foreach (var route in config.Routes)
             {
-                Map(endpoints, route, config, _routePolicies[route.Path]);
+                Map(endpoints, route, config, _routePolicies[route.Path], tap?.For(route.Path));
             }
         });
     }
 
-    private static void Map(Microsoft.AspNetCore.Routing.IEndpointRouteBuilder endpoints, RouteConfig route, GatewayConfig config, ReloadableInterceptors policies)
+    private static void Map(Microsoft.AspNetCore.Routing.IEndpointRouteBuilder endpoints, RouteConfig route, GatewayConfig config, ReloadableInterceptors policies, MessageTap.RouteTap? tap)
     {
         if (route.Proxy is { } proxy)
         {
             endpoints.MapWebSocketProxy(route.Path, proxy.Target, p =>
             {
-                Configure(p, route, config, policies);
+                Configure(p, route, config, policies, tap);
                 p.ConnectTimeout = TimeSpan.FromMilliseconds(proxy.ConnectTimeoutMs);
                 p.EnableBackendCompression = proxy.Compression;
                 foreach (var header in proxy.ForwardHeaders)
@@ -134,7 +171,7 @@ internal sealed partial class GatewayRuntime : IDisposable
         var handler = route.Handler!;
         endpoints.MapWebSocket(route.Path, ws =>
         {
-            Configure(ws, route, config, policies);
+            Configure(ws, route, config, policies, tap);
             switch (handler.Type)
             {
                 case "echo":
@@ -150,7 +187,7 @@ internal sealed partial class GatewayRuntime : IDisposable
         });
     }
 
-    private static void Configure(WebSocketPipelineBuilder builder, RouteConfig route, GatewayConfig config, ReloadableInterceptors policies)
+    private static void Configure(WebSocketPipelineBuilder builder, RouteConfig route, GatewayConfig config, ReloadableInterceptors policies, MessageTap.RouteTap? tap)
     {
         var limits = config.Limits;
         builder.ConfigureOptions(o =>
@@ -167,7 +204,18 @@ internal sealed partial class GatewayRuntime : IDisposable
             builder.UseUpgradePolicy((IUpgradePolicy)config.Policies[name].Policy);
         }
 
+        // The tap sees messages as the policies leave them, both ways: outbound interceptors run in reverse order of
+        // registration, so its outbound side is registered first (runs last) and its inbound side last (runs last).
+        if (tap is not null)
+        {
+            builder.Use(tap).WithName("tap").OutboundOnly();
+        }
+
         builder.Use(policies);
+        if (tap is not null)
+        {
+            builder.Use(tap).WithName("tap").InboundOnly();
+        }
     }
 
     private static void AddMessagePolicies(WebSocketPipelineBuilder builder, RouteConfig route, GatewayConfig config)
@@ -191,6 +239,9 @@ internal sealed partial class GatewayRuntime : IDisposable
     {
         [LoggerMessage(500, LogLevel.Information, "Configuration {Path} reloaded: {Routes} routes, {Policies} policies. Open connections use the new policies from their next message.")]
         public static partial void Reloaded(ILogger logger, string path, int routes, int policies);
+
+        [LoggerMessage(502, LogLevel.Warning, "Configuration change to {Setting} takes effect when the gateway restarts; the rest of the change is applied.")]
+        public static partial void RestartNeeded(ILogger logger, string setting);
 
         [LoggerMessage(501, LogLevel.Error, "Configuration change in {Path} rejected ({Count} errors); the running configuration stays:\n{Errors}")]
         public static partial void ReloadRejected(ILogger logger, string path, int count, string errors);

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Net.WebSockets;
+using System.Runtime.CompilerServices;
 using System.Text.Json;
 using System.Threading.RateLimiting;
 using Json.Pointer;
@@ -85,6 +86,10 @@ public sealed class RateLimitPolicy : MessagePolicy, IDisposable
     private readonly JsonPointer? _key;
     private readonly string _rejection;
 
+    // The partition key of a connection is the same for each of its messages: built once, not per message.
+    private readonly ConditionalWeakTable<WebSocketConnection, string> _connectionKeys = [];
+    private readonly ConditionalWeakTable<WebSocketConnection, string>.CreateValueCallback _createConnectionKey;
+
     /// <summary>Creates the policy.</summary>
     public RateLimitPolicy(RateLimitPolicyOptions options, string name = "rate-limit")
         : base(name)
@@ -94,6 +99,7 @@ public sealed class RateLimitPolicy : MessagePolicy, IDisposable
         _options = options;
         _key = options.Key is null ? null : JsonPointers.Parse(options.Key, "key");
         _rejection = string.Create(CultureInfo.InvariantCulture, $"rate limit exceeded: {options.Permits} per {options.PerSeconds} s");
+        _createConnectionKey = ConnectionKey;
         var limiterOptions = new TokenBucketRateLimiterOptions
         {
             TokenLimit = options.Burst ?? options.Permits,
@@ -122,15 +128,16 @@ public sealed class RateLimitPolicy : MessagePolicy, IDisposable
     /// <inheritdoc />
     public void Dispose() => _limiter.Dispose();
 
+    private string ConnectionKey(WebSocketConnection connection) => _options.PartitionBy switch
+    {
+        RateLimitPartition.Subject when connection.Subject is { } subject => "s:" + subject,
+        RateLimitPartition.Subject or RateLimitPartition.Ip => "i:" + connection.RemoteIpAddress,
+        _ => "c:" + connection.Id,
+    };
+
     private string PartitionKey(MessageContext context)
     {
-        var connection = context.Connection;
-        var partition = _options.PartitionBy switch
-        {
-            RateLimitPartition.Subject when connection.Subject is { } subject => "s:" + subject,
-            RateLimitPartition.Subject or RateLimitPartition.Ip => "i:" + connection.RemoteIpAddress,
-            _ => "c:" + connection.Id,
-        };
+        var partition = _connectionKeys.GetValue(context.Connection, _createConnectionKey);
 
         if (_key is { } key)
         {

@@ -27,6 +27,8 @@ internal sealed class ProxyEndpoint
 
     public const string SubjectHeader = "X-Sluice-Subject";
 
+    public static bool IsReservedHeader(string header) => s_handshakeHeaders.Contains(header);
+
     private string _pattern;
     private readonly WebSocketProxyBuilder _builder;
     private readonly WebSocketProxyTarget? _target;

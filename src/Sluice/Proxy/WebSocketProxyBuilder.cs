@@ -26,6 +26,12 @@ public sealed class WebSocketProxyBuilder : WebSocketPipelineBuilder
     public IList<string> ForwardHeaders { get; } = [];
 
     /// <summary>
+    /// Gets whether <paramref name="header"/> may be listed in <see cref="ForwardHeaders"/>: not one of a hop's own
+    /// handshake headers, and not one the proxy sets itself (X-Forwarded-*, X-Sluice-Subject, trace context).
+    /// </summary>
+    public static bool IsForwardable(string header) => !Proxy.ProxyEndpoint.IsReservedHeader(header);
+
+    /// <summary>
     /// Gets or sets whether permessage-deflate is offered to the backend. Independent of the client leg's
     /// <see cref="WebSocketEndpointOptions.EnableCompression"/>. Default: false.
     /// </summary>

@@ -1,0 +1,248 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using System.Net.WebSockets;
+using System.Text;
+using System.Text.Json;
+
+namespace Sluice.LoadTest;
+
+/// <summary>
+/// Closed-loop echo load: each connection keeps --inflight messages outstanding, checks every echo byte for byte
+/// (or against the redacted form with --redacted) and times each round trip. The first two seconds warm up and are
+/// not counted. Prints one JSON line.
+/// </summary>
+internal static class LoadGenerator
+{
+    public static async Task<int> RunAsync(Arguments args)
+    {
+        var url = new Uri(args.String("url"));
+        var connections = args.Int("connections", 50);
+        var size = args.Int("size", 128);
+        var inflight = args.Int("inflight", 4);
+        var seconds = args.Int("seconds", 10);
+        var redacted = args.Flag("redacted");
+        var warmup = TimeSpan.FromSeconds(args.Int("warmup", 2));
+
+        var state = new RunState();
+        var sockets = new List<ClientWebSocket>();
+        for (var i = 0; i < connections; i++)
+        {
+            var socket = new ClientWebSocket();
+            socket.Options.KeepAliveInterval = TimeSpan.Zero;
+            await socket.ConnectAsync(url, CancellationToken.None);
+            sockets.Add(socket);
+        }
+
+        using var stop = new CancellationTokenSource();
+        var workers = sockets.Select((s, i) => Task.Run(() => RunConnectionAsync(s, i, size, inflight, redacted, state, stop.Token))).ToArray();
+
+        int? pid = args.Flag("pid") ? args.Int("pid") : null;
+        await Task.Delay(warmup);
+        var before = ProcStat.Read(pid);
+        state.StartMeasuring();
+        var clock = Stopwatch.StartNew();
+        await Task.Delay(TimeSpan.FromSeconds(seconds));
+        state.StopMeasuring();
+        var elapsed = clock.Elapsed.TotalSeconds;
+        var after = ProcStat.Read(pid);
+        await stop.CancelAsync();
+        await Task.WhenAll(workers).WaitAsync(TimeSpan.FromSeconds(10)).ContinueWith(_ => { }, TaskScheduler.Default);
+
+        var latencies = state.Latencies.SelectMany(l => l).ToArray();
+        Array.Sort(latencies);
+        var result = new
+        {
+            name = args.String("name", url.ToString()),
+            url = url.ToString(),
+            connections,
+            size,
+            inflight,
+            seconds = Math.Round(elapsed, 2),
+            roundTrips = state.RoundTrips,
+            rps = Math.Round(state.RoundTrips / elapsed),
+            p50Us = Percentile(latencies, 0.50),
+            p99Us = Percentile(latencies, 0.99),
+            p999Us = Percentile(latencies, 0.999),
+            // The measured process's (the proxy's) CPU time per round trip, and its peak memory.
+            cpuUsPerRoundTrip = before is { } b && after is { } a && state.RoundTrips > 0 ? Math.Round((a.CpuSeconds - b.CpuSeconds) * 1e6 / state.RoundTrips, 1) : (double?)null,
+            peakRssMiB = after is { } p ? Math.Round(p.PeakRssBytes / 1048576.0, 1) : (double?)null,
+            errors = state.Errors,
+            mismatches = state.Mismatches,
+            lost = state.Lost,
+            firstError = state.FirstError,
+        };
+        Console.WriteLine(JsonSerializer.Serialize(result));
+        foreach (var socket in sockets)
+        {
+            socket.Abort();
+            socket.Dispose();
+        }
+
+        return state.Errors + state.Mismatches + state.Lost == 0 ? 0 : 1;
+    }
+
+    private static async Task RunConnectionAsync(ClientWebSocket socket, int index, int size, int inflight, bool redacted, RunState state, CancellationToken stop)
+    {
+        var latencies = new List<int>(1 << 16);
+        state.Latencies.Add(latencies);
+        var pending = new ConcurrentQueue<(long Sequence, long Started, bool Measured)>();
+        using var window = new SemaphoreSlim(inflight, inflight);
+        var sendBuffer = new byte[size];
+        var receiveBuffer = new byte[Math.Max(size * 2, 4096)];
+        var expected = new byte[size];
+
+        var receiver = Task.Run(async () =>
+        {
+            try
+            {
+                while (true)
+                {
+                    var length = 0;
+                    ValueWebSocketReceiveResult result;
+                    do
+                    {
+                        result = await socket.ReceiveAsync(receiveBuffer.AsMemory(length), CancellationToken.None);
+                        length += result.Count;
+                    }
+                    while (!result.EndOfMessage);
+
+                    if (result.MessageType == WebSocketMessageType.Close)
+                    {
+                        return;
+                    }
+
+                    var now = Stopwatch.GetTimestamp();
+                    if (!pending.TryDequeue(out var sent))
+                    {
+                        state.Mismatch("an echo nobody sent");
+                        continue;
+                    }
+
+                    var expectedLength = Payload.Write(expected, sent.Sequence, index, size, redacted);
+                    if (!receiveBuffer.AsSpan(0, length).SequenceEqual(expected.AsSpan(0, expectedLength)))
+                    {
+                        state.Mismatch($"echo {sent.Sequence} differs: {Encoding.UTF8.GetString(receiveBuffer, 0, Math.Min(length, 200))}");
+                    }
+
+                    if (sent.Measured && state.Measuring)
+                    {
+                        latencies.Add((int)Stopwatch.GetElapsedTime(sent.Started, now).TotalMicroseconds);
+                        state.CountRoundTrip();
+                    }
+
+                    window.Release();
+                }
+            }
+            catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or ObjectDisposedException)
+            {
+                if (!stop.IsCancellationRequested)
+                {
+                    state.Error(ex.Message);
+                }
+            }
+        }, CancellationToken.None);
+
+        long sequence = 0;
+        try
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                await window.WaitAsync(stop);
+                var length = Payload.Write(sendBuffer, sequence, index, size, redacted: false);
+                pending.Enqueue((sequence, Stopwatch.GetTimestamp(), state.Measuring));
+                sequence++;
+                await socket.SendAsync(sendBuffer.AsMemory(0, length), WebSocketMessageType.Text, endOfMessage: true, CancellationToken.None);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        catch (Exception ex) when (ex is WebSocketException or ObjectDisposedException)
+        {
+            state.Error(ex.Message);
+        }
+
+        // Wait for the echoes still in flight; what never comes back is lost.
+        var deadline = DateTime.UtcNow.AddSeconds(5);
+        while (!pending.IsEmpty && DateTime.UtcNow < deadline && socket.State == WebSocketState.Open)
+        {
+            await Task.Delay(10, CancellationToken.None);
+        }
+
+        state.CountLost(pending.Count(p => p.Measured));
+        socket.Abort();
+        await receiver;
+    }
+
+    private static int Percentile(int[] sorted, double p) => sorted.Length == 0 ? 0 : sorted[Math.Min(sorted.Length - 1, (int)(sorted.Length * p))];
+
+    private sealed class RunState
+    {
+        private long _roundTrips;
+        private int _errors;
+        private int _mismatches;
+        private int _lost;
+        private volatile bool _measuring;
+
+        public ConcurrentBag<List<int>> Latencies { get; } = [];
+
+        public bool Measuring => _measuring;
+
+        public long RoundTrips => Interlocked.Read(ref _roundTrips);
+
+        public int Errors => _errors;
+
+        public int Mismatches => _mismatches;
+
+        public int Lost => _lost;
+
+        public string? FirstError { get; private set; }
+
+        public void StartMeasuring() => _measuring = true;
+
+        public void StopMeasuring() => _measuring = false;
+
+        public void CountRoundTrip() => Interlocked.Increment(ref _roundTrips);
+
+        public void CountLost(int count) => Interlocked.Add(ref _lost, count);
+
+        public void Error(string message)
+        {
+            Interlocked.Increment(ref _errors);
+            FirstError ??= message;
+        }
+
+        public void Mismatch(string message)
+        {
+            Interlocked.Increment(ref _mismatches);
+            FirstError ??= message;
+        }
+    }
+}
+
+/// <summary>
+/// The test message: JSON text of exactly --size bytes, <c>{"seq":"…","password":"hunter2","pad":"xx…"}</c>, and its
+/// redacted form with <c>/password</c> removed, as a json-redact policy (or the node proxy's JSON.stringify) writes it.
+/// </summary>
+internal static class Payload
+{
+    private const string Password = "\"password\":\"hunter2\",";
+
+    public static int Write(byte[] buffer, long sequence, int connection, int size, bool redacted)
+    {
+        var prefix = string.Create(CultureInfo.InvariantCulture, $"{{\"seq\":\"{connection:D4}-{sequence:D10}\",{(redacted ? string.Empty : Password)}\"pad\":\"");
+        var padLength = size - (prefix.Length + (redacted ? Password.Length : 0)) - 2;
+        if (padLength < 0)
+        {
+            throw new ArgumentException($"--size must be at least {prefix.Length + 2 + Password.Length}");
+        }
+
+        var length = Encoding.ASCII.GetBytes(prefix, buffer);
+        buffer.AsSpan(length, padLength).Fill((byte)'x');
+        length += padLength;
+        buffer[length++] = (byte)'"';
+        buffer[length++] = (byte)'}';
+        return length;
+    }
+}

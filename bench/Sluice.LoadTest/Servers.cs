@@ -1,0 +1,166 @@
+using System.Net.WebSockets;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Yarp.ReverseProxy.Configuration;
+
+namespace Sluice.LoadTest;
+
+/// <summary>The echo backends and the C# peer proxies the load is measured against.</summary>
+internal static class Servers
+{
+    /// <summary>A bare System.Net.WebSockets echo loop, written as simply as possible: the backend of every proxy run.</summary>
+    public static async Task<int> BareEchoAsync(Arguments args)
+    {
+        var app = CreateApp(args.Int("port"));
+        app.UseWebSockets();
+        app.Run(async context =>
+        {
+            if (!context.WebSockets.IsWebSocketRequest)
+            {
+                context.Response.StatusCode = 400;
+                return;
+            }
+
+            using var socket = await context.WebSockets.AcceptWebSocketAsync();
+            var buffer = new byte[64 * 1024];
+            while (true)
+            {
+                var length = 0;
+                ValueWebSocketReceiveResult result;
+                do
+                {
+                    result = await socket.ReceiveAsync(buffer.AsMemory(length), CancellationToken.None);
+                    length += result.Count;
+                }
+                while (!result.EndOfMessage && length < buffer.Length);
+
+                if (result.MessageType == WebSocketMessageType.Close)
+                {
+                    await socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, null, CancellationToken.None);
+                    return;
+                }
+
+                await socket.SendAsync(buffer.AsMemory(0, length), result.MessageType, endOfMessage: true, CancellationToken.None);
+            }
+        });
+        await app.RunAsync();
+        return 0;
+    }
+
+    /// <summary>Sluice host mode: an echo handler, no interceptors.</summary>
+    public static async Task<int> SluiceHostEchoAsync(Arguments args)
+    {
+        var app = CreateApp(args.Int("port"), services => services.AddSluice());
+        app.MapWebSocket("/{**any}", ws => ws.OnMessage((message, _) => message));
+        await app.RunAsync();
+        return 0;
+    }
+
+    /// <summary>Sluice in library mode: MapWebSocketProxy with three no-op interceptors, and no metrics exporter.</summary>
+    public static async Task<int> SluiceLibraryProxyAsync(Arguments args)
+    {
+        var backend = new Uri(args.String("backend"));
+        var app = CreateApp(args.Int("port"), services => services.AddSluice());
+        app.MapWebSocketProxy("/{**rest}", $"ws://{backend.Authority}/${{params.rest}}", proxy =>
+        {
+            proxy.Use((context, next) => next(context));
+            proxy.Use((context, next) => next(context));
+            proxy.Use((context, next) => next(context));
+        });
+        await app.RunAsync();
+        return 0;
+    }
+
+    /// <summary>YARP as a pass-through WebSocket proxy: one route, one cluster, nothing else.</summary>
+    public static async Task<int> YarpAsync(Arguments args)
+    {
+        var backend = new Uri(args.String("backend"));
+        var app = CreateApp(args.Int("port"), services => services.AddReverseProxy().LoadFromMemory(
+            [new RouteConfig { RouteId = "all", ClusterId = "backend", Match = new RouteMatch { Path = "/{**any}" } }],
+            [new ClusterConfig { ClusterId = "backend", Destinations = new Dictionary<string, DestinationConfig> { ["one"] = new() { Address = $"http://{backend.Authority}" } } }]));
+        app.MapReverseProxy();
+        await app.RunAsync();
+        return 0;
+    }
+
+    /// <summary>
+    /// What a .NET developer writes by hand: accept, connect ClientWebSocket to the backend, two pump loops, and three
+    /// no-op hooks per message (the place interceptors would go).
+    /// </summary>
+    public static async Task<int> HandWrittenProxyAsync(Arguments args)
+    {
+        var backend = new Uri(args.String("backend"));
+        Func<ReadOnlyMemory<byte>, ValueTask<bool>>[] hooks = [_ => ValueTask.FromResult(true), _ => ValueTask.FromResult(true), _ => ValueTask.FromResult(true)];
+        var app = CreateApp(args.Int("port"));
+        app.UseWebSockets();
+        app.Run(async context =>
+        {
+            if (!context.WebSockets.IsWebSocketRequest)
+            {
+                context.Response.StatusCode = 400;
+                return;
+            }
+
+            using var server = new ClientWebSocket();
+            server.Options.KeepAliveInterval = TimeSpan.Zero;
+            await server.ConnectAsync(new Uri(backend, context.Request.Path + context.Request.QueryString), context.RequestAborted);
+            using var client = await context.WebSockets.AcceptWebSocketAsync();
+            await Task.WhenAny(PumpAsync(client, server, hooks), PumpAsync(server, client, hooks));
+            client.Abort();
+            server.Abort();
+        });
+        await app.RunAsync();
+        return 0;
+    }
+
+    private static async Task PumpAsync(WebSocket from, WebSocket to, Func<ReadOnlyMemory<byte>, ValueTask<bool>>[] hooks)
+    {
+        var buffer = new byte[64 * 1024];
+        try
+        {
+            while (true)
+            {
+                var length = 0;
+                ValueWebSocketReceiveResult result;
+                do
+                {
+                    result = await from.ReceiveAsync(buffer.AsMemory(length), CancellationToken.None);
+                    length += result.Count;
+                }
+                while (!result.EndOfMessage && length < buffer.Length);
+
+                if (result.MessageType == WebSocketMessageType.Close)
+                {
+                    await to.CloseOutputAsync(from.CloseStatus ?? WebSocketCloseStatus.NormalClosure, from.CloseStatusDescription, CancellationToken.None);
+                    return;
+                }
+
+                var forward = true;
+                foreach (var hook in hooks)
+                {
+                    forward &= await hook(buffer.AsMemory(0, length));
+                }
+
+                if (forward)
+                {
+                    await to.SendAsync(buffer.AsMemory(0, length), result.MessageType, endOfMessage: true, CancellationToken.None);
+                }
+            }
+        }
+        catch (WebSocketException)
+        {
+        }
+    }
+
+    internal static WebApplication CreateApp(int port, Action<IServiceCollection>? services = null)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.WebHost.UseUrls($"http://127.0.0.1:{port}");
+        builder.Logging.ClearProviders();
+        services?.Invoke(builder.Services);
+        return builder.Build();
+    }
+}

@@ -1,0 +1,218 @@
+#!/usr/bin/env bash
+# Sluice's load benchmarks, in one session on one machine, so that every figure is a ratio to a peer measured in the
+# same run. Each server under test is pinned to core 0 (taskset); the load generator and the echo backend share
+# core 1. See docs/benchmarks.md for what each figure means and the latest results.
+#
+#   bench/run.sh                  everything: echo, proxies, memory, fanout (about 15 minutes)
+#   bench/run.sh proxies          one part: echo | proxies | memory | fanout
+#   SECONDS_PER_RUN=5 bench/run.sh proxies    shorter runs
+#
+# Results: artifacts/bench/<part>.json (one object per target), <part>.md (a table), proxies.svg (the chart).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+parts=("${@:-echo proxies memory fanout}")
+parts=(${parts[*]})
+run_seconds=${SECONDS_PER_RUN:-10}
+out=artifacts/bench
+mkdir -p "$out"
+
+missing=()
+command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
+command -v haproxy >/dev/null 2>&1 || [[ -x /usr/sbin/haproxy ]] || missing+=(haproxy)
+command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
+if [[ ${#missing[@]} -gt 0 ]]; then
+  echo "==> installing ${missing[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+[[ -d bench/node/node_modules ]] || (cd bench/node && npm ci --no-audit --no-fund --loglevel=error)
+
+echo "==> dotnet build"
+dotnet build bench/Sluice.LoadTest -c Release -nologo -v quiet -clp:ErrorsOnly
+dotnet build src/Sluice.Gateway -c Release -nologo -v quiet -clp:ErrorsOnly
+LOAD=(dotnet bench/Sluice.LoadTest/bin/Release/net10.0/sluice-load.dll)
+GATEWAY=(dotnet src/Sluice.Gateway/bin/Release/net10.0/Sluice.Gateway.dll)
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
+export DOTNET_TieredPGO=1 DOTNET_gcServer=0
+
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+wait_port() {
+  for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done
+  echo "nothing listens on $1" >&2; return 1
+}
+
+# start NAME CORE PORT COMMAND...: runs COMMAND pinned to CORE, waits for PORT, sets $started to its pid.
+start() {
+  local name=$1 core=$2 port=$3; shift 3
+  taskset -c "$core" "$@" >"$out/$name.log" 2>&1 &
+  started=$!
+  pids+=("$started")
+  wait_port "$port"
+}
+
+stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+
+tmp=$(mktemp -d)
+BACKEND_PORT=7001
+PROXY_PORT=7100
+
+write_configs() {
+  cat >"$tmp/nginx.conf" <<EOF
+daemon off; master_process off; worker_processes 1; worker_rlimit_nofile 20000;
+error_log $tmp/nginx-error.log warn; pid $tmp/nginx.pid;
+events { worker_connections 19000; }
+http {
+  access_log off;
+  client_body_temp_path $tmp/nginx-body; proxy_temp_path $tmp/nginx-proxy;
+  fastcgi_temp_path $tmp/nginx-fcgi; uwsgi_temp_path $tmp/nginx-uwsgi; scgi_temp_path $tmp/nginx-scgi;
+  map \$http_upgrade \$connection_upgrade { default upgrade; '' close; }
+  server {
+    listen 127.0.0.1:$PROXY_PORT;
+    location / {
+      proxy_pass http://127.0.0.1:$BACKEND_PORT;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade \$http_upgrade;
+      proxy_set_header Connection \$connection_upgrade;
+      proxy_read_timeout 1h; proxy_buffering off;
+    }
+  }
+}
+EOF
+  cat >"$tmp/haproxy.cfg" <<EOF
+global
+  nbthread 1
+  maxconn 9500
+  fd-hard-limit 20000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 1h
+  timeout server 1h
+  timeout tunnel 1h
+frontend ws
+  bind 127.0.0.1:$PROXY_PORT
+  default_backend echo
+backend echo
+  server echo 127.0.0.1:$BACKEND_PORT
+EOF
+  cat >"$tmp/sluice-noop.json" <<EOF
+{ "listen": ["http://127.0.0.1:$PROXY_PORT"], "limits": { "keepAliveSeconds": 0, "idleTimeoutSeconds": 0 },
+  "routes": [ { "path": "/{**rest}", "proxy": { "target": "ws://127.0.0.1:$BACKEND_PORT/\${params.rest}" }, "inbound": ["a", "b", "c"] } ],
+  "policies": { "a": { "type": "size-limit", "options": { "maxBytes": 16777216 } },
+                "b": { "type": "size-limit", "options": { "maxBytes": 16777216 } },
+                "c": { "type": "size-limit", "options": { "maxBytes": 16777216 } } } }
+EOF
+  cat >"$tmp/sluice-redact.json" <<EOF
+{ "listen": ["http://127.0.0.1:$PROXY_PORT"], "limits": { "keepAliveSeconds": 0, "idleTimeoutSeconds": 0 },
+  "routes": [ { "path": "/{**rest}", "proxy": { "target": "ws://127.0.0.1:$BACKEND_PORT/\${params.rest}" }, "inbound": ["redact"] } ],
+  "policies": { "redact": { "type": "json-redact", "options": { "paths": ["/password"], "mode": "remove" } } } }
+EOF
+}
+
+# start_proxy NAME: starts the named proxy on core 0 in front of the backend; sets $started.
+start_proxy() {
+  case $1 in
+    nginx) start nginx 0 $PROXY_PORT "$NGINX" -c "$tmp/nginx.conf" -p "$tmp" ;;
+    haproxy) start haproxy 0 $PROXY_PORT "$HAPROXY" -f "$tmp/haproxy.cfg" ;;
+    yarp) start yarp 0 $PROXY_PORT "${LOAD[@]}" yarp --port $PROXY_PORT --backend "ws://127.0.0.1:$BACKEND_PORT" ;;
+    handwritten) start handwritten 0 $PROXY_PORT "${LOAD[@]}" handwritten --port $PROXY_PORT --backend "ws://127.0.0.1:$BACKEND_PORT" ;;
+    node-noop) start node-noop 0 $PROXY_PORT node bench/node/proxy.mjs $PROXY_PORT "ws://127.0.0.1:$BACKEND_PORT" noop ;;
+    node-redact) start node-redact 0 $PROXY_PORT node bench/node/proxy.mjs $PROXY_PORT "ws://127.0.0.1:$BACKEND_PORT" redact ;;
+    sluice-library) start sluice-library 0 $PROXY_PORT "${LOAD[@]}" sluice-proxy --port $PROXY_PORT --backend "ws://127.0.0.1:$BACKEND_PORT" ;;
+    sluice-noop) start sluice-noop 0 $PROXY_PORT "${GATEWAY[@]}" --config "$tmp/sluice-noop.json" ;;
+    sluice-redact) start sluice-redact 0 $PROXY_PORT "${GATEWAY[@]}" --config "$tmp/sluice-redact.json" ;;
+  esac
+}
+
+collect() { # collect PART: joins the result lines into a JSON array and prints the table
+  { echo '['; paste -sd, "$out/$1.jsonl"; echo ']'; } >"$out/$1.json"
+  "${LOAD[@]}" table "$out/$1.json" | tee "$out/$1.md"
+}
+
+load_args=(--connections 50 --size 128 --inflight 4 --seconds "$run_seconds")
+write_configs
+{ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r), .NET $(dotnet --version), node $(node --version), $("$NGINX" -v 2>&1 | cut -d/ -f2), haproxy $("$HAPROXY" -v | head -1 | cut -d' ' -f3)"; date -u; } >"$out/machine.txt"
+
+for part in "${parts[@]}"; do
+  case $part in
+  echo)
+    # Host mode against the simplest System.Net.WebSockets echo: server on core 0, load on core 1.
+    : >"$out/echo.jsonl"
+    for server in echo host-echo; do
+      start "$server" 0 $BACKEND_PORT "${LOAD[@]}" "$server" --port $BACKEND_PORT
+      pid=$started
+      taskset -c 1 "${LOAD[@]}" load --name "$server" --url "ws://127.0.0.1:$BACKEND_PORT/echo" --pid "$pid" "${load_args[@]}" | tee -a "$out/echo.jsonl"
+      stop "$pid"
+    done
+    collect echo
+    ;;
+  proxies)
+    : >"$out/proxies.jsonl"
+    start backend 1 $BACKEND_PORT "${LOAD[@]}" echo --port $BACKEND_PORT
+    backend=$started
+    taskset -c 1 "${LOAD[@]}" load --name direct --url "ws://127.0.0.1:$BACKEND_PORT/echo" --pid "$backend" "${load_args[@]}" | tee -a "$out/proxies.jsonl"
+    for proxy in ${PROXIES:-haproxy nginx yarp handwritten node-noop sluice-library sluice-noop node-redact sluice-redact}; do
+      start_proxy $proxy
+      pid=$started
+      redacted=()
+      [[ $proxy == *redact ]] && redacted=(--redacted)
+      taskset -c 1 "${LOAD[@]}" load --name "$proxy" --url "ws://127.0.0.1:$PROXY_PORT/echo" --pid "$pid" "${load_args[@]}" "${redacted[@]}" | tee -a "$out/proxies.jsonl" || true
+      stop "$pid"
+    done
+    stop "$backend"
+    collect proxies
+    "${LOAD[@]}" chart "$out/proxies.json" "$out/proxies.svg"
+    ;;
+  memory)
+    # 9,000 idle proxied connections held by one proxy process: memory per connection over its idle baseline.
+    : >"$out/memory.jsonl"
+    start backend 1 $BACKEND_PORT "${LOAD[@]}" echo --port $BACKEND_PORT
+    backend=$started
+    for proxy in ${MEMORY_PROXIES:-haproxy nginx node-noop yarp handwritten sluice-noop}; do
+      start_proxy $proxy
+      pid=$started
+      taskset -c 1 "${LOAD[@]}" load --name warmup --url "ws://127.0.0.1:$PROXY_PORT/echo" --connections 10 --seconds 2 --warmup 1 >/dev/null || true
+      sleep 1
+      base=$(rss_kib "$pid")
+      taskset -c 1 "${LOAD[@]}" idle --url "ws://127.0.0.1:$PROXY_PORT/echo" --connections 9000 --seconds 6 >"$out/idle-$proxy.log" 2>&1 &
+      idle=$!
+      for _ in $(seq 600); do grep -q READY "$out/idle-$proxy.log" && break; sleep 0.1; done
+      sleep 2
+      held=$(rss_kib "$pid")
+      opened=$(awk '/READY/ { print $2 }' "$out/idle-$proxy.log")
+      wait $idle || true
+      echo "{\"name\":\"$proxy\",\"connections\":${opened:-0},\"baselineMiB\":$((base / 1024)),\"heldMiB\":$((held / 1024)),\"kibPerConnection\":$(awk "BEGIN { printf \"%.1f\", ($held - $base) / (${opened:-1} > 0 ? ${opened:-1} : 1) }")}" | tee -a "$out/memory.jsonl"
+      stop "$pid"
+      sleep 1
+    done
+    stop "$backend"
+    collect memory
+    ;;
+  fanout)
+    # One 128-byte message to 1,000 and 10,000 subscribers, 200 publishes; server on core 0, clients on core 1.
+    : >"$out/fanout.jsonl"
+    for subscribers in 1000 10000; do
+      for kind in sluice signalr bare node; do
+        if [[ $kind == node ]]; then start fanout-node 0 $BACKEND_PORT node bench/node/fanout.mjs $BACKEND_PORT
+        else start "fanout-$kind" 0 $BACKEND_PORT "${LOAD[@]}" fanout-server --kind $kind --port $BACKEND_PORT; fi
+        pid=$started
+        client_kind=$kind; [[ $kind == node ]] && client_kind=sluice
+        taskset -c 1 "${LOAD[@]}" fanout --name "$kind" --kind $client_kind --url "ws://127.0.0.1:$BACKEND_PORT/ws" --subscribers $subscribers --publishes 200 --pid "$pid" | tee -a "$out/fanout.jsonl" || true
+        if [[ $subscribers == 1000 ]]; then
+          taskset -c 1 "${LOAD[@]}" fanout --name "$kind" --kind $client_kind --url "ws://127.0.0.1:$BACKEND_PORT/ws" --subscribers $subscribers --publishes 200 --rate 50 --pid "$pid" | tee -a "$out/fanout.jsonl" || true
+        fi
+        stop "$pid"
+        sleep 1
+      done
+    done
+    collect fanout
+    ;;
+  *) echo "unknown part: $part (echo, proxies, memory, fanout)" >&2; exit 2 ;;
+  esac
+done
