@@ -64,6 +64,13 @@ internal static class Servers
     {
         var backend = new Uri(args.String("backend"));
         var app = CreateApp(args.Int("port"), services => services.AddSluice());
+        // For memory investigations: a full GC, then what the GC holds against what the process holds.
+        app.MapGet("/_gc", () =>
+        {
+            GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
+            var info = GC.GetGCMemoryInfo();
+            return new { heapMiB = info.HeapSizeBytes >> 20, committedMiB = info.TotalCommittedBytes >> 20, rssMiB = Environment.WorkingSet >> 20 };
+        });
         app.MapWebSocketProxy("/{**rest}", $"ws://{backend.Authority}/${{params.rest}}", proxy =>
         {
             proxy.Use((context, next) => next(context));

@@ -68,6 +68,10 @@ internal static class GatewayApplication
             o.TimestampFormat = "HH:mm:ss ";
         });
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        // Off entirely, not just quiet: while this category is enabled at any level, ASP.NET Core gives every request
+        // an Activity and log scopes, and a WebSocket request keeps them for the connection's whole life (about
+        // 0.6 KiB each). Sluice logs connections itself (events 100-109).
+        builder.Logging.AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", LogLevel.None);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(preview.Limits.DrainSeconds));
         var sluice = builder.Services.AddSluice(o => o.MaxConnections = preview.Limits.MaxConnections);
         if (preview.Backplane is { } backplane)

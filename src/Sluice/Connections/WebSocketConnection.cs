@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.WebSockets;
 using System.Security.Claims;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features.Authentication;
 using Microsoft.AspNetCore.Routing;
 using Sluice.Diagnostics;
 using Sluice.Protocol;
@@ -37,14 +38,19 @@ public abstract class WebSocketConnection
     private long _lastInboundTicks;
     private long _lastOutboundTicks;
 
+    private static readonly ClaimsPrincipal s_anonymous = new(new ClaimsIdentity());
+
     private protected WebSocketConnection(WebSocketRoute route, HttpContext httpContext, string? subject, string? subProtocol)
     {
         Route = route;
         Id = ConnectionIds.Next();
         RouteValues = httpContext.Request.RouteValues;
-        Query = httpContext.Request.Query;
+        // Read now, while the request is live (its HttpContext is recycled when the connection ends), but without
+        // making ASP.NET Core build a parsed query or an anonymous principal that nothing asked for: an idle
+        // connection would hold them for its whole life.
+        Query = httpContext.Request.QueryString.HasValue ? httpContext.Request.Query : QueryCollection.Empty;
         RequestHeaders = httpContext.Request.Headers;
-        User = httpContext.User;
+        User = httpContext.Features.Get<IHttpAuthenticationFeature>()?.User ?? s_anonymous;
         RemoteIpAddress = httpContext.Connection.RemoteIpAddress;
         Subject = subject;
         SubProtocol = subProtocol;

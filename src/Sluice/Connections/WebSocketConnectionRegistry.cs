@@ -27,7 +27,7 @@ internal sealed class WebSocketConnectionRegistry : IWebSocketConnectionRegistry
 
     public WebSocketConnectionRegistry(IOptions<SluiceOptions> options)
     {
-        MaxConnections = options.Value.MaxConnections ?? DefaultMaxConnections(OpenFileLimit.Read());
+        MaxConnections = options.Value.MaxConnections ?? DefaultMaxConnections(OpenFileLimit.Read(), OpenFileLimit.OpenNow());
     }
 
     public int Count => _connections.Count;
@@ -78,13 +78,15 @@ internal sealed class WebSocketConnectionRegistry : IWebSocketConnectionRegistry
     public void MarkStopping() => IsStopping = true;
 
     /// <summary>
-    /// Half the open-file limit, less a reserve for listeners, log files, the backplane and anything else: each
-    /// proxied connection holds two descriptors (client and backend). With the common limit of 20,000 that is 9,488.
+    /// Half of what the open-file limit leaves: less the descriptors the process already holds (the runtime keeps its
+    /// assemblies open: about 200) and a reserve for listeners, log files, the backplane and anything else, since each
+    /// proxied connection holds two descriptors (client and backend). With the common limit of 20,000 that is about
+    /// 9,400.
     /// </summary>
-    internal static int DefaultMaxConnections(long openFileLimit)
+    internal static int DefaultMaxConnections(long openFileLimit, long openNow = 0)
     {
         var reserve = Math.Min(1024, openFileLimit / 4);
-        return (int)Math.Clamp((openFileLimit - reserve) / 2, 1, 1_000_000);
+        return (int)Math.Clamp((openFileLimit - reserve - openNow) / 2, 1, 1_000_000);
     }
 }
 
@@ -93,6 +95,23 @@ internal static class OpenFileLimit
 {
     /// <summary>Used where the limit cannot be read (not Linux): a conservative, common value.</summary>
     public const long Fallback = 8192;
+
+    /// <summary>The descriptors the process holds now (0 where /proc cannot tell).</summary>
+    public static long OpenNow()
+    {
+        try
+        {
+            return Directory.EnumerateFileSystemEntries("/proc/self/fd").LongCount();
+        }
+        catch (IOException)
+        {
+            return 0;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return 0;
+        }
+    }
 
     public static long Read()
     {

@@ -284,8 +284,9 @@ internal sealed class WebSocketRoute
 
     private static string? SubjectOf(HttpContext httpContext)
     {
-        var user = httpContext.User;
-        if (user.Identity is not { IsAuthenticated: true } identity)
+        // Through the feature: HttpContext.User would create an empty principal for every unauthenticated request.
+        var user = httpContext.Features.Get<Microsoft.AspNetCore.Http.Features.Authentication.IHttpAuthenticationFeature>()?.User;
+        if (user?.Identity is not { IsAuthenticated: true } identity)
         {
             return null;
         }

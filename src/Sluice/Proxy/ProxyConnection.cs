@@ -125,6 +125,14 @@ public sealed class ProxyConnection : WebSocketConnection
         try
         {
             await Route.RunConnectedHooksAsync(this);
+            // Reads wait with no token (an idle connection then holds no callback per pending read); a close that
+            // times out aborts both legs once, which ends the reads.
+            using var abortLegs = _abort.Token.UnsafeRegister(static state =>
+            {
+                var connection = (ProxyConnection)state!;
+                connection._client.Abort();
+                connection._backend.Abort();
+            }, this);
             var faults = await Task.WhenAll(
                 PumpAsync(_client, _backend, _inbound, fromClient: true),
                 PumpAsync(_backend, _client, _outbound, fromClient: false));
@@ -263,7 +271,7 @@ public sealed class ProxyConnection : WebSocketConnection
                     await source.FlushAsync(aborted);
                 }
 
-                if (!await source.ReceiveAsync(aborted))
+                if (!await source.ReceiveAsync(CancellationToken.None))
                 {
                     OnLegLost(fromClient);
                     return null;
@@ -288,6 +296,11 @@ public sealed class ProxyConnection : WebSocketConnection
         catch (OperationCanceledException) when (aborted.IsCancellationRequested)
         {
             source.Abort();
+            return null;
+        }
+        catch (Exception ex) when (aborted.IsCancellationRequested && (HostedConnection.IsTransportFailure(ex) || ex is ObjectDisposedException))
+        {
+            // The close timed out and both legs were aborted: not a lost leg.
             return null;
         }
         catch (Exception ex) when (HostedConnection.IsTransportFailure(ex))

@@ -49,12 +49,14 @@ public sealed class GatewayProcess : IAsyncDisposable
 
     public bool HasExited => _process.HasExited;
 
+    public int ProcessId => _process.Id;
+
     public int ExitCode => _process.ExitCode;
 
     public static string GatewayDll { get; } = FindGatewayDll();
 
     /// <summary>Starts the gateway and waits until it listens; with no config file, the embedded demo.</summary>
-    public static async Task<GatewayProcess> StartAsync(string? configPath, IDictionary<string, string>? environment = null, string? urls = null, string? workingDirectory = null)
+    public static async Task<GatewayProcess> StartAsync(string? configPath, IDictionary<string, string>? environment = null, string? urls = null, string? workingDirectory = null, int? openFileLimit = null)
     {
         var port = FreePort();
         var arguments = new List<string> { GatewayDll };
@@ -64,7 +66,7 @@ public sealed class GatewayProcess : IAsyncDisposable
         }
 
         arguments.AddRange(["--urls", urls ?? $"http://127.0.0.1:{port}"]);
-        var process = Start(arguments, environment, workingDirectory);
+        var process = Start(arguments, environment, workingDirectory, openFileLimit);
         var gateway = new GatewayProcess(process, urls is null ? port : new Uri(urls.Split(';')[0]).Port);
         await gateway.WaitForOutputAsync("Sluice gateway listening", TimeSpan.FromSeconds(30));
         return gateway;
@@ -142,14 +144,22 @@ public sealed class GatewayProcess : IAsyncDisposable
         return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
-    private static Process Start(IEnumerable<string> arguments, IDictionary<string, string>? environment, string? workingDirectory)
+    private static Process Start(IEnumerable<string> arguments, IDictionary<string, string>? environment, string? workingDirectory, int? openFileLimit = null)
     {
-        var info = new ProcessStartInfo("dotnet")
+        var info = new ProcessStartInfo(openFileLimit is null ? "dotnet" : "bash")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             WorkingDirectory = workingDirectory ?? Path.GetTempPath(),
         };
+        if (openFileLimit is { } limit)
+        {
+            // A lower open-file limit for this process only; exec keeps the pid, so SIGTERM still reaches the gateway.
+            info.ArgumentList.Add("-c");
+            info.ArgumentList.Add($"ulimit -n {limit} && exec dotnet \"$@\"");
+            info.ArgumentList.Add("bash");
+        }
+
         foreach (var argument in arguments)
         {
             info.ArgumentList.Add(argument);

@@ -149,5 +149,7 @@ public class LimitsTests
         Assert.Equal(9488, WebSocketConnectionRegistry.DefaultMaxConnections(20_000));
         Assert.Equal(75, WebSocketConnectionRegistry.DefaultMaxConnections(200));
         Assert.True(WebSocketConnectionRegistry.DefaultMaxConnections(20_000) * 2 < 20_000);
+        Assert.Equal(9388, WebSocketConnectionRegistry.DefaultMaxConnections(20_000, openNow: 200));
+        Assert.Equal(1, WebSocketConnectionRegistry.DefaultMaxConnections(300, openNow: 400));
     }
 }
