@@ -146,6 +146,23 @@ public class MessagePolicyTests
     }
 
     [Fact]
+    public async Task JsonSchema_ANumberJsonSchemaNetCannotCompare_IsRejected_NotAFailure()
+    {
+        // Found by SchemaFastPathTests: JsonSchema.Net 8.0.5 throws comparing 1e300 with an enum of numbers.
+        await using var harness = await PolicyHarness.StartAsync(p =>
+            p.UsePolicy(new JsonSchemaPolicy(new() { Schema = JsonNode.Parse("""{"properties":{"n":{"enum":[1,"a"]}}}"""), Action = PolicyAction.Reply }, "numbers")).InboundOnly());
+        using var client = await WebSocketClient.ConnectAsync(harness.Uri(Mode.Host));
+
+        await client.SendTextAsync("""{"n":1e300}""");
+
+        var error = await ReadErrorAsync(client);
+        Assert.Equal(400, error.Status);
+        Assert.StartsWith("invalid message: a number is out of the range", error.Message, StringComparison.Ordinal);
+        await client.SendTextAsync("""{"n":1}""");
+        Assert.Equal("""{"n":1}""", await client.ReceiveTextAsync());
+    }
+
+    [Fact]
     public void JsonSchema_InvalidOrMissingSchemaFile_IsAClearErrorAtCreation()
     {
         var directory = Directory.CreateTempSubdirectory("sluice-schema").FullName;

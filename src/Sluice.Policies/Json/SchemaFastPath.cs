@@ -1,0 +1,310 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Sluice.Policies.Json;
+
+/// <summary>What the fast path could decide about a document.</summary>
+internal enum FastVerdict
+{
+    /// <summary>Valid: the message goes on without JsonSchema.Net.</summary>
+    Valid,
+
+    /// <summary>Invalid, or not decidable here (a number past double's range): JsonSchema.Net decides and explains.</summary>
+    AskTheLibrary,
+}
+
+/// <summary>
+/// A validator compiled from a schema that uses only the common structural keywords (type, properties, required,
+/// additionalProperties, items, enum, const, lengths, bounds, counts). It answers "valid" for the messages that
+/// are, which is most of them, at a fraction of JsonSchema.Net's cost; everything else (invalid messages, which need
+/// the library's error text, and schemas or values outside the subset) goes to JsonSchema.Net, which stays the
+/// authority. Its agreement with JsonSchema.Net is a property test (SchemaFastPathTests).
+/// </summary>
+internal sealed class SchemaFastPath
+{
+    private static readonly HashSet<string> s_annotations = new(StringComparer.Ordinal)
+    {
+        "$schema", "$id", "$comment", "title", "description", "examples", "default", "deprecated", "readOnly", "writeOnly",
+    };
+
+    private readonly bool? _always;
+    private readonly JsonValueKind[]? _types;
+    private readonly bool _integerOnly;
+    private readonly Dictionary<string, SchemaFastPath>? _properties;
+    private readonly string[]? _required;
+    private readonly SchemaFastPath? _additional;
+    private readonly SchemaFastPath? _items;
+    private readonly JsonElement[]? _enum;
+    private readonly JsonElement? _const;
+    private readonly int? _minLength;
+    private readonly int? _maxLength;
+    private readonly double? _minimum;
+    private readonly double? _maximum;
+    private readonly double? _exclusiveMinimum;
+    private readonly double? _exclusiveMaximum;
+    private readonly int? _minItems;
+    private readonly int? _maxItems;
+    private readonly int? _minProperties;
+    private readonly int? _maxProperties;
+
+    private SchemaFastPath(bool always) => _always = always;
+
+    private SchemaFastPath(JsonElement schema)
+    {
+        foreach (var keyword in schema.EnumerateObject())
+        {
+            var value = keyword.Value;
+            switch (keyword.Name)
+            {
+                case "type":
+                    (_types, _integerOnly) = Types(value);
+                    break;
+                case "properties":
+                    _properties = new Dictionary<string, SchemaFastPath>(StringComparer.Ordinal);
+                    foreach (var property in value.EnumerateObject())
+                    {
+                        _properties[property.Name] = Compile(property.Value);
+                    }
+
+                    break;
+                case "required":
+                    _required = [.. value.EnumerateArray().Select(e => e.GetString() ?? throw Unsupported())];
+                    break;
+                case "additionalProperties":
+                    _additional = Compile(value);
+                    break;
+                case "items" when value.ValueKind is JsonValueKind.Object or JsonValueKind.True or JsonValueKind.False:
+                    _items = Compile(value);
+                    break;
+                case "enum":
+                    _enum = [.. value.EnumerateArray().Select(e => e.Clone())];
+                    break;
+                case "const":
+                    _const = value.Clone();
+                    break;
+                case "minLength":
+                    _minLength = Count(value);
+                    break;
+                case "maxLength":
+                    _maxLength = Count(value);
+                    break;
+                case "minimum":
+                    _minimum = value.GetDouble();
+                    break;
+                case "maximum":
+                    _maximum = value.GetDouble();
+                    break;
+                case "exclusiveMinimum" when value.ValueKind == JsonValueKind.Number:
+                    _exclusiveMinimum = value.GetDouble();
+                    break;
+                case "exclusiveMaximum" when value.ValueKind == JsonValueKind.Number:
+                    _exclusiveMaximum = value.GetDouble();
+                    break;
+                case "minItems":
+                    _minItems = Count(value);
+                    break;
+                case "maxItems":
+                    _maxItems = Count(value);
+                    break;
+                case "minProperties":
+                    _minProperties = Count(value);
+                    break;
+                case "maxProperties":
+                    _maxProperties = Count(value);
+                    break;
+                default:
+                    if (!s_annotations.Contains(keyword.Name))
+                    {
+                        throw Unsupported();
+                    }
+
+                    break;
+            }
+        }
+    }
+
+    /// <summary>Compiles <paramref name="schema"/>, or returns null when it uses anything outside the subset.</summary>
+    public static SchemaFastPath? TryCompile(JsonNode? schema)
+    {
+        try
+        {
+            using var document = JsonDocument.Parse(schema?.ToJsonString() ?? "true");
+            if (document.RootElement.ValueKind == JsonValueKind.Object && document.RootElement.TryGetProperty("$schema", out var dialect)
+                && dialect.GetString() is { } uri && !uri.Contains("2020-12", StringComparison.Ordinal) && !uri.Contains("2019-09", StringComparison.Ordinal) && !uri.Contains("draft-07", StringComparison.Ordinal))
+            {
+                return null;
+            }
+
+            return Compile(document.RootElement);
+        }
+        catch (Exception ex) when (ex is NotSupportedException or InvalidOperationException or FormatException or JsonException)
+        {
+            return null;
+        }
+    }
+
+    public FastVerdict Evaluate(JsonElement instance) => IsValid(instance) ? FastVerdict.Valid : FastVerdict.AskTheLibrary;
+
+    private static SchemaFastPath Compile(JsonElement schema) => schema.ValueKind switch
+    {
+        JsonValueKind.True => new SchemaFastPath(true),
+        JsonValueKind.False => new SchemaFastPath(false),
+        JsonValueKind.Object => new SchemaFastPath(schema),
+        _ => throw Unsupported(),
+    };
+
+    private bool IsValid(JsonElement instance)
+    {
+        if (_always is { } always)
+        {
+            return always;
+        }
+
+        if (_types is not null && !MatchesType(instance))
+        {
+            return false;
+        }
+
+        if (_enum is not null && !_enum.Any(e => JsonElement.DeepEquals(e, instance)))
+        {
+            return false;
+        }
+
+        if (_const is { } constant && !JsonElement.DeepEquals(constant, instance))
+        {
+            return false;
+        }
+
+        switch (instance.ValueKind)
+        {
+            case JsonValueKind.String when _minLength is not null || _maxLength is not null:
+                // Lengths count code points, not UTF-16 units.
+                var length = instance.GetString()!.EnumerateRunes().Count();
+                return length >= (_minLength ?? 0) && length <= (_maxLength ?? int.MaxValue);
+            case JsonValueKind.Number when _minimum is not null || _maximum is not null || _exclusiveMinimum is not null || _exclusiveMaximum is not null:
+                if (!instance.TryGetDouble(out var number) || !double.IsFinite(number))
+                {
+                    return false;
+                }
+
+                return (_minimum is null || number >= _minimum) && (_maximum is null || number <= _maximum)
+                    && (_exclusiveMinimum is null || number > _exclusiveMinimum) && (_exclusiveMaximum is null || number < _exclusiveMaximum);
+            case JsonValueKind.Array:
+                var items = instance.GetArrayLength();
+                if (items < (_minItems ?? 0) || items > (_maxItems ?? int.MaxValue))
+                {
+                    return false;
+                }
+
+                if (_items is not null)
+                {
+                    foreach (var item in instance.EnumerateArray())
+                    {
+                        if (!_items.IsValid(item))
+                        {
+                            return false;
+                        }
+                    }
+                }
+
+                return true;
+            case JsonValueKind.Object:
+                return ObjectIsValid(instance);
+            default:
+                return true;
+        }
+    }
+
+    private bool ObjectIsValid(JsonElement instance)
+    {
+        if (_required is not null)
+        {
+            foreach (var name in _required)
+            {
+                if (!instance.TryGetProperty(name, out _))
+                {
+                    return false;
+                }
+            }
+        }
+
+        if (_properties is null && _additional is null && _minProperties is null && _maxProperties is null)
+        {
+            return true;
+        }
+
+        var count = 0;
+        foreach (var property in instance.EnumerateObject())
+        {
+            count++;
+            if (_properties is not null && _properties.TryGetValue(property.Name, out var schema))
+            {
+                if (!schema.IsValid(property.Value))
+                {
+                    return false;
+                }
+            }
+            else if (_additional is not null && !_additional.IsValid(property.Value))
+            {
+                return false;
+            }
+        }
+
+        return count >= (_minProperties ?? 0) && count <= (_maxProperties ?? int.MaxValue);
+    }
+
+    private bool MatchesType(JsonElement instance)
+    {
+        foreach (var type in _types!)
+        {
+            if (type == instance.ValueKind || (type == JsonValueKind.True && instance.ValueKind == JsonValueKind.False))
+            {
+                // "integer": a number with no fractional part (1.0 is an integer in JSON Schema).
+                if (type == JsonValueKind.Number && _integerOnly && !IsInteger(instance))
+                {
+                    continue;
+                }
+
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private static bool IsInteger(JsonElement number) =>
+        number.TryGetInt64(out _) || (number.TryGetDecimal(out var value) && decimal.Truncate(value) == value);
+
+    private static (JsonValueKind[] Types, bool IntegerOnly) Types(JsonElement value)
+    {
+        var names = value.ValueKind == JsonValueKind.Array ? [.. value.EnumerateArray().Select(e => e.GetString())] : new[] { value.GetString() };
+        var kinds = new List<JsonValueKind>();
+        var integerOnly = false;
+        foreach (var name in names)
+        {
+            switch (name)
+            {
+                case "object": kinds.Add(JsonValueKind.Object); break;
+                case "array": kinds.Add(JsonValueKind.Array); break;
+                case "string": kinds.Add(JsonValueKind.String); break;
+                case "boolean": kinds.Add(JsonValueKind.True); break;
+                case "null": kinds.Add(JsonValueKind.Null); break;
+                case "number": kinds.Add(JsonValueKind.Number); break;
+                case "integer": kinds.Add(JsonValueKind.Number); integerOnly = true; break;
+                default: throw Unsupported();
+            }
+        }
+
+        // "integer" together with "number" means any number.
+        if (integerOnly && names.Contains("number"))
+        {
+            integerOnly = false;
+        }
+
+        return ([.. kinds], integerOnly);
+    }
+
+    private static int Count(JsonElement value) => value.TryGetInt32(out var count) && count >= 0 ? count : throw Unsupported();
+
+    private static NotSupportedException Unsupported() => new();
+}
