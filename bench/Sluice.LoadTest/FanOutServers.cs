@@ -19,7 +19,9 @@ internal static class FanOutServers
         {
             case "sluice":
             {
-                var app = Servers.CreateApp(port, services => services.AddSluice());
+                // Hosted connections hold one descriptor each: the default cap (which leaves room for a proxy's second
+                // socket) would refuse half of 10,000 subscribers.
+                var app = Servers.CreateApp(port, services => services.AddSluice(o => o.MaxConnections = 19_000));
                 app.MapWebSocket("/ws", ws => ws.UsePubSubProtocol());
                 await app.RunAsync();
                 return 0;

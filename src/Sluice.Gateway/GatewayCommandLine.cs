@@ -39,6 +39,14 @@ internal sealed record GatewayCommandLine(string? ConfigPath, string? Urls, bool
                         return Failed("--urls needs one or more URLs");
                     }
 
+                    foreach (var url in urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                    {
+                        if (!Uri.TryCreate(url, UriKind.Absolute, out var parsed) || parsed.Scheme != "http")
+                        {
+                            return Failed($"--urls: '{url}' is not an http:// URL (terminate TLS in front of the gateway)");
+                        }
+                    }
+
                     break;
                 case "--check":
                     check = true;

@@ -90,7 +90,8 @@ internal sealed partial class RedisTopicBackplane : ITopicBackplane, IHostedServ
         };
         if (!_redis.IsConnected)
         {
-            Log.Disconnected(_logger, _options.Configuration, "not reachable at start");
+            // Never the configuration string itself: it may hold the password.
+            Log.Disconnected(_logger, configuration.ToString(includePassword: false), "not reachable at start");
         }
 
         _reconciler = Task.Run(ReconcileAsync, CancellationToken.None);

@@ -59,9 +59,11 @@ public class CheckTests
     [InlineData("--frobnicate")]
     [InlineData("--check")]
     [InlineData("--config")]
-    public async Task BadArguments_Exit2_WithUsage(string argument)
+    [InlineData("--urls", "https://127.0.0.1:8443")]
+    [InlineData("--urls", "not a url")]
+    public async Task BadArguments_Exit2_WithUsage(params string[] arguments)
     {
-        var (exitCode, _, error) = await GatewayProcess.RunAsync(argument);
+        var (exitCode, _, error) = await GatewayProcess.RunAsync(arguments);
 
         Assert.Equal(2, exitCode);
         Assert.Contains("Usage: sluice", error, StringComparison.Ordinal);

@@ -187,6 +187,26 @@ public class LifecycleTests
     }
 
     [Fact]
+    public async Task AdminWithoutAKey_RefusesCrossSiteRequestsAndForeignHosts_EvenFromLoopback()
+    {
+        using var folder = new ConfigFolder();
+        await using var gateway = await GatewayProcess.StartAsync(folder.Write("""{ "routes": [ { "path": "/topics", "handler": { "type": "pubsub" } } ] }"""));
+        using var http = new HttpClient();
+
+        using var crossSite = new HttpRequestMessage(HttpMethod.Post, gateway.Http("/_sluice/topics/t")) { Content = new StringContent("{}") };
+        crossSite.Headers.Add("Origin", "https://evil.example.com");
+        using var rebound = new HttpRequestMessage(HttpMethod.Get, gateway.Http("/_sluice/connections"));
+        rebound.Headers.Host = "evil.example.com";
+        using var sameSite = new HttpRequestMessage(HttpMethod.Post, gateway.Http("/_sluice/topics/t")) { Content = new StringContent("{}") };
+        sameSite.Headers.Add("Origin", $"http://127.0.0.1:{gateway.Port}");
+
+        Assert.Equal(HttpStatusCode.Forbidden, (await http.SendAsync(crossSite)).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await http.SendAsync(rebound)).StatusCode);
+        Assert.True((await http.SendAsync(sameSite)).IsSuccessStatusCode);
+        Assert.True((await http.GetAsync(gateway.Http("/_sluice/connections"))).IsSuccessStatusCode);
+    }
+
+    [Fact]
     public async Task PluginPolicyAndHandler_LoadFromThePluginsFolder()
     {
         using var folder = new ConfigFolder();

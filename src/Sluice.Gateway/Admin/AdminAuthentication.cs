@@ -38,7 +38,11 @@ internal sealed class AdminAuthentication(GatewayRuntime runtime)
         var key = runtime.Config.Admin.ApiKey;
         if (key is null)
         {
-            if (context.Connection.RemoteIpAddress is { } address && IPAddress.IsLoopback(address))
+            // Loopback alone is not enough: a web page in the operator's browser can reach 127.0.0.1 too (a cross-site
+            // POST, or DNS rebinding with a foreign Host). Without a key, the Host must name loopback and a request
+            // from a browser must come from the admin pages' own origin.
+            if (context.Connection.RemoteIpAddress is { } address && IPAddress.IsLoopback(address)
+                && IsLoopbackHost(context.Request.Host) && IsSameOrigin(context.Request))
             {
                 await next(context);
                 return;
@@ -67,6 +71,17 @@ internal sealed class AdminAuthentication(GatewayRuntime runtime)
         context.Response.StatusCode = StatusCodes.Status401Unauthorized;
         context.Response.Headers.WWWAuthenticate = "Bearer realm=\"sluice-admin\"";
         await context.Response.WriteAsync("The admin key is required: Authorization: Bearer KEY or X-Api-Key: KEY.\n");
+    }
+
+    private static bool IsLoopbackHost(HostString host) =>
+        host.Host is "localhost" or "127.0.0.1" or "[::1]" or "::1"
+        || (IPAddress.TryParse(host.Host, out var address) && IPAddress.IsLoopback(address));
+
+    private static bool IsSameOrigin(HttpRequest request)
+    {
+        var origin = request.Headers.Origin.ToString();
+        return origin.Length == 0
+            || (Uri.TryCreate(origin, UriKind.Absolute, out var uri) && string.Equals(uri.Authority, request.Host.Value, StringComparison.OrdinalIgnoreCase));
     }
 
     /// <summary>Checks a submitted key and, if right, gives the browser the dashboard cookie.</summary>

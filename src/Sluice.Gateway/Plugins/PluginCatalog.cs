@@ -35,6 +35,13 @@ internal sealed class PluginCatalog
 
         var name = typeName[..comma].Trim();
         var assemblyName = typeName[(comma + 1)..].Trim();
+        // An assembly name, not a path: nothing outside the plugins folder is loaded.
+        if (assemblyName.Length == 0 || assemblyName.IndexOfAny(['/', '\\']) >= 0 || assemblyName.Contains("..", StringComparison.Ordinal))
+        {
+            error = $"'{assemblyName}' is not an assembly name (plugins are loaded from {_folder} only)";
+            return null;
+        }
+
         var file = Path.Combine(_folder, assemblyName + ".dll");
         if (!File.Exists(file))
         {

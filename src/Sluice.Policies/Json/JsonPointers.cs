@@ -23,11 +23,79 @@ internal static class JsonPointers
 
     public static bool IsValid(string? pointer) => pointer is not null && JsonPointer.TryParse(pointer, out _);
 
+    /// <summary>
+    /// Reads what the pointer points at. Where an object repeats a name, the last one counts, as in JavaScript,
+    /// Python and System.Text.Json's own deserializer: a policy must judge the value the backend will see, not an
+    /// earlier decoy (<c>{"type":"ok","type":"internal"}</c>).
+    /// </summary>
     public static bool TryRead(JsonElement root, JsonPointer pointer, out JsonElement value)
     {
-        var found = pointer.Evaluate(root);
-        value = found ?? default;
-        return found.HasValue;
+        value = root;
+        for (var i = 0; i < pointer.SegmentCount; i++)
+        {
+            var segment = pointer[i].ToString();
+            switch (value.ValueKind)
+            {
+                case JsonValueKind.Object:
+                    var found = false;
+                    foreach (var property in value.EnumerateObject())
+                    {
+                        if (property.NameEquals(segment))
+                        {
+                            value = property.Value;
+                            found = true;
+                        }
+                    }
+
+                    if (!found)
+                    {
+                        value = default;
+                        return false;
+                    }
+
+                    break;
+                case JsonValueKind.Array when TryIndex(segment, value.GetArrayLength(), out var index):
+                    value = value[index];
+                    break;
+                default:
+                    value = default;
+                    return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>Whether any object in <paramref name="element"/> repeats a property name.</summary>
+    public static bool HasDuplicateNames(JsonElement element)
+    {
+        switch (element.ValueKind)
+        {
+            case JsonValueKind.Object:
+                HashSet<string>? names = null;
+                foreach (var property in element.EnumerateObject())
+                {
+                    names ??= new HashSet<string>(StringComparer.Ordinal);
+                    if (!names.Add(property.Name) || HasDuplicateNames(property.Value))
+                    {
+                        return true;
+                    }
+                }
+
+                return false;
+            case JsonValueKind.Array:
+                foreach (var item in element.EnumerateArray())
+                {
+                    if (HasDuplicateNames(item))
+                    {
+                        return true;
+                    }
+                }
+
+                return false;
+            default:
+                return false;
+        }
     }
 
     /// <summary>Finds the container of the pointer's last segment and that segment, for an edit.</summary>

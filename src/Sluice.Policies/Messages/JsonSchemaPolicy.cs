@@ -91,6 +91,14 @@ public sealed class JsonSchemaPolicy : MessagePolicy
             return default;
         }
 
+        // A name given twice is ambiguous: JsonSchema.Net would judge the first value, the backend's parser (like
+        // JavaScript's and Python's) keeps the last. A validated message must mean one thing.
+        if (JsonPointers.HasDuplicateNames(root))
+        {
+            Reject(context, _action, 400, "invalid message: a property name appears twice in one object", WebSocketCloseStatus.InvalidPayloadData);
+            return default;
+        }
+
         // The fast path accepts what it can prove valid; JsonSchema.Net decides the rest and explains rejections.
         if (_fast?.Evaluate(root) == FastVerdict.Valid)
         {

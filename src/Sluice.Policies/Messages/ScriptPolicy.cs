@@ -151,6 +151,8 @@ public sealed class ScriptPolicy : MessagePolicy, IDisposable
         {
             _engine = new Engine(o => o
                 .TimeoutInterval(TimeSpan.FromMilliseconds(options.TimeoutMs))
+                // Regular expressions run in .NET's engine, outside the script timeout: bound them the same way.
+                .RegexTimeoutInterval(TimeSpan.FromMilliseconds(options.TimeoutMs))
                 .LimitMemory(options.MemoryLimitBytes)
                 .LimitRecursion(256)
                 .Strict());

@@ -51,9 +51,11 @@ public sealed class JwtPolicyOptions : IPolicyOptions
             string? error = null;
             try
             {
-                if (JwtPolicy.KeyBytes(key).Length < 16)
+                // Microsoft.IdentityModel refuses HMAC keys shorter than the hash (HS256: 32 bytes); a shorter key would
+                // make every token fail at runtime, so it is refused here. HS384 and HS512 tokens need 48 and 64 bytes.
+                if (JwtPolicy.KeyBytes(key).Length < 32)
                 {
-                    error = "signingKey: must be at least 16 bytes";
+                    error = "signingKey: must be at least 32 bytes (256 bits; 48 for HS384 tokens, 64 for HS512)";
                 }
             }
             catch (FormatException)

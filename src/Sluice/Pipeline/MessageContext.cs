@@ -22,7 +22,9 @@ namespace Sluice;
 /// </remarks>
 public sealed class MessageContext
 {
-    private static readonly JsonDocumentOptions s_documentOptions = new() { MaxDepth = 64 };
+    // Deeper than System.Text.Json's default of 64: a document the backend's parser reads (Python's allows about 1,000
+    // levels) must not be "not JSON" here, or the JSON policies would pass it unread.
+    private static readonly JsonDocumentOptions s_documentOptions = new() { MaxDepth = 1000 };
     private static readonly JsonWriterOptions s_writerOptions = new()
     {
         // WebSocket payloads are not embedded in HTML; keep non-ASCII text as UTF-8 rather than \u escapes.

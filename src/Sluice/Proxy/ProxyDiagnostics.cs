@@ -8,7 +8,7 @@ namespace Sluice.Proxy;
 internal static partial class ProxyLog
 {
     [LoggerMessage(300, LogLevel.Warning, "Backend for {Route} unavailable at {BackendUri}: {Reason}. The client got 502.")]
-    public static partial void BackendConnectFailed(ILogger logger, string route, Uri backendUri, string reason);
+    public static partial void BackendConnectFailed(ILogger logger, string route, string backendUri, string reason);
 }
 
 /// <summary>Backend connection metrics, on the <c>Sluice</c> meter.</summary>

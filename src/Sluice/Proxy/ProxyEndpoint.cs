@@ -29,6 +29,9 @@ internal sealed class ProxyEndpoint
 
     public static bool IsReservedHeader(string header) => s_handshakeHeaders.Contains(header);
 
+    /// <summary>The backend URL for logs and the admin API: a rewritten query may carry the client's tokens.</summary>
+    public static string WithoutQuery(Uri backendUri) => $"{backendUri.Scheme}://{backendUri.Authority}{backendUri.AbsolutePath}";
+
     private string _pattern;
     private readonly WebSocketProxyBuilder _builder;
     private readonly WebSocketProxyTarget? _target;
@@ -115,9 +118,10 @@ internal sealed class ProxyEndpoint
             catch (BackendConnectException ex)
             {
                 _metrics!.RecordFailure(_pattern, ex.Kind);
-                ProxyLog.BackendConnectFailed(route.Logger, _pattern, backendUri, ex.Message);
+                ProxyLog.BackendConnectFailed(route.Logger, _pattern, WithoutQuery(backendUri), ex.Message);
                 route.Registry.ReleaseReservation();
-                await route.RejectAsync(httpContext, StatusCodes.Status502BadGateway, $"The backend is unavailable: {ex.Message}.");
+                // The client learns what kind of failure it was, not the backend's host names or TLS details.
+                await route.RejectAsync(httpContext, StatusCodes.Status502BadGateway, $"The backend is unavailable ({ex.Kind}).");
                 return;
             }
 

@@ -31,6 +31,13 @@ public sealed class WebSocketProxyBuilder : WebSocketPipelineBuilder
     /// </summary>
     public static bool IsForwardable(string header) => !Proxy.ProxyEndpoint.IsReservedHeader(header);
 
+    /// <summary>A backend URL fit for logs and admin screens: without its query, which may carry a client's token.</summary>
+    public static string DescribeBackend(Uri backendUri)
+    {
+        ArgumentNullException.ThrowIfNull(backendUri);
+        return Proxy.ProxyEndpoint.WithoutQuery(backendUri);
+    }
+
     /// <summary>
     /// Gets or sets whether permessage-deflate is offered to the backend. Independent of the client leg's
     /// <see cref="WebSocketEndpointOptions.EnableCompression"/>. Default: false.

@@ -150,17 +150,31 @@ public sealed class WebSocketProxyTarget
                 var parts = value.Split('/');
                 for (var i = 0; i < parts.Length; i++)
                 {
-                    builder.Append(i == 0 ? string.Empty : "/").Append(Uri.EscapeDataString(parts[i]));
+                    builder.Append(i == 0 ? string.Empty : "/").Append(Escape(parts[i]));
                 }
             }
             else
             {
-                builder.Append(Uri.EscapeDataString(value));
+                builder.Append(Escape(value));
             }
         }
 
-        return new Uri(builder.ToString(), UriKind.Absolute);
+        // Without canonicalization: Uri would otherwise decode %2E and remove the dot segments the values made.
+        return new Uri(builder.ToString(), s_verbatim);
     }
+
+    private static readonly UriCreationOptions s_verbatim = new() { DangerousDisablePathAndQueryCanonicalization = true };
+
+    /// <summary>
+    /// URL-encodes a value. EscapeDataString leaves "." and ".." as they are, and Uri would then collapse them as dot
+    /// segments: "?room=.." must not climb out of the pattern's path, so those two are encoded as well.
+    /// </summary>
+    private static string Escape(string value) => value switch
+    {
+        "." => "%2E",
+        ".." => "%2E%2E",
+        _ => Uri.EscapeDataString(value),
+    };
 
     private readonly record struct Segment(string? Literal, string? Name, bool FromQuery, bool CatchAll);
 }
