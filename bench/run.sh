@@ -4,14 +4,14 @@
 # core 1. See docs/benchmarks.md for what each figure means and the latest results.
 #
 #   bench/run.sh                  everything: echo, proxies, memory, fanout (about 15 minutes)
-#   bench/run.sh proxies          one part: echo | proxies | memory | fanout
+#   bench/run.sh proxies          one part: echo | proxies | memory | fanout | fanout-redis
 #   SECONDS_PER_RUN=5 bench/run.sh proxies    shorter runs
 #
 # Results: artifacts/bench/<part>.json (one object per target), <part>.md (a table), proxies.svg (the chart).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-parts=("${@:-echo proxies memory fanout}")
+parts=("${@:-echo proxies memory fanout fanout-redis}")
 parts=(${parts[*]})
 run_seconds=${SECONDS_PER_RUN:-10}
 out=artifacts/bench
@@ -21,6 +21,7 @@ missing=()
 command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
 command -v haproxy >/dev/null 2>&1 || [[ -x /usr/sbin/haproxy ]] || missing+=(haproxy)
 command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if [[ ${#missing[@]} -gt 0 ]]; then
   echo "==> installing ${missing[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
@@ -213,6 +214,24 @@ for part in "${parts[@]}"; do
     done
     collect fanout
     ;;
-  *) echo "unknown part: $part (echo, proxies, memory, fanout)" >&2; exit 2 ;;
+  fanout-redis)
+    # Two Sluice nodes on one redis-server: subscribers on node B, the publisher on node A. Both nodes on core 0.
+    : >"$out/fanout-redis.jsonl"
+    REDIS_PORT=7379
+    start redis 1 $REDIS_PORT redis-server --port $REDIS_PORT --bind 127.0.0.1 --save "" --appendonly no
+    redis=$started
+    for subscribers in 1000 10000; do
+      start node-a 0 7001 "${LOAD[@]}" fanout-server --kind sluice --port 7001 --redis 127.0.0.1:$REDIS_PORT
+      node_a=$started
+      start node-b 0 7002 "${LOAD[@]}" fanout-server --kind sluice --port 7002 --redis 127.0.0.1:$REDIS_PORT
+      node_b=$started
+      taskset -c 1 "${LOAD[@]}" fanout --name "sluice-redis" --kind sluice --url "ws://127.0.0.1:7002/ws" --publish-url "ws://127.0.0.1:7001/ws" \
+        --subscribers $subscribers --publishes 200 --settle-ms 3000 --pid "$node_b" | tee -a "$out/fanout-redis.jsonl" || true
+      stop "$node_a"; stop "$node_b"; sleep 1
+    done
+    stop "$redis"
+    collect fanout-redis
+    ;;
+  *) echo "unknown part: $part (echo, proxies, memory, fanout, fanout-redis)" >&2; exit 2 ;;
   esac
 done

@@ -44,8 +44,9 @@ internal static class FanOutClient
             }
         }));
         var receivers = subscribers.Select(s => Task.Run(() => ReceiveAsync(s, kind, arrivals, lastArrival, state))).ToArray();
-        using var publisher = await ConnectAsync(url, kind, subscriber: false);
-        await Task.Delay(1000); // subscriptions settle (SignalR's group joins are acknowledged asynchronously)
+        // --publish-url: publish on another node (through the Redis backplane) than the subscribers are on.
+        using var publisher = await ConnectAsync(new Uri(args.String("publish-url", url.ToString())), kind, subscriber: false);
+        await Task.Delay(args.Int("settle-ms", 1000)); // subscriptions settle (SignalR's group joins and Redis subscriptions are asynchronous)
 
         var before = ProcStat.Read(pid);
         var clock = Stopwatch.StartNew();

@@ -21,7 +21,16 @@ internal static class FanOutServers
             {
                 // Hosted connections hold one descriptor each: the default cap (which leaves room for a proxy's second
                 // socket) would refuse half of 10,000 subscribers.
-                var app = Servers.CreateApp(port, services => services.AddSluice(o => o.MaxConnections = 19_000));
+                var redis = args.String("redis", string.Empty);
+                var app = Servers.CreateApp(port, services =>
+                {
+                    var sluice = services.AddSluice(o => o.MaxConnections = 19_000);
+                    if (redis.Length > 0)
+                    {
+                        // Cross-node: subscribers on one node, the publisher on another, topics through Redis.
+                        sluice.AddRedisBackplane(redis);
+                    }
+                });
                 app.MapWebSocket("/ws", ws => ws.UsePubSubProtocol());
                 await app.RunAsync();
                 return 0;
