@@ -155,16 +155,8 @@ internal static class FanOutClient
         {
             while (true)
             {
-                var length = 0;
-                ValueWebSocketReceiveResult result;
-                do
-                {
-                    result = await socket.ReceiveAsync(buffer.AsMemory(length), CancellationToken.None);
-                    length += result.Count;
-                }
-                while (!result.EndOfMessage);
-
-                if (result.MessageType == WebSocketMessageType.Close)
+                var (length, type) = await socket.ReceiveMessageAsync(buffer);
+                if (type == WebSocketMessageType.Close)
                 {
                     return;
                 }

@@ -98,16 +98,8 @@ internal static class LoadGenerator
             {
                 while (true)
                 {
-                    var length = 0;
-                    ValueWebSocketReceiveResult result;
-                    do
-                    {
-                        result = await socket.ReceiveAsync(receiveBuffer.AsMemory(length), CancellationToken.None);
-                        length += result.Count;
-                    }
-                    while (!result.EndOfMessage);
-
-                    if (result.MessageType == WebSocketMessageType.Close)
+                    var (length, type) = await socket.ReceiveMessageAsync(receiveBuffer);
+                    if (type == WebSocketMessageType.Close)
                     {
                         return;
                     }

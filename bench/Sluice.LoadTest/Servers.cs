@@ -28,22 +28,14 @@ internal static class Servers
             var buffer = new byte[64 * 1024];
             while (true)
             {
-                var length = 0;
-                ValueWebSocketReceiveResult result;
-                do
-                {
-                    result = await socket.ReceiveAsync(buffer.AsMemory(length), CancellationToken.None);
-                    length += result.Count;
-                }
-                while (!result.EndOfMessage && length < buffer.Length);
-
-                if (result.MessageType == WebSocketMessageType.Close)
+                var (length, type) = await socket.ReceiveMessageAsync(buffer);
+                if (type == WebSocketMessageType.Close)
                 {
                     await socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, null, CancellationToken.None);
                     return;
                 }
 
-                await socket.SendAsync(buffer.AsMemory(0, length), result.MessageType, endOfMessage: true, CancellationToken.None);
+                await socket.SendAsync(buffer.AsMemory(0, length), type, endOfMessage: true, CancellationToken.None);
             }
         });
         await app.RunAsync();
@@ -130,16 +122,8 @@ internal static class Servers
         {
             while (true)
             {
-                var length = 0;
-                ValueWebSocketReceiveResult result;
-                do
-                {
-                    result = await from.ReceiveAsync(buffer.AsMemory(length), CancellationToken.None);
-                    length += result.Count;
-                }
-                while (!result.EndOfMessage && length < buffer.Length);
-
-                if (result.MessageType == WebSocketMessageType.Close)
+                var (length, type) = await from.ReceiveMessageAsync(buffer);
+                if (type == WebSocketMessageType.Close)
                 {
                     await to.CloseOutputAsync(from.CloseStatus ?? WebSocketCloseStatus.NormalClosure, from.CloseStatusDescription, CancellationToken.None);
                     return;
@@ -153,7 +137,7 @@ internal static class Servers
 
                 if (forward)
                 {
-                    await to.SendAsync(buffer.AsMemory(0, length), result.MessageType, endOfMessage: true, CancellationToken.None);
+                    await to.SendAsync(buffer.AsMemory(0, length), type, endOfMessage: true, CancellationToken.None);
                 }
             }
         }
