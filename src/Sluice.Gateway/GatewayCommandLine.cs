@@ -41,7 +41,8 @@ internal sealed record GatewayCommandLine(string? ConfigPath, string? Urls, bool
 
                     foreach (var url in urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
                     {
-                        if (!Uri.TryCreate(url, UriKind.Absolute, out var parsed) || parsed.Scheme != "http")
+                        // Only the scheme: Kestrel's own forms (http://*:80, http://+:80) are not URIs.
+                        if (!url.StartsWith("http://", StringComparison.OrdinalIgnoreCase))
                         {
                             return Failed($"--urls: '{url}' is not an http:// URL (terminate TLS in front of the gateway)");
                         }

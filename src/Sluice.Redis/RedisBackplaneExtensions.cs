@@ -20,6 +20,11 @@ public static class RedisBackplaneExtensions
     {
         ArgumentNullException.ThrowIfNull(builder);
         ArgumentException.ThrowIfNullOrEmpty(configuration);
+        if (builder.Services.Any(d => d.ServiceType == typeof(RedisTopicBackplane)))
+        {
+            throw new InvalidOperationException("AddRedisBackplane was called twice; a node has one backplane.");
+        }
+
         builder.Services.Configure<RedisBackplaneOptions>(options =>
         {
             options.Configuration = configuration;

@@ -142,6 +142,14 @@ internal sealed partial class RedisTopicBackplane : ITopicBackplane, IHostedServ
             return;
         }
 
+        if (!_redis.IsConnected)
+        {
+            // Not queued for later: the publisher would wait for the backlog's timeout on every message, and local
+            // subscribers have the message already.
+            CountLost(topic, null);
+            return;
+        }
+
         var envelope = new byte[EnvelopeHeaderLength + message.Length];
         envelope[0] = EnvelopeVersion;
         envelope[1] = message.IsText ? (byte)1 : (byte)2;
@@ -154,11 +162,16 @@ internal sealed partial class RedisTopicBackplane : ITopicBackplane, IHostedServ
         }
         catch (Exception ex) when (ex is RedisException or TimeoutException)
         {
-            _failures.Add(1, new KeyValuePair<string, object?>("operation", "publish"));
-            if (Interlocked.Exchange(ref _publishFailing, 1) == 0)
-            {
-                Log.PublishLost(_logger, topic, ex);
-            }
+            CountLost(topic, ex);
+        }
+    }
+
+    private void CountLost(string topic, Exception? exception)
+    {
+        _failures.Add(1, new KeyValuePair<string, object?>("operation", "publish"));
+        if (Interlocked.Exchange(ref _publishFailing, 1) == 0)
+        {
+            Log.PublishLost(_logger, topic, exception);
         }
     }
 
@@ -234,11 +247,23 @@ internal sealed partial class RedisTopicBackplane : ITopicBackplane, IHostedServ
                     _localCounts.TryRemove(new KeyValuePair<string, int>(topic, 0));
                 }
             }
-            catch (Exception ex) when (ex is RedisException or TimeoutException)
+            catch (Exception ex) when (!_stopping.IsCancellationRequested)
             {
+                // Any failure, not only Redis's: the loop must outlive it, or subscriptions would never change again.
                 _failures.Add(1, new KeyValuePair<string, object?>("operation", "subscribe"));
                 Log.Failed(_logger, "subscribe " + topic, ex);
+                if (!_subscriptions.ContainsKey(topic))
+                {
+                    // StackExchange.Redis registers a channel before SUBSCRIBE is acknowledged and resubscribes it on
+                    // reconnect; without this, the retry would add a second registration and deliver twice.
+                    await UnsubscribeQuietlyAsync(topic);
+                }
+
                 RetryLater(topic);
+            }
+            catch (Exception) when (_stopping.IsCancellationRequested)
+            {
+                break;
             }
         }
 
@@ -255,6 +280,18 @@ internal sealed partial class RedisTopicBackplane : ITopicBackplane, IHostedServ
         }
 
         _subscriptions.Clear();
+    }
+
+    private async Task UnsubscribeQuietlyAsync(string topic)
+    {
+        try
+        {
+            await _redis!.GetSubscriber().UnsubscribeAsync(Channel(topic));
+        }
+        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        {
+            // Still unreachable; the next attempt tries again.
+        }
     }
 
     private void RetryLater(string topic) =>
@@ -327,7 +364,7 @@ internal sealed partial class RedisTopicBackplane : ITopicBackplane, IHostedServ
         public static partial void Reconnected(ILogger logger, string? endPoint);
 
         [LoggerMessage(702, LogLevel.Warning, "Redis backplane: publishing to '{Topic}' failed; messages published while Redis is unreachable do not reach other nodes (counted in sluice.backplane.failures).")]
-        public static partial void PublishLost(ILogger logger, string topic, Exception exception);
+        public static partial void PublishLost(ILogger logger, string topic, Exception? exception);
 
         [LoggerMessage(703, LogLevel.Warning, "Redis backplane: {Operation} failed; retrying.")]
         public static partial void Failed(ILogger logger, string operation, Exception exception);

@@ -195,6 +195,8 @@ public class FaultTests
         var path = folder.Write($$"""{ "routes": [ { "path": "/h", "proxy": { "target": "ws://{{backend.Authority}}/headers/${query.room}?u=${query.user}" } } ] }""");
         await using var gateway = await GatewayProcess.StartAsync(path);
 
+        using var dotDot = await RawWebSocket.ConnectAsync(gateway.Ws("/h?room=..&user=x"));
+        Assert.Equal(400, dotDot.StatusCode);
         using var client = await WebSocketClient.ConnectAsync(gateway.Ws("/h?room=..%2F..%2Fadmin&user=a%0D%0AX-Evil%3A%201"));
 
         using var seen = JsonDocument.Parse(await client.ReceiveTextAsync());
@@ -254,6 +256,16 @@ public class FaultTests
 
         await strict.SendTextAsync(deep);
         Assert.Contains("\"status\":400", await strict.ReceiveTextAsync(), StringComparison.Ordinal);
+
+        // A lone UTF-16 surrogate in a name: json-schema answers 400; the editing policies cannot build a tree of it,
+        // so the message is dropped as a policy failure (logged without the payload), and the connection goes on.
+        const string LoneSurrogate = "{\"\\udc00\":\"lone surrogate\",\"password\":\"x\"}";
+        await strict.SendTextAsync(LoneSurrogate);
+        Assert.Contains("\"status\":400", await strict.ReceiveTextAsync(), StringComparison.Ordinal);
+        await lenient.SendTextAsync(LoneSurrogate);
+        await lenient.SendTextAsync("""{"after":1}""");
+        Assert.Contains("\"after\":1", await lenient.ReceiveTextAsync(), StringComparison.Ordinal);
+        Assert.DoesNotContain("lone surrogate", gateway.Output + gateway.Error, StringComparison.Ordinal);
         Assert.Equal(WebSocketState.Open, lenient.State);
         Assert.Equal(WebSocketState.Open, strict.State);
     }

@@ -58,6 +58,19 @@ public class SchemaFastPathTests
     }
 
     [Theory]
+    [InlineData("""{"maximum":0.3}""", "0.30000000000000001")]
+    [InlineData("""{"maximum":9007199254740992}""", "9007199254740993")]
+    [InlineData("""{"maximum":0}""", "0.0000000000000000000000000000001")]
+    [InlineData("""{"exclusiveMinimum":1}""", "1.00000000000000000000000000000000001")]
+    [InlineData("""{"type":"integer"}""", "1.0000000000000000000000000000000001")]
+    public void NumbersPastDoublePrecision_AreNeverCalledValidByRounding(string schema, string instance)
+    {
+        var fast = SchemaFastPath.TryCompile(JsonNode.Parse(schema))!;
+
+        Assert.Equal(FastVerdict.AskTheLibrary, fast.Evaluate(Parse(instance)));
+    }
+
+    [Theory]
     [InlineData("""{ "$ref": "#/$defs/x", "$defs": { "x": { "type": "string" } } }""")]
     [InlineData("""{ "oneOf": [ { "type": "string" } ] }""")]
     [InlineData("""{ "type": "string", "pattern": "^a" }""")]

@@ -157,12 +157,15 @@ internal static class ConfigLoader
         var listen = walker.Strings(root, "listen", string.Empty, allowSingle: true);
         for (var i = 0; i < listen.Count; i++)
         {
-            if (!Uri.TryCreate(listen[i], UriKind.Absolute, out var uri) || uri.Scheme is not "http")
+            // Kestrel's forms (http://*:80, http://+:80, http://localhost:80) are not all URIs: check the scheme only.
+            if (listen[i].StartsWith("https://", StringComparison.OrdinalIgnoreCase))
             {
                 // TLS is not configured by the file (no certificate settings yet): terminate it in front of the gateway.
-                walker.Error($"listen[{i}]", uri?.Scheme == "https"
-                    ? $"'{listen[i]}': https is not supported in the file yet; terminate TLS in front of the gateway (a load balancer, nginx) and listen on http://"
-                    : $"'{listen[i]}' is not an http:// URL");
+                walker.Error($"listen[{i}]", $"'{listen[i]}': https is not supported in the file yet; terminate TLS in front of the gateway (a load balancer, nginx) and listen on http://");
+            }
+            else if (!listen[i].StartsWith("http://", StringComparison.OrdinalIgnoreCase) || listen[i].Length <= "http://".Length)
+            {
+                walker.Error($"listen[{i}]", $"'{listen[i]}' is not an http:// URL");
             }
         }
 

@@ -33,7 +33,7 @@ internal static class JsonPointers
         value = root;
         for (var i = 0; i < pointer.SegmentCount; i++)
         {
-            var segment = pointer[i].ToString();
+            var segment = Unescape(pointer[i].ToString());
             switch (value.ValueKind)
             {
                 case JsonValueKind.Object:
@@ -65,6 +65,10 @@ internal static class JsonPointers
 
         return true;
     }
+
+    /// <summary>A segment as the member name it stands for: RFC 6901 writes '/' as ~1 and '~' as ~0, decoded in that order.</summary>
+    private static string Unescape(string segment) =>
+        segment.Contains('~', StringComparison.Ordinal) ? segment.Replace("~1", "/", StringComparison.Ordinal).Replace("~0", "~", StringComparison.Ordinal) : segment;
 
     /// <summary>Whether any object in <paramref name="element"/> repeats a property name.</summary>
     public static bool HasDuplicateNames(JsonElement element)
@@ -108,7 +112,7 @@ internal static class JsonPointers
             return false;
         }
 
-        key = pointer[pointer.SegmentCount - 1].ToString();
+        key = Unescape(pointer[pointer.SegmentCount - 1].ToString());
         var parentPointer = pointer.GetParent(1);
         return parentPointer is { } found && found.TryEvaluate(root, out parent) && parent is JsonObject or JsonArray;
     }

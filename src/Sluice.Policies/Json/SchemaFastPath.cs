@@ -38,10 +38,10 @@ internal sealed class SchemaFastPath
     private readonly JsonElement? _const;
     private readonly int? _minLength;
     private readonly int? _maxLength;
-    private readonly double? _minimum;
-    private readonly double? _maximum;
-    private readonly double? _exclusiveMinimum;
-    private readonly double? _exclusiveMaximum;
+    private readonly decimal? _minimum;
+    private readonly decimal? _maximum;
+    private readonly decimal? _exclusiveMinimum;
+    private readonly decimal? _exclusiveMaximum;
     private readonly int? _minItems;
     private readonly int? _maxItems;
     private readonly int? _minProperties;
@@ -89,16 +89,16 @@ internal sealed class SchemaFastPath
                     _maxLength = Count(value);
                     break;
                 case "minimum":
-                    _minimum = value.GetDouble();
+                    _minimum = Exact(value);
                     break;
                 case "maximum":
-                    _maximum = value.GetDouble();
+                    _maximum = Exact(value);
                     break;
                 case "exclusiveMinimum" when value.ValueKind == JsonValueKind.Number:
-                    _exclusiveMinimum = value.GetDouble();
+                    _exclusiveMinimum = Exact(value);
                     break;
                 case "exclusiveMaximum" when value.ValueKind == JsonValueKind.Number:
-                    _exclusiveMaximum = value.GetDouble();
+                    _exclusiveMaximum = Exact(value);
                     break;
                 case "minItems":
                     _minItems = Count(value);
@@ -182,7 +182,8 @@ internal sealed class SchemaFastPath
                 var length = instance.GetString()!.EnumerateRunes().Count();
                 return length >= (_minLength ?? 0) && length <= (_maxLength ?? int.MaxValue);
             case JsonValueKind.Number when _minimum is not null || _maximum is not null || _exclusiveMinimum is not null || _exclusiveMaximum is not null:
-                if (!instance.TryGetDouble(out var number) || !double.IsFinite(number))
+                // Exact comparison only: as doubles, 0.30000000000000001 would pass a maximum of 0.3.
+                if (!TryExact(instance, out var number))
                 {
                     return false;
                 }
@@ -273,7 +274,34 @@ internal sealed class SchemaFastPath
     }
 
     private static bool IsInteger(JsonElement number) =>
-        number.TryGetInt64(out _) || (number.TryGetDecimal(out var value) && decimal.Truncate(value) == value);
+        number.TryGetInt64(out _) || (TryExact(number, out var value) && decimal.Truncate(value) == value);
+
+    /// <summary>
+    /// The number as a decimal, only when the decimal is exactly the JSON number: no exponent and at most 28 digits in
+    /// all (decimal.Parse would round the rest silently, and 1e-31 would become 0).
+    /// </summary>
+    private static bool TryExact(JsonElement number, out decimal value)
+    {
+        value = 0;
+        var raw = number.GetRawText();
+        var digits = 0;
+        foreach (var c in raw)
+        {
+            if (c is 'e' or 'E')
+            {
+                return false;
+            }
+
+            if (char.IsAsciiDigit(c))
+            {
+                digits++;
+            }
+        }
+
+        return digits <= 28 && decimal.TryParse(raw, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out value);
+    }
+
+    private static decimal Exact(JsonElement number) => TryExact(number, out var value) ? value : throw Unsupported();
 
     private static (JsonValueKind[] Types, bool IntegerOnly) Types(JsonElement value)
     {

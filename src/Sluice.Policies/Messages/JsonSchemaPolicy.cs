@@ -91,30 +91,15 @@ public sealed class JsonSchemaPolicy : MessagePolicy
             return default;
         }
 
-        // A name given twice is ambiguous: JsonSchema.Net would judge the first value, the backend's parser (like
-        // JavaScript's and Python's) keeps the last. A validated message must mean one thing.
-        if (JsonPointers.HasDuplicateNames(root))
-        {
-            Reject(context, _action, 400, "invalid message: a property name appears twice in one object", WebSocketCloseStatus.InvalidPayloadData);
-            return default;
-        }
-
-        // The fast path accepts what it can prove valid; JsonSchema.Net decides the rest and explains rejections.
-        if (_fast?.Evaluate(root) == FastVerdict.Valid)
-        {
-            return next(context);
-        }
-
         string? error;
         try
         {
-            error = _schema.Evaluate(root, s_flag).IsValid ? null : FirstError(root);
+            error = Validate(root);
         }
-        catch (Exception ex) when (ex is FormatException or OverflowException)
+        catch (InvalidOperationException)
         {
-            // JsonSchema.Net compares some numbers as decimals and throws past decimal's range (found by
-            // SchemaFastPathTests): a message that cannot be validated is not valid.
-            error = "a number is out of the range the schema can be checked with";
+            // A name or string holding a lone UTF-16 surrogate (\udc00) cannot be read as text.
+            error = "a string is not valid Unicode";
         }
 
         if (error is null)
@@ -124,6 +109,34 @@ public sealed class JsonSchemaPolicy : MessagePolicy
 
         Reject(context, _action, 400, "invalid message: " + error, WebSocketCloseStatus.InvalidPayloadData);
         return default;
+    }
+
+    /// <summary>Null when valid, or why not.</summary>
+    private string? Validate(JsonElement root)
+    {
+        // A name given twice is ambiguous: JsonSchema.Net would judge the first value, the backend's parser (like
+        // JavaScript's and Python's) keeps the last. A validated message must mean one thing.
+        if (JsonPointers.HasDuplicateNames(root))
+        {
+            return "a property name appears twice in one object";
+        }
+
+        // The fast path accepts what it can prove valid; JsonSchema.Net decides the rest and explains rejections.
+        if (_fast?.Evaluate(root) == FastVerdict.Valid)
+        {
+            return null;
+        }
+
+        try
+        {
+            return _schema.Evaluate(root, s_flag).IsValid ? null : FirstError(root);
+        }
+        catch (Exception ex) when (ex is FormatException or OverflowException)
+        {
+            // JsonSchema.Net compares some numbers as decimals and throws past decimal's range (found by
+            // SchemaFastPathTests): a message that cannot be validated is not valid.
+            return "a number is out of the range the schema can be checked with";
+        }
     }
 
     private string FirstError(JsonElement root)

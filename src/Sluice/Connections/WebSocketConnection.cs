@@ -37,8 +37,7 @@ public abstract class WebSocketConnection
     private long _outboundBytes;
     private long _lastInboundTicks;
     private long _lastOutboundTicks;
-
-    private static readonly ClaimsPrincipal s_anonymous = new(new ClaimsIdentity());
+    private ClaimsPrincipal? _user;
 
     private protected WebSocketConnection(WebSocketRoute route, HttpContext httpContext, string? subject, string? subProtocol)
     {
@@ -50,7 +49,7 @@ public abstract class WebSocketConnection
         // connection would hold them for its whole life.
         Query = httpContext.Request.QueryString.HasValue ? httpContext.Request.Query : QueryCollection.Empty;
         RequestHeaders = httpContext.Request.Headers;
-        User = httpContext.Features.Get<IHttpAuthenticationFeature>()?.User ?? s_anonymous;
+        _user = httpContext.Features.Get<IHttpAuthenticationFeature>()?.User;
         RemoteIpAddress = httpContext.Connection.RemoteIpAddress;
         Subject = subject;
         SubProtocol = subProtocol;
@@ -73,7 +72,7 @@ public abstract class WebSocketConnection
     public IHeaderDictionary RequestHeaders { get; }
 
     /// <summary>Gets the user that ASP.NET Core authentication produced for the upgrade request.</summary>
-    public ClaimsPrincipal User { get; }
+    public ClaimsPrincipal User => _user ??= new ClaimsPrincipal(new ClaimsIdentity());
 
     /// <summary>
     /// Gets who the client is, as an upgrade step or policy established it (an API key's subject, a JWT's

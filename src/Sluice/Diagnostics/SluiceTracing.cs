@@ -33,7 +33,9 @@ internal static class SluiceTracing
             parent = remote;
         }
 
-        var activity = Source.StartActivity("sluice.connection", ActivityKind.Server, parent);
+        // Server when it continues the client's own trace, Internal under ASP.NET Core's request span, which is the
+        // server span already.
+        var activity = Source.StartActivity("sluice.connection", Activity.Current is null ? ActivityKind.Server : ActivityKind.Internal, parent);
         activity?.SetTag("sluice.route", route);
         return activity;
     }
@@ -62,7 +64,9 @@ internal static class SluiceTracing
 
     public static Activity? StartMessage(MessageContext context, string route)
     {
-        if (!Source.HasListeners())
+        // No connection activity (nobody listened, or the sampler dropped the connection): no message activities
+        // either, or each message would become a root trace of its own.
+        if (context.Connection.Activity is null || !Source.HasListeners())
         {
             return null;
         }
@@ -70,7 +74,7 @@ internal static class SluiceTracing
         var activity = Source.StartActivity(
             context.Direction == MessageDirection.Inbound ? "sluice.message inbound" : "sluice.message outbound",
             ActivityKind.Internal,
-            context.Connection.Activity?.Context ?? default);
+            context.Connection.Activity.Context);
         if (activity is { IsAllDataRequested: true })
         {
             activity.SetTag("sluice.route", route);

@@ -98,7 +98,18 @@ internal sealed class ProxyEndpoint
         BackendConnection? backend = null;
         try
         {
-            var backendUri = _target is not null ? _target.Resolve(httpContext) : await _targetSelector!(httpContext);
+            Uri backendUri;
+            try
+            {
+                backendUri = _target is not null ? _target.Resolve(httpContext) : await _targetSelector!(httpContext);
+            }
+            catch (FormatException ex)
+            {
+                route.Registry.ReleaseReservation();
+                await route.RejectAsync(httpContext, StatusCodes.Status400BadRequest, $"The request cannot be proxied: {ex.Message}.");
+                return;
+            }
+
             var started = Stopwatch.GetTimestamp();
             try
             {

@@ -29,10 +29,10 @@ public sealed class WebSocketProxyBuilder : WebSocketPipelineBuilder
     /// Gets whether <paramref name="header"/> may be listed in <see cref="ForwardHeaders"/>: not one of a hop's own
     /// handshake headers, and not one the proxy sets itself (X-Forwarded-*, X-Sluice-Subject, trace context).
     /// </summary>
-    public static bool IsForwardable(string header) => !Proxy.ProxyEndpoint.IsReservedHeader(header);
+    internal static bool IsForwardable(string header) => !Proxy.ProxyEndpoint.IsReservedHeader(header);
 
     /// <summary>A backend URL fit for logs and admin screens: without its query, which may carry a client's token.</summary>
-    public static string DescribeBackend(Uri backendUri)
+    internal static string DescribeBackend(Uri backendUri)
     {
         ArgumentNullException.ThrowIfNull(backendUri);
         return Proxy.ProxyEndpoint.WithoutQuery(backendUri);

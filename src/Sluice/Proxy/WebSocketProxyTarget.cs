@@ -130,6 +130,7 @@ public sealed class WebSocketProxyTarget
     }
 
     /// <summary>Builds the backend URL for one upgrade request.</summary>
+    /// <exception cref="FormatException">A value is "." or "..", which would change the backend path's meaning.</exception>
     public Uri Resolve(HttpContext context)
     {
         var builder = new StringBuilder(Pattern.Length + 32);
@@ -166,15 +167,13 @@ public sealed class WebSocketProxyTarget
     private static readonly UriCreationOptions s_verbatim = new() { DangerousDisablePathAndQueryCanonicalization = true };
 
     /// <summary>
-    /// URL-encodes a value. EscapeDataString leaves "." and ".." as they are, and Uri would then collapse them as dot
-    /// segments: "?room=.." must not climb out of the pattern's path, so those two are encoded as well.
+    /// URL-encodes a value. "." and ".." are refused: EscapeDataString leaves them as they are, and encoding them does
+    /// not help either, since RFC 3986 makes %2E the same as "." and many backends (nginx, WHATWG URL parsers) decode
+    /// it before removing dot segments. "?room=.." must not climb out of the pattern's path.
     /// </summary>
-    private static string Escape(string value) => value switch
-    {
-        "." => "%2E",
-        ".." => "%2E%2E",
-        _ => Uri.EscapeDataString(value),
-    };
+    private static string Escape(string value) => value is "." or ".."
+        ? throw new FormatException($"the value '{value}' cannot be placed in a backend path")
+        : Uri.EscapeDataString(value);
 
     private readonly record struct Segment(string? Literal, string? Name, bool FromQuery, bool CatchAll);
 }

@@ -6,8 +6,19 @@ namespace Sluice.Tests.Proxy;
 public class WebSocketProxyTargetTests
 {
     [Theory]
-    [InlineData("..", "/rooms/%2E%2E/feed")]
-    [InlineData(".", "/rooms/%2E/feed")]
+    [InlineData("..")]
+    [InlineData(".")]
+    public void DotSegmentValues_AreRefused(string room)
+    {
+        var target = WebSocketProxyTarget.Parse("ws://backend:9001/rooms/${query.room}/feed", "/chat");
+        var context = new DefaultHttpContext();
+        context.Request.QueryString = QueryString.Create("room", room);
+
+        Assert.Throws<FormatException>(() => target.Resolve(context));
+    }
+
+    [Theory]
+    [InlineData("%2E%2E", "/rooms/%252E%252E/feed")]
     [InlineData("../admin", "/rooms/..%2Fadmin/feed")]
     [InlineData("a b&c=d#e", "/rooms/a%20b%26c%3Dd%23e/feed")]
     [InlineData("x\r\nHost: evil", "/rooms/x%0D%0AHost%3A%20evil/feed")]
