@@ -66,6 +66,10 @@ internal static class JsonPointers
         return true;
     }
 
+    /// <summary>The pointer's segments as member names (or array indices), unescaped.</summary>
+    public static string[] Segments(JsonPointer pointer) =>
+        [.. Enumerable.Range(0, pointer.SegmentCount).Select(i => Unescape(pointer[i].ToString()))];
+
     /// <summary>A segment as the member name it stands for: RFC 6901 writes '/' as ~1 and '~' as ~0, decoded in that order.</summary>
     private static string Unescape(string segment) =>
         segment.Contains('~', StringComparison.Ordinal) ? segment.Replace("~1", "/", StringComparison.Ordinal).Replace("~0", "~", StringComparison.Ordinal) : segment;

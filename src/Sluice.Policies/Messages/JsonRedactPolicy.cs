@@ -1,4 +1,5 @@
-using System.Text.Json.Nodes;
+using System.Buffers;
+using System.Text.Json;
 using Json.Pointer;
 using Sluice.Policies.Json;
 
@@ -52,7 +53,14 @@ public sealed class JsonRedactPolicyOptions : IPolicyOptions
 /// </summary>
 public sealed class JsonRedactPolicy : MessagePolicy
 {
+    private static readonly JsonWriterOptions s_writerOptions = new()
+    {
+        // As the shared parse writes: WebSocket payloads are not embedded in HTML; keep non-ASCII text as UTF-8.
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    };
+
     private readonly JsonPointer[] _paths;
+    private readonly string[][] _segments;
     private readonly JsonRedactMode _mode;
 
     /// <summary>Creates the policy.</summary>
@@ -62,6 +70,7 @@ public sealed class JsonRedactPolicy : MessagePolicy
         ArgumentNullException.ThrowIfNull(options);
         PolicyValidation.ThrowIfInvalid(options, name);
         _paths = [.. options.Paths.Select((p, i) => JsonPointers.Parse(p, $"paths[{i}]"))];
+        _segments = [.. _paths.Select(JsonPointers.Segments)];
         _mode = options.Mode;
     }
 
@@ -96,20 +105,114 @@ public sealed class JsonRedactPolicy : MessagePolicy
             return next(context);
         }
 
-        var tree = context.Json;
-        var changed = false;
-        foreach (var path in _paths)
+        // One pass from the parsed document to new text, skipping (or masking) the matched members: no mutable tree.
+        // Every occurrence of a repeated name is redacted, whichever one a backend would read.
+        var output = new ArrayBufferWriter<byte>(context.Message.Length);
+        using (var writer = new Utf8JsonWriter(output, s_writerOptions))
         {
-            changed |= _mode == JsonRedactMode.Remove
-                ? JsonPointers.Remove(tree, path)
-                : JsonPointers.Replace(tree, path, JsonValue.Create("***"));
+            Write(writer, root, depth: 0, _segments);
         }
 
-        if (changed)
-        {
-            context.MarkJsonModified();
-        }
-
+        context.Message = WebSocketMessage.FromText(output.WrittenMemory);
         return next(context);
     }
+
+    private void Write(Utf8JsonWriter writer, JsonElement element, int depth, string[][] candidates)
+    {
+        if (candidates.Length == 0)
+        {
+            element.WriteTo(writer);
+            return;
+        }
+
+        switch (element.ValueKind)
+        {
+            case JsonValueKind.Object:
+                writer.WriteStartObject();
+                foreach (var property in element.EnumerateObject())
+                {
+                    var (matched, ends) = Match(candidates, depth, property, -1);
+                    if (!ends && matched.Length == 0)
+                    {
+                        property.WriteTo(writer);
+                        continue;
+                    }
+
+                    if (ends && _mode == JsonRedactMode.Remove)
+                    {
+                        continue;
+                    }
+
+                    writer.WritePropertyName(property.Name);
+                    if (ends)
+                    {
+                        writer.WriteStringValue("***");
+                    }
+                    else
+                    {
+                        Write(writer, property.Value, depth + 1, matched);
+                    }
+                }
+
+                writer.WriteEndObject();
+                break;
+            case JsonValueKind.Array:
+                writer.WriteStartArray();
+                var index = 0;
+                foreach (var item in element.EnumerateArray())
+                {
+                    var position = index++;
+                    var (matched, ends) = Match(candidates, depth, default, position);
+                    if (ends && _mode == JsonRedactMode.Remove)
+                    {
+                        continue;
+                    }
+
+                    if (ends)
+                    {
+                        writer.WriteStringValue("***");
+                    }
+                    else
+                    {
+                        Write(writer, item, depth + 1, matched);
+                    }
+                }
+
+                writer.WriteEndArray();
+                break;
+            default:
+                element.WriteTo(writer);
+                break;
+        }
+    }
+
+    /// <summary>
+    /// The paths that go on below this member (a property, or the array item at <paramref name="index"/> when it is
+    /// not negative), and whether one of them ends at it.
+    /// </summary>
+    private static (string[][] Continuing, bool Ends) Match(string[][] candidates, int depth, JsonProperty property, int index)
+    {
+        List<string[]>? continuing = null;
+        var ends = false;
+        foreach (var path in candidates)
+        {
+            if (depth < path.Length && (index < 0 ? property.NameEquals(path[depth]) : IsIndex(path[depth], index)))
+            {
+                if (path.Length == depth + 1)
+                {
+                    ends = true;
+                }
+                else
+                {
+                    (continuing ??= []).Add(path);
+                }
+            }
+        }
+
+        return (continuing is null ? [] : [.. continuing], ends);
+    }
+
+    private static bool IsIndex(string segment, int index) =>
+        int.TryParse(segment, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var parsed)
+        && parsed == index && (segment.Length == 1 || segment[0] != '0');
 }
