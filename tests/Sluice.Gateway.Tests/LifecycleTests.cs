@@ -207,6 +207,35 @@ public class LifecycleTests
     }
 
     [Fact]
+    public async Task EnvValues_AreNeverPrinted_NotInTheBanner_NotInErrors_NotOnTheDashboard()
+    {
+        using var folder = new ConfigFolder();
+        const string Secret = "s3cr3t-backend-token";
+        var environment = new Dictionary<string, string> { ["SLUICE_SECRET_TARGET"] = $"ws://127.0.0.1:9/feed?token={Secret}" };
+        var path = folder.Write("""{ "routes": [ { "path": "/feed", "proxy": { "target": "env:SLUICE_SECRET_TARGET" } } ] }""");
+        await using (var gateway = await GatewayProcess.StartAsync(path, environment))
+        {
+            using var http = new HttpClient();
+            var snapshot = await http.GetStringAsync(gateway.Http("/_sluice/snapshot"));
+            using var rejected = await RawWebSocket.ConnectAsync(gateway.Ws("/feed"));
+
+            Assert.Equal(502, rejected.StatusCode);
+            Assert.Contains("env:SLUICE_SECRET_TARGET", gateway.Output, StringComparison.Ordinal);
+            Assert.Contains("env:SLUICE_SECRET_TARGET", snapshot, StringComparison.Ordinal);
+            Assert.DoesNotContain(Secret, snapshot, StringComparison.Ordinal);
+            Assert.DoesNotContain(Secret, rejected.ResponseHead, StringComparison.Ordinal);
+            await gateway.WaitForOutputAsync("unavailable");
+            Assert.DoesNotContain(Secret, gateway.Output + gateway.Error, StringComparison.Ordinal);
+        }
+
+        environment["SLUICE_SECRET_TARGET"] = $"ws://${{params.nope}}/{Secret}";
+        var (exitCode, _, error) = await GatewayProcess.RunAsync(["--check", "--config", path], environment);
+        Assert.Equal(1, exitCode);
+        Assert.Contains("env:SLUICE_SECRET_TARGET", error, StringComparison.Ordinal);
+        Assert.DoesNotContain(Secret, error, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task PluginPolicyAndHandler_LoadFromThePluginsFolder()
     {
         using var folder = new ConfigFolder();

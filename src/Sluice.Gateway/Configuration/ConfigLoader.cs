@@ -74,7 +74,7 @@ internal static class ConfigLoader
         if (walker.Errors.Count > 0)
         {
             DisposeNew(policies.Values, previous);
-            return new ConfigResult(null, walker.Errors);
+            return new ConfigResult(null, [.. walker.Errors.Select(walker.Secrets.Conceal)]);
         }
 
         return new ConfigResult(
@@ -87,6 +87,7 @@ internal static class ConfigLoader
                 Routes = routes,
                 Policies = policies,
                 BaseDirectory = baseDirectory,
+                Secrets = walker.Secrets,
             },
             []);
     }
@@ -149,6 +150,7 @@ internal static class ConfigLoader
             return JsonValue.Create(reference);
         }
 
+        walker.Secrets.Add(value, name);
         return JsonValue.Create(value);
     }
 

@@ -19,6 +19,9 @@ internal sealed class GatewayConfig
 
     /// <summary>The folder of the file: relative paths (schemaFile, script files, plugins) start here.</summary>
     public required string BaseDirectory { get; init; }
+
+    /// <summary>Values from <c>env:NAME</c>: pass any text about the configuration through <see cref="SecretValues.Conceal"/>.</summary>
+    public SecretValues Secrets { get; init; } = new();
 }
 
 internal sealed record LimitsConfig

@@ -14,6 +14,9 @@ internal sealed class JsonWalker
 
     public IReadOnlyList<string> Errors => _errors;
 
+    /// <summary>The values read from <c>env:NAME</c> references, to be shown as <c>env:NAME</c>, never as themselves.</summary>
+    public SecretValues Secrets { get; } = new();
+
     /// <summary>Records a problem; a second problem at the same path is not repeated (one cause, one line).</summary>
     public void Error(string path, string message)
     {
@@ -220,5 +223,34 @@ internal sealed class JsonWalker
         }
 
         return previous[b.Length];
+    }
+}
+
+/// <summary>
+/// The values that came from the environment (<c>env:NAME</c>): the contract says they are never logged, so any text the
+/// gateway prints about the configuration (errors, the start banner, the dashboard) shows <c>env:NAME</c> instead.
+/// </summary>
+internal sealed class SecretValues
+{
+    private readonly List<(string Value, string Reference)> _values = [];
+
+    public void Add(string value, string name)
+    {
+        // A very short value would mask unrelated text; such values are not secrets worth hiding anyway.
+        if (value.Length >= 4)
+        {
+            _values.Add((value, "env:" + name));
+            _values.Sort((a, b) => b.Value.Length.CompareTo(a.Value.Length));
+        }
+    }
+
+    public string Conceal(string text)
+    {
+        foreach (var (value, reference) in _values)
+        {
+            text = text.Replace(value, reference, StringComparison.Ordinal);
+        }
+
+        return text;
     }
 }

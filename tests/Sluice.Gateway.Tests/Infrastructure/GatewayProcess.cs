@@ -82,9 +82,11 @@ public sealed class GatewayProcess : IAsyncDisposable
     }
 
     /// <summary>Runs the gateway to completion (for --check and invalid configurations).</summary>
-    public static async Task<(int ExitCode, string Output, string Error)> RunAsync(params string[] arguments)
+    public static Task<(int ExitCode, string Output, string Error)> RunAsync(params string[] arguments) => RunAsync(arguments, null);
+
+    public static async Task<(int ExitCode, string Output, string Error)> RunAsync(string[] arguments, IDictionary<string, string>? environment)
     {
-        using var process = Start([GatewayDll, .. arguments], null, null);
+        using var process = Start([GatewayDll, .. arguments], environment, null);
         var output = process.StandardOutput.ReadToEndAsync();
         var error = process.StandardError.ReadToEndAsync();
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
