@@ -218,12 +218,14 @@ internal sealed class ProxyEndpoint
                 headers.Add(new("tracestate", activity.TraceStateString));
             }
         }
-        else if (request.Headers.TryGetValue("traceparent", out var traceParent))
+        else if (request.Headers.TryGetValue("traceparent", out var traceParent)
+            && ActivityContext.TryParse(traceParent.ToString(), request.Headers["tracestate"].ToString(), isRemote: true, out var client))
         {
-            headers.Add(new("traceparent", traceParent.ToString()));
-            if (request.Headers.TryGetValue("tracestate", out var traceState))
+            // Nobody traces here: pass the client's context on, rewritten from its parsed form, never as raw text.
+            headers.Add(new("traceparent", $"00-{client.TraceId.ToHexString()}-{client.SpanId.ToHexString()}-{((client.TraceFlags & ActivityTraceFlags.Recorded) != 0 ? "01" : "00")}"));
+            if (!string.IsNullOrEmpty(client.TraceState))
             {
-                headers.Add(new("tracestate", traceState.ToString()));
+                headers.Add(new("tracestate", client.TraceState));
             }
         }
 
