@@ -17,8 +17,6 @@ public sealed class ProxyConnection : WebSocketConnection
 {
     private readonly WebSocketLeg _client;
     private readonly WebSocketLeg _backend;
-    private readonly MessageContext _inbound;
-    private readonly MessageContext _outbound;
     private readonly InboundSink _inboundSink;
     private readonly OutboundSink _outboundSink;
     private readonly CancellationTokenSource _abort = new();
@@ -49,8 +47,6 @@ public sealed class ProxyConnection : WebSocketConnection
 
         _inboundSink = new InboundSink(this);
         _outboundSink = new OutboundSink(this);
-        _inbound = new MessageContext(this, MessageDirection.Inbound, _inboundSink);
-        _outbound = new MessageContext(this, MessageDirection.Outbound, _outboundSink);
     }
 
     /// <summary>Gets the backend URL this connection was proxied to.</summary>
@@ -134,8 +130,8 @@ public sealed class ProxyConnection : WebSocketConnection
                 connection._backend.Abort();
             }, this);
             var faults = await Task.WhenAll(
-                PumpAsync(_client, _backend, _inbound, fromClient: true),
-                PumpAsync(_backend, _client, _outbound, fromClient: false));
+                PumpAsync(_client, _backend, fromClient: true),
+                PumpAsync(_backend, _client, fromClient: false));
             fault = faults[0] ?? faults[1];
         }
         catch (Exception ex)
@@ -219,9 +215,12 @@ public sealed class ProxyConnection : WebSocketConnection
         }
     }
 
-    private async Task<Exception?> PumpAsync(WebSocketLeg source, WebSocketLeg target, MessageContext context, bool fromClient)
+    private async Task<Exception?> PumpAsync(WebSocketLeg source, WebSocketLeg target, bool fromClient)
     {
-        var holder = MessageContextScope.Enter();
+        // Made on the first message: a connection that stays idle (most of a large fleet) never holds one.
+        MessageContext? context = null;
+        // Also on the first message: setting the async-local holder copies this flow's ExecutionContext.
+        MessageContextScope.Holder? holder = null;
         var aborted = _abort.Token;
         ReceiveLoops.Started();
         try
@@ -247,7 +246,11 @@ public sealed class ProxyConnection : WebSocketConnection
                         CountInbound(frame.Payload.Length);
                     }
 
+                    context ??= fromClient
+                        ? new MessageContext(this, MessageDirection.Inbound, _inboundSink)
+                        : new MessageContext(this, MessageDirection.Outbound, _outboundSink);
                     context.Reset(WebSocketMessage.Borrow(frame.Type, frame.Payload), Stopwatch.GetTimestamp());
+                    holder ??= MessageContextScope.Enter();
                     holder.Context = context;
                     var pipeline = Route.Pipeline;
                     var pending = Route.RunChainAsync(fromClient ? pipeline.Inbound : pipeline.Outbound, context);
@@ -310,7 +313,11 @@ public sealed class ProxyConnection : WebSocketConnection
         }
         finally
         {
-            holder.Context = null;
+            if (holder is not null)
+            {
+                holder.Context = null;
+            }
+
             ReceiveLoops.Stopped();
         }
     }
