@@ -1,6 +1,6 @@
 namespace Sluice.Gateway;
 
-/// <summary>The gateway's command line (../shared/gateway-config.md, "Command line").</summary>
+/// <summary>The gateway's command line (docs/gateway-contract.md, "Command line").</summary>
 internal sealed record GatewayCommandLine(string? ConfigPath, string? Urls, bool Check, bool Help, string? Error)
 {
     public const string Usage = """

@@ -6,7 +6,7 @@ using Sluice.Gateway.Hosting;
 namespace Sluice.Gateway.Admin;
 
 /// <summary>
-/// Guards every admin path but <c>healthz</c> (../shared/gateway-config.md, "Admin"). With <c>admin.apiKey</c>: the key
+/// Guards every admin path but <c>healthz</c> (docs/gateway-contract.md, "Admin"). With <c>admin.apiKey</c>: the key
 /// as <c>Authorization: Bearer KEY</c> or <c>X-Api-Key: KEY</c>, or the dashboard's cookie, else 401. Without a key:
 /// loopback clients only, else 403. The key is read from the running configuration, so a reload changes it.
 /// </summary>

@@ -14,7 +14,7 @@ internal sealed record ConfigResult(GatewayConfig? Config, IReadOnlyList<string>
 }
 
 /// <summary>
-/// Reads, checks and resolves a gateway configuration file (../shared/gateway-config.md): JSON with comments and
+/// Reads, checks and resolves a gateway configuration file (docs/gateway-contract.md): JSON with comments and
 /// trailing commas; every error reported at once with its JSON path; <c>env:NAME</c> values read from the
 /// environment; every policy created (so a missing schema file or a broken script is an error here, not at the
 /// first message).

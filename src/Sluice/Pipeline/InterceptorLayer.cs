@@ -80,7 +80,14 @@ internal sealed class StepLayer(Func<MessageContext, bool> step) : InterceptorLa
         context =>
         {
             context.Layer = index;
-            return step(context) ? next(context) : default;
+            if (step(context))
+            {
+                return next(context);
+            }
+
+            // Said at once, so that an interceptor around this one sees the outcome when next returns.
+            context.Drop();
+            return default;
         };
 }
 
@@ -93,7 +100,13 @@ internal sealed class AsyncStepLayer(Func<MessageContext, ValueTask<bool>> step)
             var result = step(context);
             if (result.IsCompletedSuccessfully)
             {
-                return result.Result ? next(context) : default;
+                if (result.Result)
+                {
+                    return next(context);
+                }
+
+                context.Drop();
+                return default;
             }
 
             return AwaitStep(result, context, next);
@@ -104,6 +117,10 @@ internal sealed class AsyncStepLayer(Func<MessageContext, ValueTask<bool>> step)
         if (await result)
         {
             await next(context);
+        }
+        else
+        {
+            context.Drop();
         }
     }
 }
@@ -118,6 +135,7 @@ internal sealed class TransformLayer(Func<WebSocketMessage, MessageContext, WebS
             var result = transform(message, context);
             if (result is null)
             {
+                context.Drop();
                 return default;
             }
 
@@ -146,6 +164,7 @@ internal sealed class AsyncTransformLayer(Func<WebSocketMessage, MessageContext,
             var result = pending.Result;
             if (result is null)
             {
+                context.Drop();
                 return default;
             }
 
@@ -163,6 +182,7 @@ internal sealed class AsyncTransformLayer(Func<WebSocketMessage, MessageContext,
         var result = await pending;
         if (result is null)
         {
+            context.Drop();
             return;
         }
 

@@ -39,6 +39,37 @@ public class OutcomeTests
     }
 
     [Fact]
+    public async Task ADropByATransformOrAStep_IsSeenByTheInterceptorsAroundIt_WhenNextReturns()
+    {
+        var seen = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        await using var server = await TestServer.StartAsync(app => app.MapWebSocket("/drops", ws =>
+        {
+            ws.Use(async (ctx, next) =>
+            {
+                await next(ctx);
+                seen.Enqueue($"{ctx.Message.Text}:{ctx.Outcome}");
+            }).InboundOnly();
+            ws.Inbound(m => m.Text == "transform-drop" ? null : m);
+            ws.Use(ctx => ctx.Message.Text != "step-drop");
+            ws.Inbound(async (m, _) =>
+            {
+                await Task.Yield();
+                return m.Text == "async-drop" ? null : m;
+            });
+            ws.OnMessage((m, _) => m);
+        }));
+        using var client = await WebSocketClient.ConnectAsync(server.WebSocketUri("/drops"));
+
+        foreach (var text in new[] { "transform-drop", "step-drop", "async-drop", "kept" })
+        {
+            await client.SendTextAsync(text);
+        }
+
+        Assert.Equal("kept", await client.ReceiveTextAsync());
+        Assert.Equal(["transform-drop:Dropped", "step-drop:Dropped", "async-drop:Dropped", "kept:Forwarded"], seen.ToArray());
+    }
+
+    [Fact]
     public async Task Close_ClosesTheConnectionWithTheCode_AndCompletesTheHandshake()
     {
         ConnectionCloseInfo? closed = null;
