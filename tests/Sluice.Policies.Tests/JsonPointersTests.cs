@@ -21,6 +21,28 @@ public class JsonPointersTests
         Assert.Equal(expected, value.GetString());
     }
 
+    [Theory]
+    [InlineData("""{"a":1,"b":2}""", false)]
+    [InlineData("""{"a":1,"b":2,"a":3}""", true)]
+    [InlineData("""{"a":1,"\u0061":2}""", true)]
+    [InlineData("""{"x":[{"k":1},{"k":1,"k":2}]}""", true)]
+    [InlineData("""{"x":{"k":1},"y":{"k":1}}""", false)]
+    public void HasDuplicateNames_FindsRepeatedNames_EscapedOrNot_AtAnyDepth(string json, bool expected)
+    {
+        using var document = JsonDocument.Parse(json);
+
+        Assert.Equal(expected, JsonPointers.HasDuplicateNames(document.RootElement));
+    }
+
+    [Fact]
+    public void HasDuplicateNames_InLargeObjects_Too()
+    {
+        var members = string.Join(",", Enumerable.Range(0, 40).Select(i => $"\"m{i}\":{i}"));
+
+        Assert.False(JsonPointers.HasDuplicateNames(JsonDocument.Parse("{" + members + "}").RootElement));
+        Assert.True(JsonPointers.HasDuplicateNames(JsonDocument.Parse("{" + members + ",\"m7\":0}").RootElement));
+    }
+
     [Fact]
     public void Remove_DecodesEscapes()
     {

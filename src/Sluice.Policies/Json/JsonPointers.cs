@@ -70,27 +70,69 @@ internal static class JsonPointers
     public static string[] Segments(JsonPointer pointer) =>
         [.. Enumerable.Range(0, pointer.SegmentCount).Select(i => Unescape(pointer[i].ToString()))];
 
+    private static bool RepeatsPairwise(JsonElement obj)
+    {
+        var index = 0;
+        foreach (var property in obj.EnumerateObject())
+        {
+            var other = 0;
+            foreach (var earlier in obj.EnumerateObject())
+            {
+                if (other++ == index)
+                {
+                    break;
+                }
+
+                // The earlier name's raw UTF-8 when it has no escapes (the usual case): no string is made.
+                var raw = System.Runtime.InteropServices.JsonMarshal.GetRawUtf8PropertyName(earlier);
+                if (raw.IndexOf((byte)'\\') < 0 ? property.NameEquals(raw) : property.NameEquals(earlier.Name))
+                {
+                    return true;
+                }
+            }
+
+            index++;
+        }
+
+        return false;
+    }
+
+    private static bool RepeatsHashed(JsonElement obj)
+    {
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var property in obj.EnumerateObject())
+        {
+            if (!names.Add(property.Name))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     /// <summary>A segment as the member name it stands for: RFC 6901 writes '/' as ~1 and '~' as ~0, decoded in that order.</summary>
     private static string Unescape(string segment) =>
         segment.Contains('~', StringComparison.Ordinal) ? segment.Replace("~1", "/", StringComparison.Ordinal).Replace("~0", "~", StringComparison.Ordinal) : segment;
 
     /// <summary>Whether any object in <paramref name="element"/> repeats a property name.</summary>
+    /// <remarks>Runs on every message a json-schema policy sees: small objects are compared pairwise, without allocating.</remarks>
     public static bool HasDuplicateNames(JsonElement element)
     {
         switch (element.ValueKind)
         {
             case JsonValueKind.Object:
-                HashSet<string>? names = null;
+                var count = 0;
                 foreach (var property in element.EnumerateObject())
                 {
-                    names ??= new HashSet<string>(StringComparer.Ordinal);
-                    if (!names.Add(property.Name) || HasDuplicateNames(property.Value))
+                    count++;
+                    if (HasDuplicateNames(property.Value))
                     {
                         return true;
                     }
                 }
 
-                return false;
+                return count > 1 && (count <= 16 ? RepeatsPairwise(element) : RepeatsHashed(element));
             case JsonValueKind.Array:
                 foreach (var item in element.EnumerateArray())
                 {
