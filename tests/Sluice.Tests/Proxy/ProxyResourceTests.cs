@@ -124,7 +124,8 @@ public class ProxyResourceTests
     public async Task HalfOpenBackend_IsFoundByKeepAlive_AndTheClientGets1014()
     {
         using var silent = new SilentBackend();
-        await using var proxy = await TestServer.StartAsync(app => app.MapWebSocketProxy("/p", $"ws://127.0.0.1:{silent.Port}/", p => p.ConfigureOptions(o => o.KeepAliveInterval = TimeSpan.FromSeconds(1))));
+        // Two-second pings: the client, which does answer, must not look silent on a busy test machine.
+        await using var proxy = await TestServer.StartAsync(app => app.MapWebSocketProxy("/p", $"ws://127.0.0.1:{silent.Port}/", p => p.ConfigureOptions(o => o.KeepAliveInterval = TimeSpan.FromSeconds(2))));
         using var client = await WebSocketClient.ConnectAsync(proxy.WebSocketUri("/p"));
 
         var (status, reason) = await client.ReceiveCloseAsync(TimeSpan.FromSeconds(15));
@@ -137,7 +138,7 @@ public class ProxyResourceTests
     public async Task SilentClient_IsFoundByKeepAlive_AndTheBackendGets1001()
     {
         await using var backend = await RecordingBackend.StartAsync();
-        await using var proxy = await TestServer.StartAsync(app => app.MapWebSocketProxy("/p", $"ws://{backend.Authority}/echo/x", p => p.ConfigureOptions(o => o.KeepAliveInterval = TimeSpan.FromSeconds(1))));
+        await using var proxy = await TestServer.StartAsync(app => app.MapWebSocketProxy("/p", $"ws://{backend.Authority}/echo/x", p => p.ConfigureOptions(o => o.KeepAliveInterval = TimeSpan.FromSeconds(2))));
         using var raw = await RawWebSocket.ConnectAsync(proxy.WebSocketUri("/p"));
 
         Assert.True(await raw.WaitForTcpCloseAsync(TimeSpan.FromSeconds(15)));
