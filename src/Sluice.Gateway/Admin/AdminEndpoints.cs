@@ -4,6 +4,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
 using OpenTelemetry.Trace;
 using Sluice.Gateway.Configuration;
 using Sluice.Gateway.Hosting;
@@ -21,7 +22,8 @@ internal static class AdminEndpoints
 
     public static void AddServices(IServiceCollection services, GatewayConfig config)
     {
-        var telemetry = services.AddOpenTelemetry().WithMetrics(metrics => metrics
+        // OTEL_SERVICE_NAME, when set, still wins over this default.
+        var telemetry = services.AddOpenTelemetry().ConfigureResource(resource => resource.AddService("sluice-gateway")).WithMetrics(metrics => metrics
             .AddMeter(SluiceDiagnostics.MeterName, "Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel", "System.Runtime")
             .AddPrometheusExporter());
         // Traces leave the process only when the operator names a collector, with OpenTelemetry's standard variable

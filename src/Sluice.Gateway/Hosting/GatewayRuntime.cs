@@ -243,7 +243,7 @@ internal sealed partial class GatewayRuntime : IDisposable
         [LoggerMessage(502, LogLevel.Warning, "Configuration change to {Setting} takes effect when the gateway restarts; the rest of the change is applied.")]
         public static partial void RestartNeeded(ILogger logger, string setting);
 
-        [LoggerMessage(501, LogLevel.Error, "Configuration change in {Path} rejected ({Count} errors); the running configuration stays:\n{Errors}")]
+        [LoggerMessage(501, LogLevel.Error, "Configuration change in {Path} rejected (errors: {Count}); the running configuration stays:\n{Errors}")]
         public static partial void ReloadRejected(ILogger logger, string path, int count, string errors);
     }
 }
