@@ -26,9 +26,7 @@ internal static class SluiceTracing
         }
 
         var parent = Activity.Current?.Context ?? default;
-        if (Activity.Current is null
-            && httpContext.Request.Headers.TryGetValue("traceparent", out var traceParent)
-            && ActivityContext.TryParse(traceParent.ToString(), httpContext.Request.Headers["tracestate"].ToString(), isRemote: true, out var remote))
+        if (Activity.Current is null && TryGetClientContext(httpContext.Request, out var remote))
         {
             parent = remote;
         }
@@ -38,6 +36,14 @@ internal static class SluiceTracing
         var activity = Source.StartActivity("sluice.connection", Activity.Current is null ? ActivityKind.Server : ActivityKind.Internal, parent);
         activity?.SetTag("sluice.route", route);
         return activity;
+    }
+
+    /// <summary>The client's W3C trace context, when its upgrade request carries a valid one.</summary>
+    public static bool TryGetClientContext(HttpRequest request, out ActivityContext context)
+    {
+        context = default;
+        return request.Headers.TryGetValue("traceparent", out var traceParent)
+            && ActivityContext.TryParse(traceParent.ToString(), request.Headers["tracestate"].ToString(), isRemote: true, out context);
     }
 
     public static void Accepted(Activity? activity, WebSocketConnection connection)

@@ -218,8 +218,7 @@ internal sealed class ProxyEndpoint
                 headers.Add(new("tracestate", activity.TraceStateString));
             }
         }
-        else if (request.Headers.TryGetValue("traceparent", out var traceParent)
-            && ActivityContext.TryParse(traceParent.ToString(), request.Headers["tracestate"].ToString(), isRemote: true, out var client))
+        else if (SluiceTracing.TryGetClientContext(request, out var client))
         {
             // Nobody traces here: pass the client's context on, rewritten from its parsed form, never as raw text.
             headers.Add(new("traceparent", $"00-{client.TraceId.ToHexString()}-{client.SpanId.ToHexString()}-{((client.TraceFlags & ActivityTraceFlags.Recorded) != 0 ? "01" : "00")}"));
