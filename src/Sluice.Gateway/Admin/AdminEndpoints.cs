@@ -150,7 +150,7 @@ internal static class AdminEndpoints
         connectedAt = connection.ConnectedAt,
         ageSeconds = Math.Round((DateTimeOffset.UtcNow - connection.ConnectedAt).TotalSeconds, 1),
         subprotocol = connection.SubProtocol,
-        backend = connection is ProxyConnection proxied ? WebSocketProxyBuilder.DescribeBackend(proxied.BackendUri) : null,
+        backend = connection is ProxyConnection proxied ? Sluice.Proxy.ProxyEndpoint.WithoutQuery(proxied.BackendUri) : null,
         inbound = new { messages = connection.InboundMessages, bytes = connection.InboundBytes, lastAt = connection.LastInboundAt },
         outbound = new { messages = connection.OutboundMessages, bytes = connection.OutboundBytes, lastAt = connection.LastOutboundAt },
         topics = connection.Topics,

@@ -26,19 +26,6 @@ public sealed class WebSocketProxyBuilder : WebSocketPipelineBuilder
     public IList<string> ForwardHeaders { get; } = [];
 
     /// <summary>
-    /// Gets whether <paramref name="header"/> may be listed in <see cref="ForwardHeaders"/>: not one of a hop's own
-    /// handshake headers, and not one the proxy sets itself (X-Forwarded-*, X-Sluice-Subject, trace context).
-    /// </summary>
-    internal static bool IsForwardable(string header) => !Proxy.ProxyEndpoint.IsReservedHeader(header);
-
-    /// <summary>A backend URL fit for logs and admin screens: without its query, which may carry a client's token.</summary>
-    internal static string DescribeBackend(Uri backendUri)
-    {
-        ArgumentNullException.ThrowIfNull(backendUri);
-        return Proxy.ProxyEndpoint.WithoutQuery(backendUri);
-    }
-
-    /// <summary>
     /// Gets or sets whether permessage-deflate is offered to the backend. Independent of the client leg's
     /// <see cref="WebSocketEndpointOptions.EnableCompression"/>. Default: false.
     /// </summary>
