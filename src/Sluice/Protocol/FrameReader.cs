@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.Diagnostics;
 using System.Net.WebSockets;
 using System.Text.Unicode;
 
@@ -57,6 +58,12 @@ internal sealed class FrameReader : IDisposable
     private bool _releaseAssembly;
     private bool _disposed;
 
+    // After a protocol failure the reader only looks for the peer's close frame: the rest of the refused frame and
+    // every later data frame are skipped as they arrive, never buffered whole.
+    private bool _failed;
+    private bool _framingLost;
+    private long _skip;
+
     /// <param name="stream">The connection's stream.</param>
     /// <param name="expectMasked">True on a server, which must receive masked frames; false on a client.</param>
     /// <param name="maxMessageBytes">The largest message, in bytes, after reassembly.</param>
@@ -77,6 +84,12 @@ internal sealed class FrameReader : IDisposable
     /// <summary>Gets the <see cref="Environment.TickCount64"/> when bytes last arrived.</summary>
     public long LastReceiveTicks { get; private set; } = Environment.TickCount64;
 
+    /// <summary>
+    /// Gets whether, after <see cref="TryRead"/> threw, frame boundaries are still known, so that the peer's close
+    /// frame can be found with <see cref="TryReadClose"/>. False only when a frame header itself was unreadable.
+    /// </summary>
+    public bool CanFindClose => _failed && !_framingLost;
+
     /// <summary>Gets whether a message or frame is partly buffered.</summary>
     public bool HasPartialData => _end > _start || _inFragmentedMessage;
 
@@ -87,6 +100,52 @@ internal sealed class FrameReader : IDisposable
     /// <exception cref="WebSocketProtocolException">The peer broke the protocol or a limit.</exception>
     public bool TryRead(out Frame frame)
     {
+        Debug.Assert(!_failed, "After a failure only TryReadClose is called.");
+        try
+        {
+            return TryReadCore(out frame);
+        }
+        catch (WebSocketProtocolException)
+        {
+            _failed = true;
+            _inFragmentedMessage = false;
+            ReleaseAssembly();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// After <see cref="TryRead"/> threw: parses the frames that follow, discarding all but a close frame, so that the
+    /// close handshake completes while the peer is still sending (the rest of a message over the limit, say).
+    /// Returns true when the peer's close frame has arrived; false when more bytes are needed.
+    /// </summary>
+    public bool TryReadClose()
+    {
+        Debug.Assert(CanFindClose);
+        while (SkipPending() && TryReadHeader(out var opcode, out _, out var headerSize, out var length))
+        {
+            if (opcode != WebSocketProtocol.OpcodeClose || length > WebSocketProtocol.MaxControlPayload)
+            {
+                _start += headerSize;
+                _skip = length;
+                continue;
+            }
+
+            if (_end - _start < headerSize + length)
+            {
+                EnsureCapacity(headerSize + (int)length);
+                return false;
+            }
+
+            _start += headerSize + (int)length;
+            return true;
+        }
+
+        return false;
+    }
+
+    private bool TryReadCore(out Frame frame)
+    {
         if (_releaseAssembly)
         {
             ReleaseAssembly();
@@ -94,52 +153,27 @@ internal sealed class FrameReader : IDisposable
 
         while (true)
         {
-            var available = _end - _start;
-            if (available < 2)
+            if (!TryReadHeader(out var opcode, out var masked, out var headerSize, out var length))
             {
                 frame = default;
                 return false;
             }
 
+            var available = _end - _start;
             var span = _buffer.AsSpan(_start, available);
             var b0 = span[0];
-            var b1 = span[1];
             var fin = (b0 & 0x80) != 0;
-            var opcode = (byte)(b0 & 0x0F);
-            var masked = (b1 & 0x80) != 0;
-            var headerSize = 2 + (masked ? 4 : 0);
-            long length = b1 & 0x7F;
-            if (length == 126)
+            try
             {
-                headerSize += 2;
+                ValidateHeader(b0, opcode, fin, masked, length);
             }
-            else if (length == 127)
+            catch (WebSocketProtocolException)
             {
-                headerSize += 8;
+                // The header is whole, so the frame's end is known: skip its payload, keeping the frame boundaries.
+                _start += headerSize;
+                _skip = length;
+                throw;
             }
-
-            if (available < headerSize)
-            {
-                frame = default;
-                return false;
-            }
-
-            if (length == 126)
-            {
-                length = BinaryPrimitives.ReadUInt16BigEndian(span[2..]);
-            }
-            else if (length == 127)
-            {
-                var length64 = BinaryPrimitives.ReadUInt64BigEndian(span[2..]);
-                if (length64 > long.MaxValue)
-                {
-                    throw Protocol("The frame length has its most significant bit set.");
-                }
-
-                length = (long)length64;
-            }
-
-            ValidateHeader(b0, opcode, fin, masked, length);
 
             var frameSize = headerSize + length;
             if (available < frameSize)
@@ -206,6 +240,67 @@ internal sealed class FrameReader : IDisposable
                 return true;
             }
         }
+    }
+
+    /// <summary>Parses the frame header at the read position; false when it is not all buffered yet.</summary>
+    private bool TryReadHeader(out byte opcode, out bool masked, out int headerSize, out long length)
+    {
+        var available = _end - _start;
+        if (available < 2)
+        {
+            (opcode, masked, headerSize, length) = (0, false, 0, 0);
+            return false;
+        }
+
+        var span = _buffer.AsSpan(_start, available);
+        opcode = (byte)(span[0] & 0x0F);
+        masked = (span[1] & 0x80) != 0;
+        headerSize = 2 + (masked ? 4 : 0);
+        length = span[1] & 0x7F;
+        if (length == 126)
+        {
+            headerSize += 2;
+        }
+        else if (length == 127)
+        {
+            headerSize += 8;
+        }
+
+        if (available < headerSize)
+        {
+            return false;
+        }
+
+        if (length == 126)
+        {
+            length = BinaryPrimitives.ReadUInt16BigEndian(span[2..]);
+        }
+        else if (length == 127)
+        {
+            var length64 = BinaryPrimitives.ReadUInt64BigEndian(span[2..]);
+            if (length64 > long.MaxValue)
+            {
+                _framingLost = true;
+                throw Protocol("The frame length has its most significant bit set.");
+            }
+
+            length = (long)length64;
+        }
+
+        return true;
+    }
+
+    /// <summary>Discards what has arrived of a skipped frame; false while some of it is still to come.</summary>
+    private bool SkipPending()
+    {
+        if (_skip > 0)
+        {
+            var skipped = (int)Math.Min(_skip, _end - _start);
+            _start += skipped;
+            _skip -= skipped;
+        }
+
+        return _skip == 0;
     }
 
     /// <summary>

@@ -74,7 +74,7 @@ internal abstract class WebSocketLeg : IDisposable
     /// <summary>Whether the leg answers keep-alive itself (System.Net.WebSockets) rather than through <see cref="SendPing"/>.</summary>
     public virtual bool HandlesKeepAlive => false;
 
-    /// <summary>After a protocol failure, reads and discards until the peer closes or the token fires.</summary>
+    /// <summary>After a protocol failure, reads and discards until the peer's close frame, its end of the stream, or the token.</summary>
     public abstract Task DrainAsync(CancellationToken cancellationToken);
 
     /// <summary>Tears the transport down at once.</summary>
@@ -158,6 +158,21 @@ internal sealed class FramedLeg : WebSocketLeg
 
     public override async Task DrainAsync(CancellationToken cancellationToken)
     {
+        if (_reader.CanFindClose)
+        {
+            // Frame boundaries are intact: stop at the peer's close frame, so that the connection ends at once (a
+            // client waits for the server to close TCP first, RFC 6455 7.1.1) rather than when the close timer fires.
+            while (!_reader.TryReadClose())
+            {
+                if (!await _reader.FillAsync(cancellationToken))
+                {
+                    return;
+                }
+            }
+
+            return;
+        }
+
         var buffer = new byte[256];
         while (await _stream.ReadAsync(buffer, cancellationToken) > 0)
         {
