@@ -51,6 +51,14 @@ async function demo(shots) {
   console.log('OK demo');
 }
 
+// The rate chart's y axis (named in the canvas's aria-label): five different, falling values ending at 0.
+async function checkAxis(page, when) {
+  const label = await page.evaluate(() => document.querySelector('#chart').getAttribute('aria-label'));
+  const values = (label.split('axis ')[1] ?? '').split(', ').map(Number);
+  const falling = values.length === 5 && values[4] === 0 && values.every((v, i) => i === 0 || v < values[i - 1]);
+  if (!falling) fail(`the chart's axis ${when} is not five falling values: "${label}"`);
+}
+
 async function dashboard(adminKey, shots) {
   const page = await newPage();
   await page.goto(base + '/_sluice/');
@@ -67,6 +75,7 @@ async function dashboard(adminKey, shots) {
   await page.waitForFunction(() => document.querySelector('#connections').innerText === '0', null, { timeout: 15000 })
     .catch(() => fail('the dashboard did not start at 0 connections'));
   const chartBefore = await page.evaluate(() => document.querySelector('#chart').toDataURL());
+  await checkAxis(page, 'at rest');
 
   // Now a client connects and talks: the count, the rate and the chart must follow.
   const ws = new WebSocket(base.replace('http', 'ws') + '/echo');
@@ -86,6 +95,7 @@ async function dashboard(adminKey, shots) {
   if (adminKey && !session) fail(`no HttpOnly SameSite=Strict cookie: ${JSON.stringify(cookies)}`);
 
   await page.waitForTimeout(2500); // a few chart points for the screenshot
+  await checkAxis(page, 'with traffic');
   await page.screenshot({ path: join(shots, 'dashboard.png'), fullPage: true });
   await page.click('#list button[data-close]');
   const result = await Promise.race([closed, new Promise((r) => setTimeout(() => r(null), 10000))]);

@@ -10,6 +10,16 @@
   let tapOn = false;
   let latest = null;
 
+  // Four equal steps of 1, 2, 2.5 or 5 times a power of ten, so that low rates get fractional labels, not "1, 1, 1, 0, 0".
+  function axis(peak) {
+    const raw = (peak > 0 ? peak : 4) / 4;
+    const magnitude = 10 ** Math.floor(Math.log10(raw));
+    const step = [1, 2, 2.5, 5, 10].map((m) => m * magnitude).find((s) => s >= raw * (1 - 1e-9));
+    const decimals = Math.max(0, -Math.floor(Math.log10(step) + 1e-9) + (Math.abs(step / magnitude - 2.5) < 1e-9 ? 1 : 0));
+    const labels = [4, 3, 2, 1, 0].map((i) => String(Number((step * i).toFixed(decimals))));
+    return { max: step * 4, labels };
+  }
+
   function drawChart(routes) {
     const canvas = $('chart');
     const ratio = window.devicePixelRatio || 1;
@@ -20,14 +30,15 @@
     g.clearRect(0, 0, width, height);
     const series = [];
     routes.forEach((route) => route.rates.forEach((rate) => series.push({ name: `${route.route} ${rate.direction}`, points: rate.history })));
-    const max = Math.max(1, ...series.flatMap((s) => s.points));
+    const { max, labels } = axis(Math.max(0, ...series.flatMap((s) => s.points)));
     const left = 44, bottom = height - 22, top = 10, span = 120;
     g.strokeStyle = '#e3e6ee'; g.fillStyle = '#6b7385'; g.font = '11px system-ui'; g.lineWidth = 1;
-    for (let i = 0; i <= 4; i++) {
+    labels.forEach((label, i) => {
       const y = top + (bottom - top) * i / 4;
       g.beginPath(); g.moveTo(left, y); g.lineTo(width, y); g.stroke();
-      g.fillText(String(Math.round(max * (1 - i / 4))), 4, y + 4);
-    }
+      g.fillText(label, 4, y + 4);
+    });
+    canvas.setAttribute('aria-label', `messages per second over the last two minutes; axis ${labels.join(', ')}`);
     g.fillText('-2 min', left, height - 6); g.fillText('now', width - 26, height - 6);
     series.forEach((s, index) => {
       g.strokeStyle = colors[index % colors.length]; g.lineWidth = 2; g.beginPath();
