@@ -12,7 +12,10 @@ namespace Sluice;
 public sealed class ReloadableInterceptors
 {
     private readonly Lock _lock = new();
-    private readonly List<Slot> _slots = [];
+
+    // Weak: the gateway maps its endpoints again on every reload, and a slot must go when the last endpoint and
+    // connection that run it are gone, not live (and be prepared again on each reload) for the life of the process.
+    private readonly List<WeakReference<Slot>> _slots = [];
     private WebSocketPipelineBuilder _configuration = new();
 
     /// <summary>Creates an empty set, to be filled by <see cref="Reload"/>.</summary>
@@ -38,18 +41,32 @@ public sealed class ReloadableInterceptors
         configure(configuration);
         lock (_lock)
         {
-            foreach (var slot in _slots)
+            var live = LiveSlots();
+
+            // Build everything first: if an interceptor cannot be created, nothing changes.
+            foreach (var slot in live)
             {
-                // Build everything first: if an interceptor cannot be created, nothing changes.
                 slot.Prepare(configuration.Interceptors);
             }
 
-            foreach (var slot in _slots)
+            foreach (var slot in live)
             {
                 slot.Commit();
             }
 
             _configuration = configuration;
+        }
+    }
+
+    /// <summary>Gets the number of composed chains still in use (for tests).</summary>
+    internal int LiveSlotCount
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return LiveSlots().Count;
+            }
         }
     }
 
@@ -62,9 +79,27 @@ public sealed class ReloadableInterceptors
             var slot = new Slot(services, direction, next);
             slot.Prepare(_configuration.Interceptors);
             slot.Commit();
-            _slots.Add(slot);
+            LiveSlots();
+            _slots.Add(new WeakReference<Slot>(slot));
             return slot;
         }
+    }
+
+    /// <summary>The slots still referenced; forgets the others. Called under the lock.</summary>
+    private List<Slot> LiveSlots()
+    {
+        var live = new List<Slot>(_slots.Count);
+        _slots.RemoveAll(reference =>
+        {
+            if (!reference.TryGetTarget(out var slot))
+            {
+                return true;
+            }
+
+            live.Add(slot);
+            return false;
+        });
+        return live;
     }
 
     /// <summary>The set as composed in front of one endpoint's <c>next</c>, in one direction.</summary>

@@ -1,5 +1,6 @@
 using System.Net.WebSockets;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
 using Sluice.Tests.Infrastructure;
 
 namespace Sluice.Tests.Pipeline;
@@ -53,6 +54,37 @@ public class ReloadableInterceptorsTests
 
         await client.SendTextAsync("x");
         Assert.Equal("kept:x", await client.ReceiveTextAsync());
+    }
+
+    [Fact]
+    public void ChainsOfEndpointsThatAreGone_AreForgotten_SoReloadsDoNotGrow()
+    {
+        // The gateway maps its endpoints again on every reload: 200 reloads compose 200 generations of chains, of
+        // which only the last endpoint's are still in use.
+        using var services = new ServiceCollection().BuildServiceProvider();
+        var policies = new ReloadableInterceptors(p => p.Inbound(m => m));
+        var current = ComposeEndpoint(policies, services);
+        for (var i = 0; i < 200; i++)
+        {
+            current = ComposeEndpoint(policies, services);
+            policies.Reload(p => p.Inbound(m => m));
+        }
+
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+        policies.Reload(p => p.Outbound(m => m));
+
+        Assert.Equal(2, policies.LiveSlotCount);
+        GC.KeepAlive(current);
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static MessagePipeline ComposeEndpoint(ReloadableInterceptors policies, IServiceProvider services)
+    {
+        var builder = new WebSocketPipelineBuilder();
+        builder.Use(policies);
+        return MessagePipeline.Build(builder.Interceptors, services);
     }
 
     private sealed class NeedsMissingService(IDisposable missing) : IMessageInterceptor
