@@ -174,11 +174,21 @@ public class JwtHardeningTests(JwtGateway fixture) : IClassFixture<JwtGateway>
         "\"1e400\"", "null", "true", "false", "[]", "[1]", "{}", "{\"a\":1}", "\"" + new string('9', 400) + "\"",
     ];
 
-    [Property(MaxTest = 150)]
+    [Property(MaxTest = 200)]
     public void ExtremeClaimValues_Get401OrPass_Never500(int seed)
     {
         var random = new Random(seed);
-        var claims = new List<string> { "\"sub\":\"fuzz\"" };
+        var claims = new List<string> { "\"sub\":" + (random.Next(3) == 0 ? ExtremeValues[random.Next(ExtremeValues.Length)] : "\"fuzz\"") };
+        if (random.Next(3) == 0)
+        {
+            claims.Add($"\"iss\":{(random.Next(2) == 0 ? "\"https://issuer.example\"" : ExtremeValues[random.Next(ExtremeValues.Length)])}");
+        }
+
+        if (random.Next(4) == 0)
+        {
+            claims.Add($"\"aud\":{ExtremeValues[random.Next(ExtremeValues.Length)]}");
+        }
+
         foreach (var name in new[] { "exp", "nbf", "iat" })
         {
             switch (random.Next(4))
@@ -198,7 +208,8 @@ public class JwtHardeningTests(JwtGateway fixture) : IClassFixture<JwtGateway>
         var token = JwtGateway.Token(payload);
         var header = random.Next(2) == 0;
 
-        using var raw = (header ? _fixture.UpgradeAsync("/jwt", "Bearer " + token) : _fixture.UpgradeAsync("/jwt?access_token=" + token)).GetAwaiter().GetResult();
+        var route = random.Next(2) == 0 ? "/jwt" : "/jwt-issuer";
+        using var raw = (header ? _fixture.UpgradeAsync(route, "Bearer " + token) : _fixture.UpgradeAsync(route + "?access_token=" + token)).GetAwaiter().GetResult();
 
         Assert.True(raw.StatusCode is 101 or 401, $"{payload}: {raw.StatusCode}");
         Assert.False(_fixture.Gateway.HasExited);
