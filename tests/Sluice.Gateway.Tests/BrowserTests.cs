@@ -34,6 +34,18 @@ public class BrowserTests
         Assert.Equal("OK dashboard closed 1008", result);
     }
 
+    [Fact]
+    public async Task Dashboard_SignIn_Works_FromTheAdminPath_WithAndWithoutTrailingSlash()
+    {
+        using var folder = new ConfigFolder();
+        var path = folder.Write("""{ "admin": { "apiKey": "env:SLUICE_BROWSER_ADMIN_KEY" }, "routes": [ { "path": "/echo", "handler": { "type": "echo" } } ] }""");
+        await using var gateway = await GatewayProcess.StartAsync(path, new Dictionary<string, string> { ["SLUICE_BROWSER_ADMIN_KEY"] = "browser-key-0123456789" });
+
+        var result = await RunAsync("login", gateway.Http("/").ToString().TrimEnd('/'), "browser-key-0123456789", "/_sluice", "/_sluice/");
+
+        Assert.Equal("OK login /_sluice /_sluice/", result);
+    }
+
     private static async Task<string> RunAsync(params string[] arguments)
     {
         var info = new ProcessStartInfo("node") { WorkingDirectory = ExternalPeer.InteropDirectory, RedirectStandardOutput = true, RedirectStandardError = true };

@@ -2,6 +2,7 @@
 //
 //   node browser.mjs demo BASE_URL SCREENSHOT_DIR             the demo page: join, chat, every "try" button
 //   node browser.mjs dashboard BASE_URL ADMIN_KEY SCREENSHOT_DIR  login, live numbers, the connection list, Close
+//   node browser.mjs login BASE_URL ADMIN_KEY PATH...          signs in from each admin URL given (e.g. /_sluice and /_sluice/)
 //
 // Prints "OK <details>" and exits 0, or prints "FAIL <why>" and exits 1. Screenshots go to SCREENSHOT_DIR.
 import { chromium } from 'playwright-core';
@@ -108,6 +109,24 @@ async function dashboard(adminKey, shots) {
   console.log(`OK dashboard closed ${result.code}`);
 }
 
+// Each URL in a fresh browser context (no cookie yet): the login page, the key, and the dashboard going live.
+async function login(adminKey, paths) {
+  for (const path of paths) {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(base + path);
+    await page.fill('input[name="key"]', adminKey);
+    await page.click('button[type="submit"]');
+    await page.waitForFunction(() => document.querySelector('#live-text')?.innerText === 'live', null, { timeout: 15000 })
+      .catch(() => fail(`signing in from ${path} did not reach a live dashboard (at ${page.url()})`));
+    await context.close();
+  }
+
+  if (errors.length) fail('the page logged errors');
+  console.log(`OK login ${paths.join(' ')}`);
+}
+
 try {
   if (mode === 'demo') {
     mkdirSync(rest[0], { recursive: true });
@@ -115,6 +134,8 @@ try {
   } else if (mode === 'dashboard') {
     mkdirSync(rest[1], { recursive: true });
     await dashboard(rest[0], rest[1]);
+  } else if (mode === 'login') {
+    await login(rest[0], rest.slice(1));
   } else {
     fail(`unknown mode ${mode}`);
   }

@@ -35,6 +35,15 @@ internal sealed class AdminAuthentication(GatewayRuntime runtime)
 
     private async Task GuardAsync(HttpContext context, RequestDelegate next, PathString rest)
     {
+        if (!rest.HasValue && (HttpMethods.IsGet(context.Request.Method) || HttpMethods.IsHead(context.Request.Method)))
+        {
+            // The pages use relative URLs (the login form's "login", the dashboard's "connections/..."), which from
+            // "/_sluice" would resolve against "/": the pages live under "/_sluice/". Nothing is revealed by the
+            // redirect that the public login page does not show.
+            context.Response.Redirect(Path + "/" + context.Request.QueryString);
+            return;
+        }
+
         var key = runtime.Config.Admin.ApiKey;
         if (key is null)
         {
@@ -53,8 +62,18 @@ internal sealed class AdminAuthentication(GatewayRuntime runtime)
             return;
         }
 
+        var credential = Authenticate(context.Request, key);
+        if (credential == Credential.Cookie && !IsSafe(context.Request.Method) && !IsFromOwnPages(context.Request))
+        {
+            // The browser sends the cookie with any request to the admin path; SameSite=Strict is one barrier against
+            // a foreign page making it act, and this check the second (older browsers, same-site subdomains).
+            context.Response.StatusCode = StatusCodes.Status403Forbidden;
+            await context.Response.WriteAsync("A state-changing admin request with the dashboard cookie must come from the dashboard's own origin; scripts send the key in a header.\n");
+            return;
+        }
+
         // The login page's stylesheet is public, as the page itself is; it holds nothing about the gateway.
-        if (IsAuthorized(context.Request, key) || rest.Equals("/login", StringComparison.OrdinalIgnoreCase)
+        if (credential != Credential.None || rest.Equals("/login", StringComparison.OrdinalIgnoreCase)
             || (HttpMethods.IsGet(context.Request.Method) && rest.Equals("/dashboard.css", StringComparison.OrdinalIgnoreCase)))
         {
             await next(context);
@@ -80,8 +99,7 @@ internal sealed class AdminAuthentication(GatewayRuntime runtime)
     private static bool IsSameOrigin(HttpRequest request)
     {
         var origin = request.Headers.Origin.ToString();
-        return origin.Length == 0
-            || (Uri.TryCreate(origin, UriKind.Absolute, out var uri) && string.Equals(uri.Authority, request.Host.Value, StringComparison.OrdinalIgnoreCase));
+        return origin.Length == 0 || SameAuthority(origin, request.Host);
     }
 
     /// <summary>Checks a submitted key and, if right, gives the browser the dashboard cookie.</summary>
@@ -104,20 +122,58 @@ internal sealed class AdminAuthentication(GatewayRuntime runtime)
         return Results.Redirect($"{Path}/");
     }
 
-    private static bool IsAuthorized(HttpRequest request, string key)
+    private static Credential Authenticate(HttpRequest request, string key)
     {
         var authorization = request.Headers.Authorization.ToString();
         if (authorization.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) && Same(authorization[7..].Trim(), key))
         {
-            return true;
+            return Credential.Header;
         }
 
         if (request.Headers.TryGetValue("X-Api-Key", out var header) && Same(header.ToString(), key))
         {
-            return true;
+            return Credential.Header;
         }
 
-        return request.Cookies.TryGetValue(CookieName, out var cookie) && Same(cookie, CookieValue(key));
+        return request.Cookies.TryGetValue(CookieName, out var cookie) && Same(cookie, CookieValue(key)) ? Credential.Cookie : Credential.None;
+    }
+
+    private static bool IsSafe(string method) =>
+        HttpMethods.IsGet(method) || HttpMethods.IsHead(method) || HttpMethods.IsOptions(method) || HttpMethods.IsTrace(method);
+
+    /// <summary>
+    /// Whether a request came from a page of this origin (OWASP's CSRF cheat sheet, "verifying origin with standard
+    /// headers"): <c>Origin</c> when the browser sends it (every current browser does on a POST), else
+    /// <c>Sec-Fetch-Site</c>, else <c>Referer</c>. A request with none of them is refused: a browser that sends the
+    /// cookie sends one of them, and a script has the key to put in a header instead.
+    /// </summary>
+    private static bool IsFromOwnPages(HttpRequest request)
+    {
+        var headers = request.Headers;
+        if (headers.Origin.Count > 0)
+        {
+            return SameAuthority(headers.Origin.ToString(), request.Host);
+        }
+
+        if (headers.TryGetValue("Sec-Fetch-Site", out var site))
+        {
+            // "none": the user opened the URL themselves (address bar, bookmark); no page asked for it.
+            return site.ToString() is "same-origin" or "none";
+        }
+
+        return headers.Referer.Count > 0 && SameAuthority(headers.Referer.ToString(), request.Host);
+    }
+
+    // Host and port, not scheme: behind a TLS-terminating proxy the page is https while the gateway sees http.
+    // "null" (a sandboxed or privacy-redirected page) is not an absolute URL, so it never matches.
+    private static bool SameAuthority(string url, HostString host) =>
+        Uri.TryCreate(url, UriKind.Absolute, out var uri) && string.Equals(uri.Authority, host.Value, StringComparison.OrdinalIgnoreCase);
+
+    private enum Credential
+    {
+        None,
+        Header,
+        Cookie,
     }
 
     /// <summary>The cookie holds a MAC of the key, not the key: a stolen cookie does not reveal it.</summary>

@@ -1,13 +1,16 @@
+using System.Globalization;
 using System.Net.WebSockets;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Options;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
 using OpenTelemetry.Trace;
 using Sluice.Gateway.Configuration;
 using Sluice.Gateway.Hosting;
+using Sluice.Topics;
 
 namespace Sluice.Gateway.Admin;
 
@@ -93,25 +96,43 @@ internal static class AdminEndpoints
             }
         });
 
-        admin.MapPost("/connections/{id}/close", (string id, int? code, string? reason, IWebSocketConnectionRegistry registry) =>
+        // code is read as text so that "abc" or an overflow gets the same explained 400 as a code out of range.
+        admin.MapPost("/connections/{id}/close", (string id, string? code, string? reason, IWebSocketConnectionRegistry registry) =>
         {
             if (!registry.TryGet(id, out var connection))
             {
                 return Results.NotFound(new { error = $"no open connection '{id}'" });
             }
 
-            var status = code ?? (int)WebSocketCloseStatus.PolicyViolation;
+            var status = (int)WebSocketCloseStatus.PolicyViolation;
+            if (code is not null && !int.TryParse(code, NumberStyles.None, CultureInfo.InvariantCulture, out status))
+            {
+                return Results.BadRequest(new { error = $"code '{code}' is not a close code: 1000-1003, 1007-1014 or 3000-4999" });
+            }
+
             if (status is not ((>= 1000 and <= 1003) or (>= 1007 and <= 1014) or (>= 3000 and <= 4999)))
             {
                 return Results.BadRequest(new { error = $"{status} is not a close code that may be sent (1000-1003, 1007-1014, 3000-4999)" });
+            }
+
+            // A close frame holds at most 123 bytes of reason: say so rather than cut the operator's text.
+            if (reason is not null && Encoding.UTF8.GetByteCount(reason) > Sluice.Protocol.WebSocketProtocol.MaxCloseReasonBytes)
+            {
+                return Results.BadRequest(new { error = $"reason is {Encoding.UTF8.GetByteCount(reason)} bytes of UTF-8; a close frame holds at most {Sluice.Protocol.WebSocketProtocol.MaxCloseReasonBytes}" });
             }
 
             _ = connection.CloseAsync((WebSocketCloseStatus)status, reason ?? "closed by an administrator");
             return Results.Accepted();
         });
 
-        admin.MapPost("/topics/{topic}", async (string topic, HttpRequest request, IWebSocketTopics topics) =>
+        admin.MapPost("/topics/{topic}", async (string topic, HttpRequest request, IWebSocketTopics topics, IOptions<TopicOptions> topicOptions) =>
         {
+            // The pubsub handler's rule, so the admin API publishes to exactly the topics clients can subscribe to.
+            if (TopicName.Check(topic, topicOptions.Value.MaxTopicLength) is { } invalid)
+            {
+                return Results.BadRequest(new { error = invalid });
+            }
+
             JsonNode? data;
             try
             {

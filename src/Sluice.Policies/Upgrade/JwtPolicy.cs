@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Net.WebSockets;
 using System.Text;
 using System.Text.Encodings.Web;
@@ -92,13 +91,15 @@ public sealed class JwtPolicyOptions : IPolicyOptions
 /// 401. With <see cref="JwtPolicyOptions.CloseOnExpiry"/>, the connection is closed with 1008 <c>token expired</c>
 /// when the token expires, so a revoked session cannot outlive its token on a long-lived socket.
 /// </summary>
-public sealed class JwtPolicy : IUpgradePolicy
+public sealed partial class JwtPolicy : IUpgradePolicy
 {
     private const string ExpiryItem = "Sluice.Policies.JwtExpiry";
+    private static readonly TimeSpan MaxTimerStep = TimeSpan.FromDays(30);
 
     private readonly AuthenticationScheme _scheme;
     private readonly IOptionsMonitor<JwtBearerOptions> _options;
     private readonly ILoggerFactory _loggerFactory;
+    private readonly ILogger _logger;
     private readonly bool _closeOnExpiry;
 
     /// <summary>Creates the policy.</summary>
@@ -109,6 +110,7 @@ public sealed class JwtPolicy : IUpgradePolicy
         PolicyValidation.ThrowIfInvalid(options, name);
         Name = name;
         _loggerFactory = loggerFactory;
+        _logger = loggerFactory.CreateLogger("Sluice.Policies.Jwt");
         _closeOnExpiry = options.CloseOnExpiry;
         _scheme = new AuthenticationScheme("Sluice.Jwt." + name, name, typeof(JwtBearerHandler));
 
@@ -128,13 +130,37 @@ public sealed class JwtPolicy : IUpgradePolicy
                 ClockSkew = TimeSpan.FromSeconds(options.ClockSkewSeconds),
                 NameClaimType = "sub",
             },
+            // The challenge says only that the token was refused (error="invalid_token"); why (issuer, expiry, key) is
+            // logged, not told to the client, which would learn what to change in a forged or stolen token.
+            IncludeErrorDetails = false,
             Events = new JwtBearerEvents
             {
                 OnMessageReceived = static context =>
                 {
-                    if (string.IsNullOrEmpty(context.Token) && context.Request.Query.TryGetValue("access_token", out var token))
+                    // The query is the fallback for browsers, which cannot set headers on a WebSocket upgrade: a request
+                    // that carries a bearer header is judged by that header alone, so a refused header token cannot be
+                    // rescued by a second token in the URL. Other schemes (a browser's cached Basic credentials) do not
+                    // count as a header token.
+                    if (!HasBearerHeader(context.Request) && context.Request.Query.TryGetValue("access_token", out var token))
                     {
                         context.Token = token.ToString();
+                    }
+
+                    return Task.CompletedTask;
+                },
+                OnTokenValidated = static context =>
+                {
+                    // The validated token's own expiry, as IdentityModel read it (fractional and far-future exp
+                    // included), rather than a second parse of the claim's text.
+                    context.HttpContext.Items[ExpiryItem] = context.SecurityToken.ValidTo;
+                    return Task.CompletedTask;
+                },
+                OnChallenge = static context =>
+                {
+                    if (context.AuthenticateFailure is not null)
+                    {
+                        context.Error = "invalid_token";
+                        context.ErrorDescription = "the token is not valid";
                     }
 
                     return Task.CompletedTask;
@@ -163,8 +189,14 @@ public sealed class JwtPolicy : IUpgradePolicy
         var handler = new JwtBearerHandler(_options, _loggerFactory, UrlEncoder.Default);
         await handler.InitializeAsync(_scheme, context.HttpContext);
         var result = await handler.AuthenticateAsync();
+        var validTo = context.HttpContext.Items.Remove(ExpiryItem, out var item) && item is DateTime value ? value : DateTime.MinValue;
         if (!result.Succeeded)
         {
+            if (result.Failure is { } failure)
+            {
+                Log.TokenRefused(_logger, Name, failure.Message);
+            }
+
             // The challenge adds WWW-Authenticate: Bearer error="invalid_token" where that applies.
             await handler.ChallengeAsync(null);
             return UpgradeResult.Reject(StatusCodes.Status401Unauthorized, result.Failure is null ? "missing bearer token" : "invalid bearer token");
@@ -173,10 +205,11 @@ public sealed class JwtPolicy : IUpgradePolicy
         var principal = result.Principal!;
         context.HttpContext.User = principal;
         context.Subject = principal.FindFirst("sub")?.Value ?? context.Subject;
-        if (_closeOnExpiry && principal.FindFirst("exp")?.Value is { } exp
-            && long.TryParse(exp, NumberStyles.Integer, CultureInfo.InvariantCulture, out var seconds))
+        // IdentityModel gives DateTime.MinValue for a token without exp and clamps one beyond year 9999 to
+        // DateTime.MaxValue, so every value here is a valid instant.
+        if (_closeOnExpiry && validTo != DateTime.MinValue)
         {
-            context.Items[ExpiryItem] = DateTimeOffset.FromUnixTimeSeconds(seconds);
+            context.Items[ExpiryItem] = new DateTimeOffset(DateTime.SpecifyKind(validTo, DateTimeKind.Utc));
         }
 
         return UpgradeResult.Continue();
@@ -206,14 +239,28 @@ public sealed class JwtPolicy : IUpgradePolicy
         return key.StartsWith("base64:", StringComparison.Ordinal) ? Convert.FromBase64String(key[7..]) : Encoding.UTF8.GetBytes(key);
     }
 
+    private static bool HasBearerHeader(HttpRequest request)
+    {
+        foreach (var value in request.Headers.Authorization)
+        {
+            if (value is not null && value.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     private static async Task CloseAtExpiryAsync(WebSocketConnection connection, DateTimeOffset expiry)
     {
-        var wait = expiry - DateTimeOffset.UtcNow;
         try
         {
-            if (wait > TimeSpan.Zero)
+            // Timers take at most about 49.7 days, and a token may be valid until year 9999: wait in steps, so a far
+            // expiry neither throws nor closes the connection early.
+            for (var wait = expiry - DateTimeOffset.UtcNow; wait > TimeSpan.Zero; wait = expiry - DateTimeOffset.UtcNow)
             {
-                await Task.Delay(wait < TimeSpan.FromDays(30) ? wait : TimeSpan.FromDays(30), connection.Closed);
+                await Task.Delay(wait < MaxTimerStep ? wait : MaxTimerStep, connection.Closed);
             }
 
             await connection.CloseAsync(WebSocketCloseStatus.PolicyViolation, "token expired");
@@ -231,5 +278,13 @@ public sealed class JwtPolicy : IUpgradePolicy
         public T Get(string? name) => value;
 
         public IDisposable? OnChange(Action<T, string?> listener) => null;
+    }
+
+    private static partial class Log
+    {
+        // Debug, like the other per-request reasons: the rejection itself is event 103, and a client sending bad
+        // tokens must not be able to double the log's volume.
+        [LoggerMessage(EventId = 610, Level = LogLevel.Debug, Message = "{Policy}: bearer token refused: {Reason}")]
+        public static partial void TokenRefused(ILogger logger, string policy, string reason);
     }
 }

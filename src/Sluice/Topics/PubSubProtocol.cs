@@ -23,13 +23,12 @@ internal static class PubSubProtocol
 
         if (!TryGetString(root, "topic", out var topic) || topic.Length == 0)
         {
-            return Error("\"topic\" must be a non-empty string");
+            return Error("\"topic\" must be a non-empty string of valid Unicode");
         }
 
-        var limit = context.Connection.Route.Topics.Options.MaxTopicLength;
-        if (topic.Length > limit)
+        if (TopicName.Check(topic, context.Connection.Route.Topics.Options.MaxTopicLength) is { } invalid)
         {
-            return Error($"\"topic\" is longer than {limit} characters");
+            return Error($"\"topic\": {invalid}");
         }
 
         var connection = context.Connection;
@@ -99,13 +98,26 @@ internal static class PubSubProtocol
 
     private static bool TryGetString(JsonObject root, string name, out string value)
     {
-        if (root.TryGetPropertyValue(name, out var node) && node is JsonValue jsonValue && jsonValue.TryGetValue(out string? text))
+        value = string.Empty;
+        if (!root.TryGetPropertyValue(name, out var node) || node is not JsonValue jsonValue)
         {
-            value = text;
-            return true;
+            return false;
         }
 
-        value = string.Empty;
+        try
+        {
+            if (jsonValue.TryGetValue(out string? text))
+            {
+                value = text;
+                return true;
+            }
+        }
+        catch (InvalidOperationException)
+        {
+            // An escaped unpaired surrogate ("\ud800") parses as JSON but is no .NET string: the reader refuses it
+            // when asked for the text. It is no valid name either.
+        }
+
         return false;
     }
 }

@@ -160,10 +160,10 @@ internal sealed class TopicBus : IWebSocketTopics, ITopicDelivery
 
     private void Validate(string topic)
     {
-        ArgumentException.ThrowIfNullOrEmpty(topic);
-        if (topic.Length > Options.MaxTopicLength)
+        ArgumentNullException.ThrowIfNull(topic);
+        if (TopicName.Check(topic, Options.MaxTopicLength) is { } error)
         {
-            throw new ArgumentException($"A topic name is at most {Options.MaxTopicLength} characters.", nameof(topic));
+            throw new ArgumentException(error, nameof(topic));
         }
     }
 

@@ -40,8 +40,8 @@ public sealed class PubSubProtocolTests : IAsyncLifetime
     [InlineData("""[1,2]""", "a message is a JSON object with \"op\" and \"topic\"")]
     [InlineData("""{"topic":"T"}""", "\"op\" must be subscribe, unsubscribe or publish")]
     [InlineData("""{"op":"shout","topic":"T"}""", "unknown op 'shout': expected subscribe, unsubscribe or publish")]
-    [InlineData("""{"op":"subscribe"}""", "\"topic\" must be a non-empty string")]
-    [InlineData("""{"op":"subscribe","topic":42}""", "\"topic\" must be a non-empty string")]
+    [InlineData("""{"op":"subscribe"}""", "\"topic\" must be a non-empty string of valid Unicode")]
+    [InlineData("""{"op":"subscribe","topic":42}""", "\"topic\" must be a non-empty string of valid Unicode")]
     [InlineData("""{"op":"publish","topic":"T"}""", "\"publish\" needs \"data\"")]
     public async Task AnythingElse_GetsTheContractsErrorFrame(string sent, string message)
     {
