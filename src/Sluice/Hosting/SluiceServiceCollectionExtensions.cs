@@ -46,6 +46,7 @@ public static class SluiceServiceCollectionExtensions
         });
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IPostConfigureOptions<KestrelServerOptions>, KestrelConnectionLimits>());
         services.TryAddSingleton<WebSocketConnectionRegistry>();
+        services.TryAddSingleton<RejectionLogThrottle>();
         services.TryAddSingleton<IWebSocketConnectionRegistry>(static sp => sp.GetRequiredService<WebSocketConnectionRegistry>());
         services.TryAddSingleton<IMessageContextAccessor, MessageContextAccessor>();
         services.AddOptions<TopicOptions>();
