@@ -1,5 +1,6 @@
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Options;
 using Sluice.Gateway.Admin;
 using Sluice.Gateway.Configuration;
@@ -11,6 +12,12 @@ namespace Sluice.Gateway.Hosting;
 internal static class GatewayApplication
 {
     public const string DefaultUrls = "http://127.0.0.1:5080";
+
+    /// <summary>How long a connection may stay silent before its first request and between requests.</summary>
+    public static readonly TimeSpan KeepAliveTimeout = TimeSpan.FromSeconds(15);
+
+    /// <summary>How long a client may take to send a request's line and headers once it has started.</summary>
+    public static readonly TimeSpan RequestHeadersTimeout = TimeSpan.FromSeconds(10);
 
     /// <summary><c>--check</c>: 0 and a one-line summary on stdout when valid; 1 and every error on stderr otherwise.</summary>
     public static int Check(string path)
@@ -72,6 +79,17 @@ internal static class GatewayApplication
         // an Activity and log scopes, and a WebSocket request keeps them for the connection's whole life (about
         // 0.6 KiB each). Sluice logs connections itself (events 100-109).
         builder.Logging.AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", LogLevel.None);
+        // Kestrel's warning per refused socket would print a line per attempt of a flood: RefusedConnectionsLog sums them.
+        builder.Logging.AddFilter(RefusedConnectionsLog.KestrelConnectionsCategory, LogLevel.Error);
+        builder.WebHost.ConfigureKestrel(o =>
+        {
+            // A connection that has not sent its request holds a descriptor and a place in the connection budget
+            // (AddSluice caps Kestrel's connections inside the open-file limit): short timeouts give the places of idle
+            // and slowloris connections back in seconds rather than Kestrel's default two minutes. Before its first
+            // byte a connection is under the keep-alive timeout, then under the headers timeout.
+            o.Limits.KeepAliveTimeout = KeepAliveTimeout;
+            o.Limits.RequestHeadersTimeout = RequestHeadersTimeout;
+        });
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(preview.Limits.DrainSeconds));
         var sluice = builder.Services.AddSluice(o => o.MaxConnections = preview.Limits.MaxConnections);
         if (preview.Backplane is { } backplane)
@@ -91,7 +109,10 @@ internal static class GatewayApplication
             return null;
         }
 
-        var runtime = new GatewayRuntime(result.Config!, commandLine.ConfigPath, app.Services.GetRequiredService<ILoggerFactory>());
+        var loggers = app.Services.GetRequiredService<ILoggerFactory>();
+        var refused = new RefusedConnectionsLog(loggers, app.Services.GetRequiredService<IOptions<KestrelServerOptions>>().Value.Limits.MaxConcurrentConnections ?? 0);
+        app.Lifetime.ApplicationStopped.Register(refused.Dispose);
+        var runtime = new GatewayRuntime(result.Config!, commandLine.ConfigPath, loggers);
         holder.Runtime = runtime;
         ((IEndpointRouteBuilder)app).DataSources.Add(runtime.Endpoints);
         runtime.Start(app.Services);

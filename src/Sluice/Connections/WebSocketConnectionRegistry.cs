@@ -1,6 +1,5 @@
 using System.Collections.Concurrent;
 using System.Globalization;
-using Microsoft.Extensions.Options;
 
 namespace Sluice;
 
@@ -25,9 +24,9 @@ internal sealed class WebSocketConnectionRegistry : IWebSocketConnectionRegistry
     private readonly ConcurrentDictionary<string, WebSocketConnection> _connections = new(StringComparer.Ordinal);
     private int _reserved;
 
-    public WebSocketConnectionRegistry(IOptions<SluiceOptions> options)
+    public WebSocketConnectionRegistry(ConnectionBudget budget)
     {
-        MaxConnections = options.Value.MaxConnections ?? DefaultMaxConnections(OpenFileLimit.Read(), OpenFileLimit.OpenNow());
+        MaxConnections = budget.MaxConnections;
     }
 
     public int Count => _connections.Count;
@@ -76,18 +75,6 @@ internal sealed class WebSocketConnectionRegistry : IWebSocketConnectionRegistry
     public ICollection<WebSocketConnection> Snapshot() => _connections.Values;
 
     public void MarkStopping() => IsStopping = true;
-
-    /// <summary>
-    /// Half of what the open-file limit leaves: less the descriptors the process already holds (the runtime keeps its
-    /// assemblies open: about 200) and a reserve for listeners, log files, the backplane and anything else, since each
-    /// proxied connection holds two descriptors (client and backend). With the common limit of 20,000 that is about
-    /// 9,400.
-    /// </summary>
-    internal static int DefaultMaxConnections(long openFileLimit, long openNow = 0)
-    {
-        var reserve = Math.Min(1024, openFileLimit / 4);
-        return (int)Math.Clamp((openFileLimit - reserve - openNow) / 2, 1, 1_000_000);
-    }
 }
 
 /// <summary>Reads the process's soft limit on open files (RLIMIT_NOFILE) from /proc on Linux.</summary>

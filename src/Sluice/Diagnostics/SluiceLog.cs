@@ -39,6 +39,12 @@ internal static partial class SluiceLog
     [LoggerMessage(109, LogLevel.Information, "Closing {Count} connections with 1001: the server is shutting down.")]
     public static partial void ShuttingDown(ILogger logger, int count);
 
+    [LoggerMessage(110, LogLevel.Warning, "MaxConnections {Requested} does not fit the open-file limit of {OpenFileLimit} (each proxied connection holds two descriptors, and connections that have not upgraded need some too); using {MaxConnections}. Raise the limit (ulimit -n, LimitNOFILE) to allow more.")]
+    public static partial void MaxConnectionsLowered(ILogger logger, int requested, long openFileLimit, int maxConnections);
+
+    [LoggerMessage(111, LogLevel.Information, "{Count} more upgrades to {Route} rejected with {StatusCode} in the last {Seconds} s, not logged one by one (sluice.upgrades.rejected counts every one).")]
+    public static partial void UpgradesRejectedSummary(ILogger logger, int count, string route, int statusCode, double seconds);
+
     [LoggerMessage(200, LogLevel.Error, "Interceptor {Interceptor} failed on {Direction} message {ChainId} of connection {ConnectionId} on {Route}; the message was dropped.")]
     public static partial void InterceptorFailed(ILogger logger, Exception exception, string interceptor, MessageDirection direction, long chainId, string connectionId, string route);
 

@@ -1,5 +1,8 @@
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 using Sluice;
 using Sluice.Diagnostics;
 
@@ -12,6 +15,11 @@ public static class SluiceServiceCollectionExtensions
     /// Adds the services Sluice's WebSocket endpoints need: the connection registry, the keep-alive monitor,
     /// the message context accessor and metrics. Call it once; later calls only add configuration.
     /// </summary>
+    /// <remarks>
+    /// It also caps the connections Kestrel accepts (<c>KestrelServerLimits.MaxConcurrentConnections</c> and
+    /// <c>MaxConcurrentUpgradedConnections</c>, where the app left them unset) inside a share of the process's
+    /// open-file limit, so that the process never runs out of file descriptors: see docs/configuration.md, limits.
+    /// </remarks>
     public static ISluiceBuilder AddSluice(this IServiceCollection services, Action<SluiceOptions>? configure = null)
     {
         ArgumentNullException.ThrowIfNull(services);
@@ -25,7 +33,20 @@ public static class SluiceServiceCollectionExtensions
         services.AddMetrics();
         services.TryAddSingleton<SluiceMetrics>();
         services.TryAddSingleton<Sluice.Proxy.ProxyMetrics>();
+        services.TryAddSingleton(static sp =>
+        {
+            var budget = ConnectionBudget.ForThisProcess(sp.GetRequiredService<IOptions<SluiceOptions>>().Value.MaxConnections);
+            if (budget.Requested is { } requested)
+            {
+                var logger = sp.GetRequiredService<ILoggerFactory>().CreateLogger("Sluice.Hosting");
+                SluiceLog.MaxConnectionsLowered(logger, requested, budget.OpenFileLimit, budget.MaxConnections);
+            }
+
+            return budget;
+        });
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IPostConfigureOptions<KestrelServerOptions>, KestrelConnectionLimits>());
         services.TryAddSingleton<WebSocketConnectionRegistry>();
+        services.TryAddSingleton<RejectionLogThrottle>();
         services.TryAddSingleton<IWebSocketConnectionRegistry>(static sp => sp.GetRequiredService<WebSocketConnectionRegistry>());
         services.TryAddSingleton<IMessageContextAccessor, MessageContextAccessor>();
         services.AddOptions<TopicOptions>();

@@ -140,7 +140,9 @@ public sealed class SluiceOptions
     /// Gets or sets how many WebSocket connections the process accepts at once, across every endpoint.
     /// Upgrades beyond it get HTTP 503 with <c>Retry-After</c>, so that the process never runs out of file
     /// descriptors and takes every connection down with it. Null (the default) derives it from the process's
-    /// open-file limit: half of it, less a reserve for everything else, since a proxied connection holds two sockets.
+    /// open-file limit: what remains after a reserve for everything else and a fifth for connections that have not
+    /// upgraded, halved since a proxied connection holds two sockets. A larger value is lowered to that, with a warning
+    /// (event 110). Kestrel's own connection limits are derived from the same budget unless the app sets them.
     /// </summary>
     public int? MaxConnections { get; set; }
 

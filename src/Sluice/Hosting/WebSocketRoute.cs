@@ -32,6 +32,7 @@ internal sealed class WebSocketRoute
         Metrics = services.GetRequiredService<SluiceMetrics>();
         RouteMetrics = Metrics.ForRoute(pattern);
         Logger = services.GetRequiredService<ILoggerFactory>().CreateLogger(loggerCategory);
+        RejectionLog = services.GetRequiredService<RejectionLogThrottle>();
     }
 
     public string Pattern { get; }
@@ -67,6 +68,8 @@ internal sealed class WebSocketRoute
 
     public ILogger Logger { get; }
 
+    public RejectionLogThrottle RejectionLog { get; }
+
     /// <summary>
     /// Checks the handshake, takes a connection place and runs the upgrade steps. Returns null when the
     /// request was answered with an error; otherwise the caller holds a place and must release it.
@@ -88,9 +91,13 @@ internal sealed class WebSocketRoute
 
         if (!Registry.TryReserve())
         {
-            SluiceLog.ConnectionLimitReached(Logger, Pattern, Registry.Count, Registry.MaxConnections);
             httpContext.Response.Headers.RetryAfter = "5";
-            await RejectAsync(httpContext, StatusCodes.Status503ServiceUnavailable, $"The server is at its limit of {Registry.MaxConnections} connections; retry later.");
+            await RejectAsync(
+                httpContext,
+                StatusCodes.Status503ServiceUnavailable,
+                $"The server is at its limit of {Registry.MaxConnections} connections; retry later.",
+                static (route, _) => SluiceLog.ConnectionLimitReached(route.Logger, route.Pattern, route.Registry.Count, route.Registry.MaxConnections),
+                (object?)null);
             return null;
         }
 
@@ -116,8 +123,12 @@ internal sealed class WebSocketRoute
         catch (Exception ex)
         {
             Registry.ReleaseReservation();
-            SluiceLog.UpgradeStepFailed(Logger, ex, Pattern);
-            await RejectAsync(httpContext, StatusCodes.Status500InternalServerError, "The upgrade could not be completed.");
+            await RejectAsync(
+                httpContext,
+                StatusCodes.Status500InternalServerError,
+                "The upgrade could not be completed.",
+                static (route, ex) => SluiceLog.UpgradeStepFailed(route.Logger, ex, route.Pattern),
+                ex);
             return null;
         }
 
@@ -125,9 +136,22 @@ internal sealed class WebSocketRoute
         return upgrade;
     }
 
-    public async Task RejectAsync(HttpContext httpContext, int statusCode, string? message)
+    public Task RejectAsync(HttpContext httpContext, int statusCode, string? message) =>
+        RejectAsync(httpContext, statusCode, message, static (_, _) => { }, (object?)null);
+
+    /// <summary>
+    /// Answers an upgrade request with an error. Every rejection is counted; the first few of each interval per status
+    /// are logged (event 103, after <paramref name="logCause"/>'s own event), the rest summarized (event 111), since
+    /// clients choose how many rejections they cause.
+    /// </summary>
+    public async Task RejectAsync<TState>(HttpContext httpContext, int statusCode, string? message, Action<WebSocketRoute, TState> logCause, TState state)
     {
-        SluiceLog.UpgradeRejected(Logger, Pattern, statusCode, message);
+        if (RejectionLog.TryLog(Logger, Pattern, statusCode))
+        {
+            logCause(this, state);
+            SluiceLog.UpgradeRejected(Logger, Pattern, statusCode, message);
+        }
+
         if (Metrics.UpgradesRejected.Enabled)
         {
             Metrics.UpgradesRejected.Add(1, new TagList { { "route", Pattern }, { "status", statusCode } });

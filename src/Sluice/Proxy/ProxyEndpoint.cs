@@ -129,10 +129,14 @@ internal sealed class ProxyEndpoint
             catch (BackendConnectException ex)
             {
                 _metrics!.RecordFailure(_pattern, ex.Kind);
-                ProxyLog.BackendConnectFailed(route.Logger, _pattern, WithoutQuery(backendUri), ex.Message);
                 route.Registry.ReleaseReservation();
                 // The client learns what kind of failure it was, not the backend's host names or TLS details.
-                await route.RejectAsync(httpContext, StatusCodes.Status502BadGateway, $"The backend is unavailable ({ex.Kind}).");
+                await route.RejectAsync(
+                    httpContext,
+                    StatusCodes.Status502BadGateway,
+                    $"The backend is unavailable ({ex.Kind}).",
+                    static (route, failure) => ProxyLog.BackendConnectFailed(route.Logger, route.Pattern, WithoutQuery(failure.Uri), failure.Message),
+                    (Uri: backendUri, ex.Message));
                 return;
             }
 

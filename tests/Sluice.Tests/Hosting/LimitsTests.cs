@@ -148,10 +148,37 @@ public class LimitsTests
     [Fact]
     public void DefaultConnectionCap_IsASafeShareOfTheOpenFileLimit()
     {
-        Assert.Equal(9488, WebSocketConnectionRegistry.DefaultMaxConnections(20_000));
-        Assert.Equal(75, WebSocketConnectionRegistry.DefaultMaxConnections(200));
-        Assert.True(WebSocketConnectionRegistry.DefaultMaxConnections(20_000) * 2 < 20_000);
-        Assert.Equal(9388, WebSocketConnectionRegistry.DefaultMaxConnections(20_000, openNow: 200));
-        Assert.Equal(1, WebSocketConnectionRegistry.DefaultMaxConnections(300, openNow: 400));
+        Assert.Equal(7360, ConnectionBudget.Compute(20_000, 0, null).MaxConnections);
+        Assert.Equal(7282, ConnectionBudget.Compute(20_000, 200, null).MaxConnections);
+        Assert.Equal(57, ConnectionBudget.Compute(200, 0, null).MaxConnections);
+        Assert.Equal(2, ConnectionBudget.Compute(300, 400, null).MaxConnections);
+    }
+
+    [Fact]
+    public void ConnectionBudget_FitsEveryAcceptedSocketAndEveryBackendInTheOpenFileLimit()
+    {
+        long[] limits = [64, 200, 600, 1024, 4096, 20_000, 65_536, 1 << 20];
+        int?[] requests = [null, 1, 2, 100, 5_000, 1_000_000];
+        foreach (var limit in limits)
+        {
+            foreach (var openNow in new long[] { 0, 40, 200 })
+            {
+                foreach (var requested in requests)
+                {
+                    var budget = ConnectionBudget.Compute(limit, openNow, requested);
+                    var context = $"limit {limit}, open {openNow}, requested {requested}: {budget}";
+                    // Pending connections, upgraded client sockets (Kestrel's count) and one backend socket per WebSocket.
+                    if (limit - Math.Min(1024, limit / 4) - openNow >= 8)
+                    {
+                        Assert.True(budget.MaxPending + budget.MaxUpgraded + budget.MaxConnections <= limit - openNow, context);
+                    }
+
+                    Assert.True(budget.MaxPending >= budget.Sockets / 5, context);
+                    Assert.True(budget.MaxUpgraded > budget.MaxConnections, context);
+                    Assert.InRange(budget.MaxConnections, 1, requested ?? int.MaxValue);
+                    Assert.Equal(requested > budget.MaxConnections ? requested : null, budget.Requested);
+                }
+            }
+        }
     }
 }
