@@ -158,12 +158,12 @@ internal sealed class TopicBus : IWebSocketTopics, ITopicDelivery
         Metrics.Deliveries.Add(delivered);
     }
 
-    private void Validate(string topic)
+    public void Validate(string topic)
     {
-        ArgumentException.ThrowIfNullOrEmpty(topic);
-        if (topic.Length > Options.MaxTopicLength)
+        ArgumentNullException.ThrowIfNull(topic);
+        if (TopicName.GetError(topic, Options.MaxTopicLength) is { } error)
         {
-            throw new ArgumentException($"A topic name is at most {Options.MaxTopicLength} characters.", nameof(topic));
+            throw new ArgumentException(error, nameof(topic));
         }
     }
 
