@@ -128,7 +128,7 @@ internal static class AdminEndpoints
         admin.MapPost("/topics/{topic}", async (string topic, HttpRequest request, IWebSocketTopics topics, IOptions<TopicOptions> topicOptions) =>
         {
             // The pubsub handler's rule, so the admin API publishes to exactly the topics clients can subscribe to.
-            if (TopicName.Check(topic, topicOptions.Value.MaxTopicLength) is { } invalid)
+            if (TopicName.GetError(topic, topicOptions.Value.MaxTopicLength) is { } invalid)
             {
                 return Results.BadRequest(new { error = invalid });
             }

@@ -564,13 +564,22 @@ internal static class ConfigLoader
         {
             case null:
                 return null;
-            case "echo" or "pubsub":
+            case "echo":
                 if (handler.ContainsKey("options"))
                 {
                     walker.Error($"{path}.options", $"the {type} handler takes no options");
                 }
 
                 return new HandlerRouteConfig(type, null);
+            case "pubsub":
+                int? maxSubscriptions = null;
+                if (walker.Object(handler["options"], $"{path}.options") is { } pubsub)
+                {
+                    walker.KnownKeys(pubsub, $"{path}.options", "maxSubscriptions");
+                    maxSubscriptions = walker.Integer(pubsub, "maxSubscriptions", $"{path}.options", 1, 1_000_000);
+                }
+
+                return new HandlerRouteConfig(type, null, maxSubscriptions);
         }
 
         if (!PluginCatalog.IsTypeName(type))

@@ -71,7 +71,8 @@ internal sealed record RouteConfig
 
 internal sealed record ProxyRouteConfig(string Target, IReadOnlyList<string> ForwardHeaders, int ConnectTimeoutMs, bool Compression);
 
-internal sealed record HandlerRouteConfig(string Type, object? Handler);
+/// <param name="MaxSubscriptions">The pubsub handler's <c>maxSubscriptions</c>, or null for the default.</param>
+internal sealed record HandlerRouteConfig(string Type, object? Handler, int? MaxSubscriptions = null);
 
 /// <summary>A created policy, with what identifies its configuration so that a reload can keep it if unchanged.</summary>
 internal sealed class PolicyInstance(string name, PolicyKind kind, object policy, PolicyCondition? when, string fingerprint)

@@ -177,6 +177,9 @@ internal sealed partial class GatewayRuntime : IDisposable
                 case "echo":
                     ws.OnMessage((message, _) => message);
                     break;
+                case "pubsub" when handler.MaxSubscriptions is { } maxSubscriptions:
+                    ws.UsePubSubProtocol(maxSubscriptions);
+                    break;
                 case "pubsub":
                     ws.UsePubSubProtocol();
                     break;

@@ -166,30 +166,47 @@ public abstract class WebSocketConnection
     }
 
     /// <summary>Subscribes the connection to <paramref name="topic"/>. Returns false if it already was.</summary>
-    public bool Subscribe(string topic)
+    public bool Subscribe(string topic) => TrySubscribe(topic, int.MaxValue) == SubscribeResult.Subscribed;
+
+    /// <summary>Subscribes unless the connection already holds <paramref name="limit"/> topics (checked under the same lock as the add).</summary>
+    internal SubscribeResult TrySubscribe(string topic, int limit)
     {
+        // Validated before the connection records it: an invalid name must not stay in the connection's set.
+        Route.Topics.Validate(topic);
         var topics = LazyInitializer.EnsureInitialized(ref _topics, () => new HashSet<string>(StringComparer.Ordinal));
         lock (topics)
         {
-            if (IsClosing || !topics.Add(topic))
+            if (IsClosing)
             {
-                return false;
+                return SubscribeResult.Closing;
             }
+
+            if (topics.Contains(topic))
+            {
+                return SubscribeResult.AlreadySubscribed;
+            }
+
+            if (topics.Count >= limit)
+            {
+                return SubscribeResult.OverLimit;
+            }
+
+            topics.Add(topic);
         }
 
         if (!Route.Topics.Subscribe(this, topic))
         {
-            return false;
+            return SubscribeResult.AlreadySubscribed;
         }
 
         // A close that raced with this subscribe has already unsubscribed everything else; undo this one too.
         if (IsClosing)
         {
             Unsubscribe(topic);
-            return false;
+            return SubscribeResult.Closing;
         }
 
-        return true;
+        return SubscribeResult.Subscribed;
     }
 
     /// <summary>Unsubscribes the connection from <paramref name="topic"/>. Returns false if it was not subscribed.</summary>

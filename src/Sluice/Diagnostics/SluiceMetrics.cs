@@ -14,6 +14,8 @@ internal sealed class SluiceMetrics : IDisposable
 {
     public const string MeterName = "Sluice";
 
+    private static readonly string[] s_namedCloseCodes = [.. Enumerable.Range(1000, 16).Select(code => code.ToString(System.Globalization.CultureInfo.InvariantCulture))];
+
     private readonly Meter _meter;
     private readonly ConcurrentDictionary<string, RouteMetrics> _routes = new(StringComparer.Ordinal);
 
@@ -58,9 +60,24 @@ internal sealed class SluiceMetrics : IDisposable
     {
         if (ConnectionsClosed.Enabled)
         {
-            ConnectionsClosed.Add(1, new TagList { { "route", route }, { "close_code", status is null ? "none" : ((int)status).ToString(System.Globalization.CultureInfo.InvariantCulture) } });
+            ConnectionsClosed.Add(1, new TagList { { "route", route }, { "close_code", CloseCodeTag(status) } });
         }
     }
+
+    /// <summary>
+    /// The <c>close_code</c> label: the codes RFC 6455 names (1000-1015) as themselves, the ranges that libraries
+    /// and applications choose from as <c>3xxx</c> and <c>4xxx</c>, anything else <c>other</c>. A client picks its
+    /// close code: one series per code would let it fill the exporter's series limit, after which closes of every
+    /// route are counted without their labels.
+    /// </summary>
+    public static string CloseCodeTag(WebSocketCloseStatus? status) => (int?)status switch
+    {
+        null => "none",
+        >= 1000 and <= 1015 and var code => s_namedCloseCodes[code - 1000],
+        >= 3000 and <= 3999 => "3xxx",
+        >= 4000 and <= 4999 => "4xxx",
+        _ => "other",
+    };
 
     public void RecordOutcome(string route, MessageDirection direction, string policy, MessageOutcome outcome)
     {

@@ -97,15 +97,15 @@ internal static class ClientLegs
             return new FramedLeg(stream, isServer: true, options.MaxMessageBytes, httpContext.Abort, ownsStream: false);
         }
 
-        var socket = WebSocket.CreateFromStream(stream, new WebSocketCreationOptions
+        var creation = new WebSocketCreationOptions
         {
             IsServer = true,
             SubProtocol = subProtocol,
             KeepAliveInterval = options.KeepAliveInterval,
             KeepAliveTimeout = options.EffectiveKeepAliveTimeout,
             DangerousDeflateOptions = deflate.Options,
-        });
-        return new ManagedLeg(socket, options.MaxMessageBytes, httpContext.Abort, transport: null);
+        };
+        return new ManagedLeg(stream, creation, options.MaxMessageBytes, httpContext.Abort, transport: null);
     }
 }
 

@@ -12,12 +12,17 @@ namespace Sluice.Protocol;
 /// <remarks>
 /// The size limit applies to the inflated message: receiving stops, and the connection closes with 1009, as
 /// soon as the inflated bytes exceed it, so a small compressed frame cannot expand into unbounded memory.
+/// A frame whose data does not inflate fails the connection with a close frame, 1007, as RFC 7692 section 8
+/// asks (and as Node's ws does): the runtime's socket aborts itself on such a frame, so the leg keeps the
+/// stream and writes that close frame itself.
 /// </remarks>
 internal sealed class ManagedLeg : WebSocketLeg
 {
     private const int MinimumBufferSize = 4096;
 
     private readonly WebSocket _socket;
+    private readonly Stream _stream;
+    private readonly bool _mask;
     private readonly long _maxMessageBytes;
     private readonly Action _abort;
     private readonly IDisposable? _transport;
@@ -36,14 +41,20 @@ internal sealed class ManagedLeg : WebSocketLeg
     private bool _flushing;
     private TaskCompletionSource? _flushWaiters;
     private Exception? _fault;
+    private volatile bool _socketFailed;
 
-    /// <param name="socket">A WebSocket created over the upgraded stream with the negotiated deflate options.</param>
+    /// <param name="stream">The upgraded stream.</param>
+    /// <param name="options">The socket's options, with the negotiated deflate options.</param>
     /// <param name="maxMessageBytes">The inflated message size limit.</param>
     /// <param name="abort">Tears the transport down.</param>
     /// <param name="transport">Disposed with the leg (a backend socket), or null for Kestrel's stream.</param>
-    public ManagedLeg(WebSocket socket, long maxMessageBytes, Action abort, IDisposable? transport)
+    public ManagedLeg(Stream stream, WebSocketCreationOptions options, long maxMessageBytes, Action abort, IDisposable? transport)
     {
-        _socket = socket;
+        // The runtime's socket disposes its stream when it aborts itself (on data that does not inflate, for one);
+        // the stream is not its to dispose, so that the leg can still write the close frame.
+        _socket = WebSocket.CreateFromStream(new LeaveOpenStream(stream), options);
+        _stream = stream;
+        _mask = !options.IsServer;
         _maxMessageBytes = maxMessageBytes;
         _abort = abort;
         _transport = transport;
@@ -153,6 +164,12 @@ internal sealed class ManagedLeg : WebSocketLeg
         catch (WebSocketException ex) when (ex.WebSocketErrorCode is WebSocketError.Faulted or WebSocketError.InvalidMessageType or WebSocketError.HeaderError or WebSocketError.NotAWebSocket)
         {
             throw new WebSocketProtocolException(WebSocketCloseStatus.ProtocolError, ex.Message);
+        }
+        catch (WebSocketException ex) when (ex.WebSocketErrorCode == WebSocketError.Success && _socket.State == WebSocketState.Aborted)
+        {
+            // Only the inflater throws without an error code, and the socket has aborted itself without a close frame.
+            _socketFailed = true;
+            throw new WebSocketProtocolException(WebSocketCloseStatus.InvalidPayloadData, $"A compressed message does not inflate: {ex.Message}");
         }
     }
 
@@ -273,7 +290,22 @@ internal sealed class ManagedLeg : WebSocketLeg
 
                 if (writeClose)
                 {
-                    await _socket.CloseOutputAsync(_closeStatus ?? WebSocketCloseStatus.Empty, _closeReason, cancellationToken);
+                    if (_socketFailed)
+                    {
+                        await WriteCloseFrameAsync(cancellationToken);
+                    }
+                    else
+                    {
+                        await _socket.CloseOutputAsync(_closeStatus ?? WebSocketCloseStatus.Empty, _closeReason, cancellationToken);
+                    }
+
+                    continue;
+                }
+
+                if (_socketFailed)
+                {
+                    // The connection is failing: only the close frame goes out.
+                    ArrayPool<byte>.Shared.Return(item.Buffer);
                     continue;
                 }
 
@@ -306,6 +338,14 @@ internal sealed class ManagedLeg : WebSocketLeg
             waiters?.TrySetException(ex);
             throw;
         }
+    }
+
+    /// <summary>Writes the close frame past the runtime's socket, which has aborted: nothing else writes to the stream now.</summary>
+    private async ValueTask WriteCloseFrameAsync(CancellationToken cancellationToken)
+    {
+        using var writer = new FrameWriter(_stream, _mask);
+        writer.WriteClose(_closeStatus, _closeReason);
+        await writer.FlushAsync(cancellationToken);
     }
 
     private void SetClose()

@@ -168,15 +168,15 @@ internal sealed class ProxyEndpoint
         }
 
         Stream stream = backend.Leftover.Length == 0 ? backend.Stream : new PrefixedStream(backend.Leftover, backend.Stream);
-        var webSocket = WebSocket.CreateFromStream(stream, new WebSocketCreationOptions
+        var creation = new WebSocketCreationOptions
         {
             IsServer = false,
             SubProtocol = backend.SubProtocol,
             KeepAliveInterval = options.KeepAliveInterval,
             KeepAliveTimeout = options.EffectiveKeepAliveTimeout,
             DangerousDeflateOptions = backend.Deflate,
-        });
-        return new ManagedLeg(webSocket, options.MaxMessageBytes, socket.Dispose, stream);
+        };
+        return new ManagedLeg(stream, creation, options.MaxMessageBytes, socket.Dispose, stream);
     }
 
     private List<KeyValuePair<string, string>> BuildHeaders(HttpContext httpContext, string? subject)

@@ -38,8 +38,15 @@ public sealed class TopicOptions
     /// <summary>Gets or sets what happens to a subscriber whose queue is full. Default: <see cref="SlowSubscriberMode.Close"/>.</summary>
     public SlowSubscriberMode SlowSubscriberMode { get; set; } = SlowSubscriberMode.Close;
 
-    /// <summary>Gets or sets the longest topic name accepted, in characters. Default: 256.</summary>
-    public int MaxTopicLength { get; set; } = 256;
+    /// <summary>Gets or sets the longest topic name accepted, in characters (<see cref="TopicName"/>). Default: 256.</summary>
+    public int MaxTopicLength { get; set; } = TopicName.DefaultMaxLength;
+
+    /// <summary>
+    /// Gets or sets how many topics one connection may subscribe to through the pub/sub protocol
+    /// (<c>UsePubSubProtocol</c>); a subscribe beyond it is answered with status 429. Each subscription holds
+    /// memory on the server, so a client must not be able to add them without bound. Default: 100.
+    /// </summary>
+    public int MaxSubscriptionsPerConnection { get; set; } = 100;
 }
 
 /// <summary>What happens to a subscriber that cannot keep up with a topic.</summary>

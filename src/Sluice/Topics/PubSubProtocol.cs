@@ -9,7 +9,9 @@ internal static class PubSubProtocol
 {
     private static readonly JsonWriterOptions s_writerOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
-    public static async ValueTask<object?> HandleAsync(MessageContext context)
+    /// <param name="context">The message.</param>
+    /// <param name="maxSubscriptions">The route's limit of subscriptions per connection, or null for <see cref="TopicOptions.MaxSubscriptionsPerConnection"/>.</param>
+    public static async ValueTask<object?> HandleAsync(MessageContext context, int? maxSubscriptions)
     {
         if (context.Message.IsBinary || context.Json is not JsonObject root)
         {
@@ -21,21 +23,27 @@ internal static class PubSubProtocol
             return Error("\"op\" must be subscribe, unsubscribe or publish");
         }
 
-        if (!TryGetString(root, "topic", out var topic) || topic.Length == 0)
+        if (!TryGetString(root, "topic", out var topic))
         {
             return Error("\"topic\" must be a non-empty string of valid Unicode");
         }
 
-        if (TopicName.Check(topic, context.Connection.Route.Topics.Options.MaxTopicLength) is { } invalid)
+        var connection = context.Connection;
+        var options = connection.Route.Topics.Options;
+        if (TopicName.GetError(topic, options.MaxTopicLength) is { } invalid)
         {
             return Error($"\"topic\": {invalid}");
         }
 
-        var connection = context.Connection;
         switch (op)
         {
             case "subscribe":
-                connection.Subscribe(topic);
+                var limit = maxSubscriptions ?? options.MaxSubscriptionsPerConnection;
+                if (connection.TrySubscribe(topic, limit) == SubscribeResult.OverLimit)
+                {
+                    return Error($"at most {limit} subscriptions per connection: unsubscribe from a topic first", status: 429);
+                }
+
                 return Answer("subscribed", topic);
             case "unsubscribe":
                 connection.Unsubscribe(topic);
@@ -74,11 +82,11 @@ internal static class PubSubProtocol
         writer.WriteString("topic", topic);
     });
 
-    private static WebSocketMessage Error(string message) => Write(writer =>
+    private static WebSocketMessage Error(string message, int status = 400) => Write(writer =>
     {
         writer.WriteStartObject("error");
         writer.WriteString("policy", "pubsub");
-        writer.WriteNumber("status", 400);
+        writer.WriteNumber("status", status);
         writer.WriteString("message", message);
         writer.WriteEndObject();
     });

@@ -158,10 +158,10 @@ internal sealed class TopicBus : IWebSocketTopics, ITopicDelivery
         Metrics.Deliveries.Add(delivered);
     }
 
-    private void Validate(string topic)
+    public void Validate(string topic)
     {
         ArgumentNullException.ThrowIfNull(topic);
-        if (TopicName.Check(topic, Options.MaxTopicLength) is { } error)
+        if (TopicName.GetError(topic, Options.MaxTopicLength) is { } error)
         {
             throw new ArgumentException(error, nameof(topic));
         }
