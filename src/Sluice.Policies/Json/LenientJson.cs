@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 
 namespace Sluice.Policies.Json;
 
@@ -20,6 +21,25 @@ internal static class LenientJson
     {
         var text = SkipBom(utf8).TrimStart(" \t\r\n"u8);
         return text.Length > 0 && text[0] is (byte)'{' or (byte)'[';
+    }
+
+    /// <summary>
+    /// The message read leniently, for a text message the strict shared parse refused that looks like an object or
+    /// array; null when it does not look like one or cannot be read even so.
+    /// </summary>
+    public static JsonDocument? TryParse(MessageContext context) =>
+        context.Message.IsText && LooksLikeContainer(context.Message.Payload.Span) ? TryParse(context.Message.Payload) : null;
+
+    /// <summary>As <see cref="TryParse(MessageContext)"/>, as a mutable tree.</summary>
+    public static JsonNode? TryParseNode(MessageContext context)
+    {
+        using var document = TryParse(context);
+        return document?.RootElement.ValueKind switch
+        {
+            JsonValueKind.Object => JsonObject.Create(document.RootElement.Clone()),
+            JsonValueKind.Array => JsonArray.Create(document.RootElement.Clone()),
+            _ => null,
+        };
     }
 
     /// <summary>The document, or null when even a lenient reading fails (NaN, Infinity, too deep, broken).</summary>

@@ -122,18 +122,18 @@ public sealed class JsonRedactPolicy : MessagePolicy
 
         // The strict shared parse refused it; read it as a lenient reader would (comments, trailing commas, a BOM).
         using var lenient = LenientJson.TryParse(context.Message.Payload);
-        if (lenient is not null)
-        {
-            return Redact(context, lenient.RootElement, next);
-        }
+        return lenient is null ? Unparsable(context, next) : Redact(context, lenient.RootElement, next);
+    }
 
+    private ValueTask Unparsable(MessageContext context, MessageDelegate next)
+    {
         if (_unparsable == JsonRedactUnparsable.Pass)
         {
             return next(context);
         }
 
         // Counted in sluice.policy.outcomes and logged with this reason, never the payload.
-        context.Drop("unparsable JSON (NaN, Infinity, too deep or broken): not redacted, so not forwarded");
+        context.Drop("unparsable JSON (NaN, Infinity, too deep, broken, or not valid Unicode): not redacted, so not forwarded");
         return default;
     }
 
@@ -158,9 +158,15 @@ public sealed class JsonRedactPolicy : MessagePolicy
         // One pass from the parsed document to new text, skipping (or masking) the matched members: no mutable tree.
         // Every occurrence of a repeated name is redacted, whichever one a backend would read.
         var output = new ArrayBufferWriter<byte>(context.Message.Length);
-        using (var writer = new Utf8JsonWriter(output, s_writerOptions))
+        try
         {
+            using var writer = new Utf8JsonWriter(output, s_writerOptions);
             Write(writer, root, depth: 0, _segments);
+        }
+        catch (InvalidOperationException)
+        {
+            // A name holding a lone UTF-16 surrogate (\udc00) cannot be written again: as unreadable as NaN.
+            return Unparsable(context, next);
         }
 
         context.Message = WebSocketMessage.FromText(output.WrittenMemory);
