@@ -11,7 +11,10 @@ public sealed class EveryJsonPolicyServer : IAsyncLifetime
 {
     public static readonly string[] Routes = ["redact", "filter", "transform", "rate-limit", "log", "when", "script"];
 
-    private readonly ILoggerFactory _loggers = LoggerFactory.Create(b => b.SetMinimumLevel(LogLevel.Trace).AddProvider(new CountingLoggerProvider()));
+    private readonly ILoggerFactory _loggers;
+
+    public EveryJsonPolicyServer() =>
+        _loggers = LoggerFactory.Create(b => b.SetMinimumLevel(LogLevel.Trace).AddProvider(new CountingLoggerProvider(LogLines)));
 
     public TestServer Server { get; private set; } = null!;
 
@@ -42,24 +45,26 @@ public sealed class EveryJsonPolicyServer : IAsyncLifetime
             ws.OnMessage((m, _) => m);
         });
 
-    private sealed class CountingLoggerProvider : ILoggerProvider
+    /// <summary>Every line the log policy wrote.</summary>
+    public System.Collections.Concurrent.ConcurrentQueue<string> LogLines { get; } = new();
+
+    private sealed class CountingLoggerProvider(System.Collections.Concurrent.ConcurrentQueue<string> lines) : ILoggerProvider
     {
-        public ILogger CreateLogger(string categoryName) => new Counting();
+        public ILogger CreateLogger(string categoryName) => new Counting(lines);
 
         public void Dispose()
         {
         }
 
-        private sealed class Counting : ILogger
+        private sealed class Counting(System.Collections.Concurrent.ConcurrentQueue<string> lines) : ILogger
         {
             public IDisposable? BeginScope<TState>(TState state)
                 where TState : notnull => null;
 
             public bool IsEnabled(LogLevel logLevel) => true;
 
-            // Formats every entry, as a real provider would, so the log policy's redaction runs.
             public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
-                _ = formatter(state, exception);
+                lines.Enqueue(formatter(state, exception));
         }
     }
 }
@@ -100,6 +105,7 @@ public class JsonPolicyExtremeValueTests(EveryJsonPolicyServer server) : IClassF
             _ => body,
         };
 
+        _server.LogLines.Clear();
         foreach (var route in EveryJsonPolicyServer.Routes)
         {
             var received = Exchange(route, message);
@@ -114,6 +120,44 @@ public class JsonPolicyExtremeValueTests(EveryJsonPolicyServer server) : IClassF
                 }
             }
         }
+
+        // The log policy masks /password, also in near-JSON (comments, NaN), and logs no unparsable payload.
+        if (shape != 2)
+        {
+            Assert.DoesNotContain(_server.LogLines, l => l.Contains(Secret, StringComparison.Ordinal));
+        }
+    }
+
+    [Theory]
+    [InlineData("{\"type\":\"internal\" /* a comment */}")]
+    [InlineData("{\"type\":\"internal\",}")]
+    [InlineData("\uFEFF{\"type\":\"internal\"}")]
+    [InlineData(" \r\n\t[{\"a\":1},]")]
+    public void Filter_ReadsCommentsTrailingCommasAndABom_AsALenientBackendDoes(string message)
+    {
+        var received = Assert.Single(Exchange("filter", message));
+        if (message.TrimStart().StartsWith('['))
+        {
+            // An array has no /type: read, the condition does not hold, and the text goes on as it came.
+            Assert.Equal(message, received);
+            return;
+        }
+
+        Assert.Contains("\"status\":403", received, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void TransformAndWhen_ReadCommentsAndTrailingCommas_AndForwardPlainJson()
+    {
+        Assert.Equal("""{"v":1,"seen":true}""", Assert.Single(Exchange("transform", "{\"v\":1, /* c */}")));
+        Assert.Equal("""{"v":1,"seen":true}""", Assert.Single(Exchange("when", "{\"v\":1,}")));
+        Assert.Equal("{\"v\":2,}", Assert.Single(Exchange("when", "{\"v\":2,}")));
+    }
+
+    [Fact]
+    public void Redact_LoneSurrogateName_IsDropped_NotAFailure()
+    {
+        Assert.Empty(Exchange("redact", "{\"\\udc00\":1,\"password\":\"s3cret\"}"));
     }
 
     /// <summary>Sends the message and a sentinel on a new connection; everything received before the sentinel's echo.</summary>
