@@ -169,7 +169,9 @@ internal static class SchemaInputGuard
             case JsonValueKind.Object:
                 foreach (var keyword in schema.EnumerateObject())
                 {
-                    if (s_numericKeywords.Contains(keyword.Name) || ComparesNumbers(keyword.Value, depth + 1))
+                    // A reference out of this document (a meta-schema's $ref) may compare numbers this scan cannot see.
+                    var external = keyword.Name is "$ref" or "$dynamicRef" && keyword.Value.ValueKind == JsonValueKind.String && !keyword.Value.GetString()!.StartsWith('#');
+                    if (external || s_numericKeywords.Contains(keyword.Name) || ComparesNumbers(keyword.Value, depth + 1))
                     {
                         return true;
                     }

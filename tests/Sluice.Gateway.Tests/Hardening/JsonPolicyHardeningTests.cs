@@ -43,6 +43,8 @@ public class JsonPolicyHardeningTests
         ["pattern"] = """{"properties":{"v":{"pattern":"^(a+)+$"}}}""",
         ["patternProperties"] = """{"patternProperties":{"^(k+)+$":{"type":"string"}},"properties":{"v":{}}}""",
         ["format"] = """{"properties":{"v":{"format":"date-time"}}}""",
+        ["formats"] = """{"properties":{"v":{"allOf":[{"format":"regex"},{"format":"email"},{"format":"hostname"},{"format":"uri"},{"format":"ipv6"},{"format":"duration"}]}}}""",
+        ["meta-schema"] = """{"$ref":"https://json-schema.org/draft/2020-12/schema"}""",
         ["counts"] = """{"properties":{"v":{"minItems":1,"maxItems":5,"contains":{"type":"number","minimum":0},"minContains":1}}}""",
         ["dependent"] = """{"dependentRequired":{"v":["w"]},"dependentSchemas":{"v":{"properties":{"v":{"maxLength":3}}}}}""",
         ["propertyNames"] = """{"propertyNames":{"maxLength":50}}""",
