@@ -7,6 +7,10 @@ using Sluice.Gateway.Configuration;
 using Sluice.Gateway.Demo;
 using Sluice.Gateway.Hosting;
 
+// Before any Regex is built: a json-schema `pattern` (and every library regex without its own timeout) runs on client
+// input, and a pattern that backtracks would hold a thread for minutes. json-schema answers a timeout with 400.
+AppContext.SetData("REGEX_DEFAULT_MATCH_TIMEOUT", TimeSpan.FromMilliseconds(200));
+
 var commandLine = GatewayCommandLine.Parse(args);
 if (commandLine.Error is not null)
 {

@@ -38,9 +38,11 @@ public abstract class MessagePolicy : IMessageInterceptor
     /// (<paramref name="status"/> and <paramref name="message"/>), or closes the connection with
     /// <paramref name="closeStatus"/>. The caller returns without calling next.
     /// </summary>
+    /// <remarks>The message is cut to <see cref="MaxErrorMessageLength"/> characters: it may quote the client's input.</remarks>
     protected void Reject(MessageContext context, PolicyAction action, int status, string message, WebSocketCloseStatus closeStatus)
     {
         ArgumentNullException.ThrowIfNull(context);
+        message = Shorten(message, MaxErrorMessageLength);
         switch (action)
         {
             case PolicyAction.Reply:
@@ -54,6 +56,29 @@ public abstract class MessagePolicy : IMessageInterceptor
                 context.Drop(message);
                 break;
         }
+    }
+
+    /// <summary>
+    /// The longest error message, in UTF-16 characters, that <see cref="Reject"/> sends or logs. With JSON escapes
+    /// (six bytes at most per character) an error frame stays within 4 KiB, whatever the message that caused it.
+    /// </summary>
+    public const int MaxErrorMessageLength = 512;
+
+    /// <summary><paramref name="text"/> cut to <paramref name="max"/> characters (ending with an ellipsis), never inside a surrogate pair.</summary>
+    internal static string Shorten(string text, int max)
+    {
+        if (text.Length <= max)
+        {
+            return text;
+        }
+
+        var cut = max - 1;
+        if (char.IsHighSurrogate(text[cut - 1]))
+        {
+            cut--;
+        }
+
+        return string.Concat(text.AsSpan(0, cut), "…");
     }
 
     /// <summary>The contract's error frame: <c>{"error":{"policy":"NAME","status":STATUS,"message":"..."}}</c>.</summary>

@@ -92,12 +92,34 @@ public class JsonPolicyPropertyTests(JsonChainServer chain) : IClassFixture<Json
             1 => new string('[', random.Next(1, 2000)),
             _ => string.Concat(Enumerable.Range(0, random.Next(0, 50)).Select(_ => (char)random.Next(32, 0x2FF))),
         };
-        if (text.TrimStart().StartsWith('{'))
+        var start = text.TrimStart(' ', '\t', '\r', '\n');
+        if (start.StartsWith('{'))
         {
             return;
         }
 
+        if (start.StartsWith('[') && !IsJson(text))
+        {
+            // Near-JSON json-redact cannot parse is dropped (unparsable: drop): the next message is the first answer.
+            _chain.Client.SendTextAsync(text).GetAwaiter().GetResult();
+            Assert.Equal("\"next\"", RoundTrip("\"next\""));
+            return;
+        }
+
         Assert.Equal(text, RoundTrip(text));
+    }
+
+    private static bool IsJson(string text)
+    {
+        try
+        {
+            using var document = JsonDocument.Parse(text, new JsonDocumentOptions { MaxDepth = 1000, CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
+            return true;
+        }
+        catch (JsonException)
+        {
+            return false;
+        }
     }
 
     private string RoundTrip(string text)

@@ -60,13 +60,25 @@ internal sealed class JsonCondition
     }
 
     /// <summary>Whether the message's JSON satisfies the test. Non-JSON never does (except exists: false).</summary>
-    public bool Holds(MessageContext context)
+    public bool Holds(MessageContext context) => Test(context) ?? _exists == false;
+
+    /// <summary>
+    /// Whether the message's JSON satisfies the test, or null when the message is not JSON. Text with comments or
+    /// trailing commas is read as a lenient backend reads it, so that a comment does not hide a field from the test.
+    /// </summary>
+    public bool? Test(MessageContext context)
     {
-        if (!context.TryGetJsonElement(out var root))
+        if (context.TryGetJsonElement(out var root))
         {
-            return _exists == false;
+            return Holds(root);
         }
 
+        using var lenient = LenientJson.TryParse(context);
+        return lenient is null ? null : Holds(lenient.RootElement);
+    }
+
+    private bool Holds(JsonElement root)
+    {
         var found = JsonPointers.TryRead(root, _pointer, out var value);
         if (_exists is { } exists)
         {

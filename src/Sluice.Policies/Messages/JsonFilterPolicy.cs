@@ -67,15 +67,13 @@ public sealed class JsonFilterPolicy : MessagePolicy
     /// <inheritdoc />
     protected override ValueTask ApplyAsync(MessageContext context, MessageDelegate next)
     {
-        if (!context.IsJson)
+        switch (_condition.Test(context))
         {
-            PolicyMetrics.NonJson(Name);
-            return next(context);
-        }
-
-        if (!_condition.Holds(context))
-        {
-            return next(context);
+            case null:
+                PolicyMetrics.NonJson(Name);
+                return next(context);
+            case false:
+                return next(context);
         }
 
         Reject(context, _action, 403, _reason, WebSocketCloseStatus.PolicyViolation);

@@ -15,6 +15,16 @@ public enum JsonRedactMode
     Mask,
 }
 
+/// <summary>What <see cref="JsonRedactPolicy"/> does with text that looks like a JSON object or array but does not parse.</summary>
+public enum JsonRedactUnparsable
+{
+    /// <summary>The message is dropped (counted and logged): a lenient backend might read the fields it should not see.</summary>
+    Drop,
+
+    /// <summary>The message passes unchanged, as other non-JSON text does.</summary>
+    Pass,
+}
+
 /// <summary>Options of <see cref="JsonRedactPolicy"/> (<c>json-redact</c>).</summary>
 public sealed class JsonRedactPolicyOptions : IPolicyOptions
 {
@@ -23,6 +33,12 @@ public sealed class JsonRedactPolicyOptions : IPolicyOptions
 
     /// <summary>Gets or sets whether fields are removed or masked. Default: remove.</summary>
     public JsonRedactMode Mode { get; set; } = JsonRedactMode.Remove;
+
+    /// <summary>
+    /// Gets or sets what happens to text that starts (after a BOM and whitespace) with <c>{</c> or <c>[</c> but cannot be
+    /// parsed, even with comments and trailing commas allowed (<c>NaN</c>, too deep, broken). Default: drop.
+    /// </summary>
+    public JsonRedactUnparsable Unparsable { get; set; } = JsonRedactUnparsable.Drop;
 
     /// <inheritdoc />
     public IEnumerable<string> Validate()
@@ -44,12 +60,20 @@ public sealed class JsonRedactPolicyOptions : IPolicyOptions
         {
             yield return "mode: must be remove or mask";
         }
+
+        if (!Enum.IsDefined(Unparsable))
+        {
+            yield return "unparsable: must be drop or pass";
+        }
     }
 }
 
 /// <summary>
-/// <c>json-redact</c>: removes or masks fields of JSON messages before they go on. Non-JSON and binary messages
-/// pass unchanged (and are counted). The message is only rewritten when a field was actually redacted.
+/// <c>json-redact</c>: removes or masks fields of JSON messages before they go on. Comments and trailing commas are
+/// read (and not forwarded when a field is redacted). Text that looks like a JSON object or array but cannot be parsed
+/// is dropped, unless <see cref="JsonRedactPolicyOptions.Unparsable"/> says pass: a lenient backend (Python reads
+/// <c>NaN</c>) would read the fields this policy could not. Other non-JSON text and binary messages pass unchanged
+/// (and are counted). The message is only rewritten when a field was actually redacted.
 /// </summary>
 public sealed class JsonRedactPolicy : MessagePolicy
 {
@@ -62,6 +86,7 @@ public sealed class JsonRedactPolicy : MessagePolicy
     private readonly JsonPointer[] _paths;
     private readonly string[][] _segments;
     private readonly JsonRedactMode _mode;
+    private readonly JsonRedactUnparsable _unparsable;
 
     /// <summary>Creates the policy.</summary>
     public JsonRedactPolicy(JsonRedactPolicyOptions options, string name = "json-redact")
@@ -72,6 +97,7 @@ public sealed class JsonRedactPolicy : MessagePolicy
         _paths = [.. options.Paths.Select((p, i) => JsonPointers.Parse(p, $"paths[{i}]"))];
         _segments = [.. _paths.Select(JsonPointers.Segments)];
         _mode = options.Mode;
+        _unparsable = options.Unparsable;
     }
 
     /// <summary>Creates a policy that removes the fields at <paramref name="paths"/>.</summary>
@@ -83,12 +109,36 @@ public sealed class JsonRedactPolicy : MessagePolicy
     /// <inheritdoc />
     protected override ValueTask ApplyAsync(MessageContext context, MessageDelegate next)
     {
-        if (!context.TryGetJsonElement(out var root))
+        if (context.TryGetJsonElement(out var root))
         {
-            PolicyMetrics.NonJson(Name);
+            return Redact(context, root, next);
+        }
+
+        PolicyMetrics.NonJson(Name);
+        if (!context.Message.IsText || !LenientJson.LooksLikeContainer(context.Message.Payload.Span))
+        {
             return next(context);
         }
 
+        // The strict shared parse refused it; read it as a lenient reader would (comments, trailing commas, a BOM).
+        using var lenient = LenientJson.TryParse(context.Message.Payload);
+        return lenient is null ? Unparsable(context, next) : Redact(context, lenient.RootElement, next);
+    }
+
+    private ValueTask Unparsable(MessageContext context, MessageDelegate next)
+    {
+        if (_unparsable == JsonRedactUnparsable.Pass)
+        {
+            return next(context);
+        }
+
+        // Counted in sluice.policy.outcomes and logged with this reason, never the payload.
+        context.Drop("unparsable JSON (NaN, Infinity, too deep, broken, or not valid Unicode): not redacted, so not forwarded");
+        return default;
+    }
+
+    private ValueTask Redact(MessageContext context, JsonElement root, MessageDelegate next)
+    {
         // Look on the read-only parse first: a message without these fields is forwarded as it came.
         var present = false;
         foreach (var path in _paths)
@@ -108,9 +158,15 @@ public sealed class JsonRedactPolicy : MessagePolicy
         // One pass from the parsed document to new text, skipping (or masking) the matched members: no mutable tree.
         // Every occurrence of a repeated name is redacted, whichever one a backend would read.
         var output = new ArrayBufferWriter<byte>(context.Message.Length);
-        using (var writer = new Utf8JsonWriter(output, s_writerOptions))
+        try
         {
+            using var writer = new Utf8JsonWriter(output, s_writerOptions);
             Write(writer, root, depth: 0, _segments);
+        }
+        catch (InvalidOperationException)
+        {
+            // A name holding a lone UTF-16 surrogate (\udc00) cannot be written again: as unreadable as NaN.
+            return Unparsable(context, next);
         }
 
         context.Message = WebSocketMessage.FromText(output.WrittenMemory);

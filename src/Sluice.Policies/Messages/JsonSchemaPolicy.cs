@@ -1,6 +1,7 @@
 using System.Net.WebSockets;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
 using Json.Schema;
 using Sluice.Policies.Json;
 
@@ -43,6 +44,7 @@ public sealed class JsonSchemaPolicy : MessagePolicy
 
     private readonly JsonSchema _schema;
     private readonly SchemaFastPath? _fast;
+    private readonly bool _guarded;
     private readonly PolicyAction _action;
 
     /// <summary>Creates the policy; <paramref name="baseDirectory"/> resolves a relative <c>schemaFile</c>.</summary>
@@ -73,7 +75,12 @@ public sealed class JsonSchemaPolicy : MessagePolicy
         {
             // A registry per policy: the same schema built again on a reload must not clash with the old one.
             _schema = JsonSchema.FromText(text, new BuildOptions { SchemaRegistry = new SchemaRegistry() });
-            _fast = SchemaFastPath.TryCompile(JsonNode.Parse(text));
+            var node = JsonNode.Parse(text);
+            _fast = SchemaFastPath.TryCompile(node);
+            using (var document = JsonDocument.Parse(text))
+            {
+                _guarded = SchemaInputGuard.AppliesTo(document.RootElement);
+            }
         }
         catch (Exception ex) when (ex is JsonException or JsonSchemaException or RefResolutionException or ArgumentException or InvalidOperationException)
         {
@@ -96,10 +103,15 @@ public sealed class JsonSchemaPolicy : MessagePolicy
         {
             error = Validate(root);
         }
-        catch (InvalidOperationException)
+        catch (Exception ex) when (ex is InvalidOperationException || ex.InnerException is InvalidOperationException)
         {
-            // A name or string holding a lone UTF-16 surrogate (\udc00) cannot be read as text.
-            error = "a string is not valid Unicode";
+            // A name or string holding a lone UTF-16 surrogate (\udc00) cannot be read as text (the guard finds it first).
+            error = SchemaInputGuard.InvalidUnicode;
+        }
+        catch (RegexMatchTimeoutException)
+        {
+            // A pattern that backtracks on this string: the process-wide match timeout (the gateway sets one) stopped it.
+            error = "a string took too long to match a pattern of the schema";
         }
 
         if (error is null)
@@ -119,6 +131,12 @@ public sealed class JsonSchemaPolicy : MessagePolicy
         if (JsonPointers.HasDuplicateNames(root))
         {
             return "a property name appears twice in one object";
+        }
+
+        // Values JsonSchema.Net cannot evaluate safely (a stack overflow cannot be caught) never reach it.
+        if (SchemaInputGuard.Check(root, numbers: _guarded) is { } unsafeValue)
+        {
+            return unsafeValue;
         }
 
         // The fast path accepts what it can prove valid; JsonSchema.Net decides the rest and explains rejections.
@@ -147,7 +165,9 @@ public sealed class JsonSchemaPolicy : MessagePolicy
         {
             if (detail.Errors is { Count: > 0 } errors)
             {
-                var location = detail.InstanceLocation.ToString();
+                // Both come from the message (a long name, a list of every duplicate pair): MessagePolicy cuts the whole
+                // text too, but a long location must not push out the error.
+                var location = MessagePolicy.Shorten(detail.InstanceLocation.ToString(), 128);
                 return $"{(location.Length == 0 ? "/" : location)}: {errors.First().Value}";
             }
         }

@@ -73,13 +73,21 @@ public sealed class JsonTransformPolicy : MessagePolicy
     /// <inheritdoc />
     protected override ValueTask ApplyAsync(MessageContext context, MessageDelegate next)
     {
-        if (context.Json is not { } tree || tree is not (JsonObject or JsonArray))
+        var tree = context.Json;
+        var lenient = false;
+        if (tree is null && !context.IsJson)
         {
-            if (!context.IsJson)
+            // Comments and trailing commas are read as a lenient backend reads them; the result is written as plain JSON.
+            tree = LenientJson.TryParseNode(context);
+            lenient = tree is not null;
+            if (!lenient)
             {
                 PolicyMetrics.NonJson(Name);
             }
+        }
 
+        if (tree is not (JsonObject or JsonArray))
+        {
             return next(context);
         }
 
@@ -104,7 +112,11 @@ public sealed class JsonTransformPolicy : MessagePolicy
             changed |= JsonPointers.Set(tree, path, value?.DeepClone());
         }
 
-        if (changed)
+        if (changed && lenient)
+        {
+            context.Json = tree;
+        }
+        else if (changed)
         {
             context.MarkJsonModified();
         }

@@ -95,15 +95,30 @@ public sealed partial class LogPolicy : MessagePolicy
 
         if (!context.TryGetJsonElement(out var root))
         {
+            if (_redact.Length > 0 && LenientJson.LooksLikeContainer(context.Message.Payload.Span))
+            {
+                // Near-JSON (comments, NaN) must not put the fields to redact into the log.
+                using var lenient = LenientJson.TryParse(context.Message.Payload);
+                return lenient is null ? "(unparsable JSON, not logged)" : Redacted(lenient.RootElement);
+            }
+
             var text = context.Message.Text;
             return text.Length <= MaxTextChars ? text : string.Concat(text.AsSpan(0, MaxTextChars), "…");
         }
 
-        if (_redact.Length == 0)
+        try
         {
-            return root.GetRawText();
+            return _redact.Length == 0 ? root.GetRawText() : Redacted(root);
         }
+        catch (Exception ex) when (ex is InvalidOperationException || ex.InnerException is InvalidOperationException)
+        {
+            // A lone UTF-16 surrogate (\udc00) cannot be copied to mask it: say so rather than fail the message.
+            return "(not valid Unicode, not logged)";
+        }
+    }
 
+    private string Redacted(JsonElement root)
+    {
         // Mask a copy: the message that goes on is not this policy's to change.
         var copy = JsonSerializer.SerializeToNode(root, PolicyJson.OptionsBinding);
         foreach (var path in _redact)

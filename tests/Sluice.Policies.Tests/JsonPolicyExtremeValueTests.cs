@@ -1,0 +1,185 @@
+using System.Net.WebSockets;
+using FsCheck.Xunit;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.Logging;
+using Sluice.Tests.Infrastructure;
+
+namespace Sluice.Policies.Tests;
+
+/// <summary>A server with one route per policy that reads JSON (json-schema runs through the gateway process: see the gateway's JsonPolicyHardeningTests).</summary>
+public sealed class EveryJsonPolicyServer : IAsyncLifetime
+{
+    public static readonly string[] Routes = ["redact", "filter", "transform", "rate-limit", "log", "when", "script"];
+
+    private readonly ILoggerFactory _loggers;
+
+    public EveryJsonPolicyServer() =>
+        _loggers = LoggerFactory.Create(b => b.SetMinimumLevel(LogLevel.Trace).AddProvider(new CountingLoggerProvider(LogLines)));
+
+    public TestServer Server { get; private set; } = null!;
+
+    public async Task InitializeAsync()
+    {
+        Server = await TestServer.StartAsync(app =>
+        {
+            Map(app, "redact", new JsonRedactPolicy("/password"));
+            Map(app, "filter", new JsonFilterPolicy(new JsonFilterPolicyOptions { Path = "/type", EqualsValue = "internal", Action = PolicyAction.Reply }));
+            Map(app, "transform", new JsonTransformPolicy(new JsonTransformPolicyOptions { Set = new() { ["/seen"] = true } }));
+            Map(app, "rate-limit", new RateLimitPolicy(new RateLimitPolicyOptions { Permits = 1_000_000, Key = "/v", Action = PolicyAction.Reply }));
+            Map(app, "log", new LogPolicy(new LogPolicyOptions { Redact = ["/password"] }, _loggers));
+            Map(app, "when", new JsonTransformPolicy(new JsonTransformPolicyOptions { Set = new() { ["/seen"] = true } }), new PolicyCondition { Path = "/v", In = [1, "x"] });
+            Map(app, "script", new ScriptPolicy(new ScriptPolicyOptions { Source = "(message) => message" }));
+        });
+    }
+
+    public async Task DisposeAsync()
+    {
+        await Server.DisposeAsync();
+        _loggers.Dispose();
+    }
+
+    private static void Map(WebApplication app, string route, IMessageInterceptor policy, PolicyCondition? when = null) =>
+        app.MapWebSocket("/" + route, ws =>
+        {
+            ws.UsePolicy(policy, when);
+            ws.OnMessage((m, _) => m);
+        });
+
+    /// <summary>Every line the log policy wrote.</summary>
+    public System.Collections.Concurrent.ConcurrentQueue<string> LogLines { get; } = new();
+
+    private sealed class CountingLoggerProvider(System.Collections.Concurrent.ConcurrentQueue<string> lines) : ILoggerProvider
+    {
+        public ILogger CreateLogger(string categoryName) => new Counting(lines);
+
+        public void Dispose()
+        {
+        }
+
+        private sealed class Counting(System.Collections.Concurrent.ConcurrentQueue<string> lines) : ILogger
+        {
+            public IDisposable? BeginScope<TState>(TState state)
+                where TState : notnull => null;
+
+            public bool IsEnabled(LogLevel logLevel) => true;
+
+            public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+                lines.Enqueue(formatter(state, exception));
+        }
+    }
+}
+
+/// <summary>
+/// Every policy that reads JSON (but json-schema, tested through the gateway process), on documents holding values at
+/// the extremes (numbers, strings, nestings, lone surrogates, BOMs, near-JSON): each message gets the policy's
+/// documented outcome, nothing crashes the connection, and json-redact never lets the secret through.
+/// </summary>
+public class JsonPolicyExtremeValueTests(EveryJsonPolicyServer server) : IClassFixture<EveryJsonPolicyServer>
+{
+    private const string Secret = "s3cret";
+
+    private static readonly string[] s_values =
+    [
+        "1e9999999", "1e-999999999", "-1e9999999", "1e4294967296", new string('9', 400), "-0", "0e0", "1.5e-9999999", "1e300",
+        "\"" + new string('a', 100_000) + "\"", "\"\\udc00\"", "\"\\ud800\\udc00\"", "\"\uFEFF\"", "\"\\u0000\"", "\"x\"", "1",
+        new string('[', 900) + "1" + new string(']', 900), "{\"type\":\"internal\"}", "NaN", "Infinity", "[1,]", "/* c */ 1",
+    ];
+
+    private readonly EveryJsonPolicyServer _server = server;
+
+    [Property(MaxTest = 200)]
+    public void ExtremeValues_GetTheDocumentedOutcome_AndTheSecretNeverPassesTheRedaction(int seed)
+    {
+        var random = new Random(seed);
+        var parts = Enumerable.Range(0, random.Next(1, 4)).Select(i => $"\"f{i}\":{s_values[random.Next(s_values.Length)]}").ToList();
+        parts.Insert(random.Next(parts.Count + 1), $"\"password\":\"{Secret}\"");
+        parts.Insert(random.Next(parts.Count + 1), $"\"v\":{s_values[random.Next(s_values.Length)]}");
+        var body = "{" + string.Join(',', parts) + (random.Next(5) == 0 ? ",}" : "}");
+        var shape = random.Next(6);
+        var message = shape switch
+        {
+            0 => "\uFEFF" + body,
+            1 => " \n" + body,
+            2 => "[" + body + "]",
+            3 => new string('[', 1001) + body + new string(']', 1001),
+            _ => body,
+        };
+
+        _server.LogLines.Clear();
+        foreach (var route in EveryJsonPolicyServer.Routes)
+        {
+            var received = Exchange(route, message);
+            foreach (var text in received)
+            {
+                // The echo (changed or not), or an error frame of the policy.
+                Assert.True(!text.StartsWith("{\"error\"", StringComparison.Ordinal) || text.Contains("\"status\":403", StringComparison.Ordinal) || text.Contains("\"status\":429", StringComparison.Ordinal), $"{route}: {text[..Math.Min(200, text.Length)]}");
+                // /password names the root object's member; in an array (shape 2) it is not the field to redact.
+                if (route == "redact" && shape != 2)
+                {
+                    Assert.DoesNotContain(Secret, text, StringComparison.Ordinal);
+                }
+            }
+        }
+
+        // The log policy masks /password, also in near-JSON (comments, NaN), and logs no unparsable payload.
+        if (shape != 2)
+        {
+            Assert.DoesNotContain(_server.LogLines, l => l.Contains(Secret, StringComparison.Ordinal));
+        }
+    }
+
+    [Theory]
+    [InlineData("{\"type\":\"internal\" /* a comment */}")]
+    [InlineData("{\"type\":\"internal\",}")]
+    [InlineData("\uFEFF{\"type\":\"internal\"}")]
+    [InlineData(" \r\n\t[{\"a\":1},]")]
+    public void Filter_ReadsCommentsTrailingCommasAndABom_AsALenientBackendDoes(string message)
+    {
+        var received = Assert.Single(Exchange("filter", message));
+        if (message.TrimStart().StartsWith('['))
+        {
+            // An array has no /type: read, the condition does not hold, and the text goes on as it came.
+            Assert.Equal(message, received);
+            return;
+        }
+
+        Assert.Contains("\"status\":403", received, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void TransformAndWhen_ReadCommentsAndTrailingCommas_AndForwardPlainJson()
+    {
+        Assert.Equal("""{"v":1,"seen":true}""", Assert.Single(Exchange("transform", "{\"v\":1, /* c */}")));
+        Assert.Equal("""{"v":1,"seen":true}""", Assert.Single(Exchange("when", "{\"v\":1,}")));
+        Assert.Equal("{\"v\":2,}", Assert.Single(Exchange("when", "{\"v\":2,}")));
+    }
+
+    [Fact]
+    public void Redact_LoneSurrogateName_IsDropped_NotAFailure()
+    {
+        Assert.Empty(Exchange("redact", "{\"\\udc00\":1,\"password\":\"s3cret\"}"));
+    }
+
+    /// <summary>Sends the message and a sentinel on a new connection; everything received before the sentinel's echo.</summary>
+    private List<string> Exchange(string route, string message)
+    {
+        return Task.Run(async () =>
+        {
+            using var client = await WebSocketClient.ConnectAsync(_server.Server.WebSocketUri("/" + route));
+            await client.SendTextAsync(message);
+            await client.SendTextAsync("""{"sentinel":1}""");
+            var received = new List<string>();
+            while (true)
+            {
+                var text = await client.ReceiveTextAsync();
+                if (text.Contains("\"sentinel\":1", StringComparison.Ordinal))
+                {
+                    Assert.Equal(WebSocketState.Open, client.State);
+                    return received;
+                }
+
+                received.Add(text);
+            }
+        }).GetAwaiter().GetResult();
+    }
+}
