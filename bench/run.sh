@@ -36,6 +36,11 @@ GATEWAY=(dotnet src/Sluice.Gateway/bin/Release/net10.0/Sluice.Gateway.dll)
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 export DOTNET_TieredPGO=1 DOTNET_gcServer=0
+# The memory part holds 9,000 proxied connections: 18,000 sockets in the proxy, more than a common limit of 20,000
+# leaves once Sluice keeps a share of its descriptors for connections that have not upgraded (docs/configuration.md,
+# "Connection budget"). Every proxy gets the same higher limit (raising the hard limit needs root).
+ulimit -Hn 65536 2>/dev/null || true
+ulimit -n "$(ulimit -Hn)"
 
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
