@@ -30,17 +30,23 @@ public class ConnectionFloodTests
         KeepAliveHttpThenSilence,
     }
 
-    [Fact]
-    public async Task IdleHalfSentAndUpgradedFlood_StaysInsideTheBudget_CanaryKeepsEchoing_NewcomersServedAfter()
+    /// <summary>A gateway under the low open-file limit with an echo route and a route proxied back to its own echo.</summary>
+    private static Task<GatewayProcess> StartSelfProxyingGatewayAsync(ConfigFolder folder)
     {
         var port = GatewayProcess.FreePort();
-        using var folder = new ConfigFolder();
         var path = folder.Write($$"""
             { "routes": [
                 { "path": "/echo", "handler": { "type": "echo" } },
                 { "path": "/p", "proxy": { "target": "ws://127.0.0.1:{{port}}/echo" } } ] }
             """);
-        await using var gateway = await GatewayProcess.StartAsync(path, urls: $"http://127.0.0.1:{port}", openFileLimit: OpenFileLimit);
+        return GatewayProcess.StartAsync(path, urls: $"http://127.0.0.1:{port}", openFileLimit: OpenFileLimit);
+    }
+
+    [Fact]
+    public async Task IdleHalfSentAndUpgradedFlood_StaysInsideTheBudget_CanaryKeepsEchoing_NewcomersServedAfter()
+    {
+        using var folder = new ConfigFolder();
+        await using var gateway = await StartSelfProxyingGatewayAsync(folder);
         using var canary = await WebSocketClient.ConnectAsync(gateway.Ws("/echo"));
 
         // 900 sockets that send nothing, 250 slowloris requests, 300 upgrades (half of them proxied back to the gateway
@@ -72,14 +78,8 @@ public class ConnectionFloodTests
     [InlineData(2)]
     public async Task FloodAtEveryStageOfTheHandshake_NeverTakesTheGatewayDown(int seed)
     {
-        var port = GatewayProcess.FreePort();
         using var folder = new ConfigFolder();
-        var path = folder.Write($$"""
-            { "routes": [
-                { "path": "/echo", "handler": { "type": "echo" } },
-                { "path": "/p", "proxy": { "target": "ws://127.0.0.1:{{port}}/echo" } } ] }
-            """);
-        await using var gateway = await GatewayProcess.StartAsync(path, urls: $"http://127.0.0.1:{port}", openFileLimit: OpenFileLimit);
+        await using var gateway = await StartSelfProxyingGatewayAsync(folder);
         using var canary = await WebSocketClient.ConnectAsync(gateway.Ws("/echo"));
         var random = new Random(seed);
         var all = Enum.GetValues<Stage>();
