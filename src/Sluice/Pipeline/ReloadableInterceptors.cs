@@ -79,7 +79,7 @@ public sealed class ReloadableInterceptors
             var slot = new Slot(services, direction, next);
             slot.Prepare(_configuration.Interceptors);
             slot.Commit();
-            LiveSlots();
+            _slots.RemoveAll(static reference => !reference.TryGetTarget(out _));
             _slots.Add(new WeakReference<Slot>(slot));
             return slot;
         }
