@@ -538,7 +538,7 @@ internal static class ConfigLoader
         var headers = walker.Strings(proxy, "forwardHeaders", path);
         for (var i = 0; i < headers.Count; i++)
         {
-            if (Sluice.Proxy.ProxyEndpoint.IsReservedHeader(headers[i]))
+            if (!Sluice.Proxy.WebSocketProxyHeaders.CanForward(headers[i]))
             {
                 walker.Error($"{path}.forwardHeaders[{i}]", $"'{headers[i]}' belongs to one hop's handshake or is set by the gateway itself; it cannot be forwarded");
             }
