@@ -15,33 +15,61 @@ internal sealed record ConfigError(string Path, string Message, string? Hint = n
 }
 
 /// <summary>
-/// The problems found so far, in the order they were found. One cause gives one line: a second problem at a path
-/// that already has one is not recorded (a value that is not a number is not also out of range).
+/// The problems found so far. One cause gives one line: a second problem at a path that already has one is not
+/// recorded (a value that is not a number is not also out of range; an unset <c>env:NAME</c> is not also too short).
 /// </summary>
 internal sealed class ConfigErrors
 {
-    private readonly List<ConfigError> _errors = [];
+    // Listed by part of the file, policies before the routes that name them; see InFileOrder.
+    private static readonly string[] s_sections = ["listen", "limits", "admin", "backplane", "policies", "routes"];
+
+    private readonly List<Entry> _errors = [];
     private readonly HashSet<string> _paths = new(StringComparer.Ordinal);
 
     public int Count => _errors.Count;
 
-    public IReadOnlyList<ConfigError> All => _errors;
+    public void Add(string path, string message, string? hint = null) => Add(new ConfigError(path, message, hint), path, first: false);
 
-    public void Add(string path, string message, string? hint = null)
+    /// <summary>An unknown key: listed with the object that holds it, before that object's other problems.</summary>
+    public void AddUnknownKey(string objectPath, string keyPath, string message, string? hint) => Add(new ConfigError(keyPath, message, hint), objectPath, first: false);
+
+    /// <summary>An <c>env:NAME</c> that is not set: listed before every other problem, as the first thing to fix.</summary>
+    public void AddEnvironment(string path, string message) => Add(new ConfigError(path, message), path, first: true);
+
+    /// <summary>Whether a problem was recorded at <paramref name="path"/> or at a value inside it.</summary>
+    public bool AnyAtOrUnder(string path) => _errors.Exists(e => IsAtOrUnder(e.Error.Path, path));
+
+    /// <summary>
+    /// The problems as they are shown: unset <c>env:NAME</c> first, then by part of the file (the top level,
+    /// <c>listen</c>, <c>limits</c>, <c>admin</c>, <c>backplane</c>, <c>policies</c>, <c>routes</c>), and within a part in
+    /// the file's order, so the order of the checks does not show.
+    /// </summary>
+    public IEnumerable<ConfigError> InFileOrder(JsonPositions positions) => _errors
+        .OrderBy(e => !e.First)
+        .ThenBy(e => Array.IndexOf(s_sections, Section(e.SortPath)))
+        .ThenBy(e => positions.Of(e.SortPath))
+        .Select(e => e.Error);
+
+    private void Add(ConfigError error, string sortPath, bool first)
     {
-        if (_paths.Add(path))
+        if (_paths.Add(error.Path))
         {
-            _errors.Add(new ConfigError(path, message, hint));
+            _errors.Add(new Entry(error, sortPath, first));
         }
     }
 
-    /// <summary>Whether a problem was recorded at <paramref name="path"/> or at a value inside it.</summary>
-    public bool AnyAtOrUnder(string path) => _errors.Exists(e => IsAtOrUnder(e.Path, path));
+    private static string Section(string path)
+    {
+        var end = path.IndexOfAny(['.', '[']);
+        return end < 0 ? path : path[..end];
+    }
 
     private static bool IsAtOrUnder(string candidate, string path) =>
         candidate.Length == path.Length
             ? string.Equals(candidate, path, StringComparison.Ordinal)
             : candidate.Length > path.Length && candidate[path.Length] is '.' or '[' && candidate.StartsWith(path, StringComparison.Ordinal);
+
+    private sealed record Entry(ConfigError Error, string SortPath, bool First);
 }
 
 /// <summary>Finds the known name a misspelt one most likely meant.</summary>

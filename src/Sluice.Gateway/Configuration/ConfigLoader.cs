@@ -14,14 +14,10 @@ internal sealed record ConfigResult(GatewayConfig? Config, IReadOnlyList<ConfigE
 /// Loads a gateway configuration file (docs/gateway-contract.md) in four steps: read it into the model
 /// (<see cref="ConfigReader"/>, <see cref="ModelReader"/>), check the model (the validators in <see cref="Validation"/>),
 /// create its policies and handlers (<see cref="GatewayBuilder"/>), and report every error found on the way, with its
-/// JSON path, grouped by part of the file and in the file's order (<see cref="Ordered"/>).
+/// JSON path (<see cref="ConfigErrors.InFileOrder"/>).
 /// </summary>
 internal static class ConfigLoader
 {
-    // Errors are listed by part of the file, policies before the routes that name them, and within a part in the
-    // file's order: the order of the checks does not show.
-    private static readonly string[] s_sections = ["listen", "limits", "admin", "backplane", "policies", "routes"];
-
     /// <param name="path">The configuration file.</param>
     /// <param name="services">Services the policies are created with.</param>
     /// <param name="previous">The running configuration's policies: an unchanged one is kept, with its state (rate-limit budgets).</param>
@@ -102,15 +98,7 @@ internal static class ConfigLoader
     /// <summary>The errors in the order they are shown, values from <c>env:NAME</c> concealed.</summary>
     private static List<ConfigError> Ordered(ConfigErrors errors, ReadFile file) =>
     [
-        .. errors.All
-            .OrderBy(e => Array.IndexOf(s_sections, e.Path[..SectionLength(e.Path)]))
-            .ThenBy(e => file.Positions.Of(e.Path))
+        .. errors.InFileOrder(file.Positions)
             .Select(e => e with { Message = file.Secrets.Conceal(e.Message), Hint = e.Hint is null ? null : file.Secrets.Conceal(e.Hint) }),
     ];
-
-    private static int SectionLength(string path)
-    {
-        var end = path.IndexOfAny(['.', '[']);
-        return end < 0 ? path.Length : end;
-    }
 }

@@ -95,7 +95,7 @@ internal static class ConfigReader
         if (string.IsNullOrEmpty(value))
         {
             // The value stays "env:NAME" so that later checks do not pile up errors about it; the error says why.
-            errors.Add(path, $"environment variable {name} is not set");
+            errors.AddEnvironment(path, $"environment variable {name} is not set");
             return JsonValue.Create(reference);
         }
 

@@ -71,7 +71,7 @@ internal sealed class ModelReader(ConfigErrors errors)
             {
                 var known = properties.Select(p => p.Key).ToList();
                 var hint = ConfigError.DidYouMean(key, known);
-                errors.Add(Join(path, key), hint is null ? $"unknown key (known: {string.Join(", ", known)})" : "unknown key", hint);
+                errors.AddUnknownKey(path, Join(path, key), hint is null ? $"unknown key (known: {string.Join(", ", known)})" : "unknown key", hint);
             }
         }
 
