@@ -28,15 +28,8 @@ internal sealed class ModelReader(ConfigErrors errors)
         _ => Fail<GatewayFile>("(file)", $"must be an object, not {Describe(root)}"),
     };
 
-    /// <summary>Reads an object at <paramref name="path"/> into a record of type <typeparamref name="T"/>; null if it is not an object.</summary>
-    public T? Read<T>(JsonNode? node, string path)
-        where T : class => (T?)Read(node, typeof(T), path, null);
-
     /// <summary>Reads an object at <paramref name="path"/> into a record of type <paramref name="type"/>; null if it is not an object.</summary>
     public object? Read(JsonNode? node, Type type, string path) => Read(node, type, path, null);
-
-    /// <summary>The keys of a record type, in declaration order, as the file spells them.</summary>
-    public static IEnumerable<string> KeysOf(Type type) => PropertiesOf(type).Select(p => p.Key);
 
     public static string Join(string path, string key) => path.Length == 0 ? key : $"{path}.{key}";
 
