@@ -59,7 +59,7 @@ public class ConfigFuzzTests
         var text = root.ToJsonString();
         var result = Load(text);
 
-        Assert.All(result.Errors, error => Assert.True(s_prefixes.Any(p => error.StartsWith(p, StringComparison.Ordinal)), $"no JSON path in: {error}\nfile: {text}"));
+        Assert.All(result.Errors, error => Assert.True(s_prefixes.Any(p => error.Path.StartsWith(p, StringComparison.Ordinal)), $"no JSON path in: {error}\nfile: {text}"));
         Assert.True(result.IsValid != (result.Errors.Count > 0), text);
     }
 
@@ -72,7 +72,7 @@ public class ConfigFuzzTests
 
         Assert.False(result.IsValid);
         Assert.Single(result.Errors);
-        Assert.StartsWith("(file)", result.Errors[0], StringComparison.Ordinal);
+        Assert.Equal("(file)", result.Errors[0].Path);
     }
 
     private static ConfigResult Load(string text)

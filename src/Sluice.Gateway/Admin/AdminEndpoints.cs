@@ -116,9 +116,9 @@ internal static class AdminEndpoints
             }
 
             // A close frame holds at most 123 bytes of reason: say so rather than cut the operator's text.
-            if (reason is not null && Encoding.UTF8.GetByteCount(reason) > Sluice.Protocol.WebSocketProtocol.MaxCloseReasonBytes)
+            if (reason is not null && Encoding.UTF8.GetByteCount(reason) > WebSocketCloseReason.MaxBytes)
             {
-                return Results.BadRequest(new { error = $"reason is {Encoding.UTF8.GetByteCount(reason)} bytes of UTF-8; a close frame holds at most {Sluice.Protocol.WebSocketProtocol.MaxCloseReasonBytes}" });
+                return Results.BadRequest(new { error = $"reason is {Encoding.UTF8.GetByteCount(reason)} bytes of UTF-8; a close frame holds at most {WebSocketCloseReason.MaxBytes}" });
             }
 
             _ = connection.CloseAsync((WebSocketCloseStatus)status, reason ?? "closed by an administrator");
@@ -171,7 +171,7 @@ internal static class AdminEndpoints
         connectedAt = connection.ConnectedAt,
         ageSeconds = Math.Round((DateTimeOffset.UtcNow - connection.ConnectedAt).TotalSeconds, 1),
         subprotocol = connection.SubProtocol,
-        backend = connection is ProxyConnection proxied ? Sluice.Proxy.ProxyEndpoint.WithoutQuery(proxied.BackendUri) : null,
+        backend = connection is ProxyConnection proxied ? Sluice.Proxy.WebSocketProxyUrls.WithoutQuery(proxied.BackendUri) : null,
         inbound = new { messages = connection.InboundMessages, bytes = connection.InboundBytes, lastAt = connection.LastInboundAt },
         outbound = new { messages = connection.OutboundMessages, bytes = connection.OutboundBytes, lastAt = connection.LastOutboundAt },
         topics = connection.Topics,

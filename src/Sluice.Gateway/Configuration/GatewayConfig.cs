@@ -1,17 +1,18 @@
+using Sluice.Gateway.Configuration.Model;
 using Sluice.Policies;
 
 namespace Sluice.Gateway.Configuration;
 
-/// <summary>A validated gateway configuration: the file, with every reference resolved and every policy created.</summary>
+/// <summary>A validated gateway configuration, ready to run: the file's model, with every policy and handler created.</summary>
 internal sealed class GatewayConfig
 {
     public required IReadOnlyList<string> Listen { get; init; }
 
-    public required LimitsConfig Limits { get; init; }
+    public required LimitsModel Limits { get; init; }
 
-    public required AdminConfig Admin { get; init; }
+    public required AdminModel Admin { get; init; }
 
-    public BackplaneConfig? Backplane { get; init; }
+    public BackplaneModel? Backplane { get; init; }
 
     public required IReadOnlyList<RouteConfig> Routes { get; init; }
 
@@ -24,38 +25,14 @@ internal sealed class GatewayConfig
     public SecretValues Secrets { get; init; } = new();
 }
 
-internal sealed record LimitsConfig
-{
-    public int MaxMessageBytes { get; init; } = 1024 * 1024;
-
-    public double IdleTimeoutSeconds { get; init; } = 300;
-
-    public double KeepAliveSeconds { get; init; } = 30;
-
-    public int? MaxConnections { get; init; }
-
-    public double DrainSeconds { get; init; } = 10;
-
-    public double CloseTimeoutSeconds { get; init; } = 5;
-}
-
-internal sealed record AdminConfig
-{
-    public string Path { get; init; } = "/_sluice";
-
-    /// <summary>The resolved key (never logged), or null: then admin paths answer loopback clients only.</summary>
-    public string? ApiKey { get; init; }
-}
-
-internal sealed record BackplaneConfig(string Type, string Connection, string ChannelPrefix);
-
+/// <summary>A route, ready to map: its model and, for a handler route, its handler.</summary>
 internal sealed record RouteConfig
 {
     public required int Index { get; init; }
 
     public required string Path { get; init; }
 
-    public ProxyRouteConfig? Proxy { get; init; }
+    public ProxyModel? Proxy { get; init; }
 
     public HandlerRouteConfig? Handler { get; init; }
 
@@ -69,10 +46,9 @@ internal sealed record RouteConfig
     public bool Compression { get; init; }
 }
 
-internal sealed record ProxyRouteConfig(string Target, IReadOnlyList<string> ForwardHeaders, int ConnectTimeoutMs, bool Compression);
-
-/// <param name="MaxSubscriptions">The pubsub handler's <c>maxSubscriptions</c>, or null for the default.</param>
-internal sealed record HandlerRouteConfig(string Type, object? Handler, int? MaxSubscriptions = null);
+/// <param name="Type">The handler's type as the file names it (<c>echo</c>, or a plugin type name).</param>
+/// <param name="Map">Sets up the route's messages.</param>
+internal sealed record HandlerRouteConfig(string Type, Action<WebSocketEndpointBuilder> Map);
 
 /// <summary>A created policy, with what identifies its configuration so that a reload can keep it if unchanged.</summary>
 internal sealed class PolicyInstance(string name, PolicyKind kind, object policy, PolicyCondition? when, string fingerprint)

@@ -44,7 +44,7 @@ internal static class GatewayApplication
     /// Validates the configuration (or the demo's), then builds the application. Returns null with every error
     /// when the configuration is invalid: nothing is started.
     /// </summary>
-    public static WebApplication? Build(GatewayCommandLine commandLine, string? demoConfiguration, out IReadOnlyList<string> errors)
+    public static WebApplication? Build(GatewayCommandLine commandLine, string? demoConfiguration, out IReadOnlyList<ConfigError> errors)
     {
         var baseDirectory = commandLine.ConfigPath is null ? AppContext.BaseDirectory : Path.GetDirectoryName(Path.GetFullPath(commandLine.ConfigPath))!;
         ConfigResult Load(IServiceProvider services, IReadOnlyDictionary<string, PolicyInstance>? previous = null) => demoConfiguration is null

@@ -172,21 +172,7 @@ internal sealed partial class GatewayRuntime : IDisposable
         endpoints.MapWebSocket(route.Path, ws =>
         {
             Configure(ws, route, config, policies, tap);
-            switch (handler.Type)
-            {
-                case "echo":
-                    ws.OnMessage((message, _) => message);
-                    break;
-                case "pubsub" when handler.MaxSubscriptions is { } maxSubscriptions:
-                    ws.UsePubSubProtocol(maxSubscriptions);
-                    break;
-                case "pubsub":
-                    ws.UsePubSubProtocol();
-                    break;
-                default:
-                    ws.OnMessage((IMessageHandler)handler.Handler!);
-                    break;
-            }
+            handler.Map(ws);
         });
     }
 

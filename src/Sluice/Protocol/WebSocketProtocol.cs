@@ -13,7 +13,7 @@ internal static class WebSocketProtocol
     public const byte OpcodePong = 0xA;
 
     public const int MaxControlPayload = 125;
-    public const int MaxCloseReasonBytes = 123;
+    public const int MaxCloseReasonBytes = WebSocketCloseReason.MaxBytes;
 
     /// <summary>The largest frame header: 2 bytes, an 8-byte extended length and a 4-byte mask.</summary>
     public const int MaxHeaderSize = 14;

@@ -3,7 +3,6 @@ using System.Net.WebSockets;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing.Patterns;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Net.Http.Headers;
 using Sluice.Diagnostics;
 using Sluice.Protocol;
 
@@ -15,22 +14,11 @@ namespace Sluice.Proxy;
 /// </summary>
 internal sealed class ProxyEndpoint
 {
-    /// <summary>Headers that belong to one hop's handshake and are never copied to the backend.</summary>
-    private static readonly HashSet<string> s_handshakeHeaders = new(StringComparer.OrdinalIgnoreCase)
-    {
-        HeaderNames.Host, HeaderNames.Connection, HeaderNames.Upgrade, HeaderNames.SecWebSocketKey,
-        HeaderNames.SecWebSocketVersion, HeaderNames.SecWebSocketProtocol, HeaderNames.SecWebSocketExtensions,
-        HeaderNames.SecWebSocketAccept, "Keep-Alive", "Proxy-Connection", HeaderNames.TransferEncoding,
-        HeaderNames.ContentLength, HeaderNames.TE, HeaderNames.Trailer, "X-Forwarded-For", "X-Forwarded-Proto",
-        "X-Forwarded-Host", SubjectHeader, "traceparent", "tracestate",
-    };
+    public const string SubjectHeader = WebSocketProxyHeaders.Subject;
 
-    public const string SubjectHeader = "X-Sluice-Subject";
+    public static bool IsReservedHeader(string header) => !WebSocketProxyHeaders.CanForward(header);
 
-    public static bool IsReservedHeader(string header) => s_handshakeHeaders.Contains(header);
-
-    /// <summary>The backend URL for logs and the admin API: a rewritten query may carry the client's tokens.</summary>
-    public static string WithoutQuery(Uri backendUri) => $"{backendUri.Scheme}://{backendUri.Authority}{backendUri.AbsolutePath}";
+    public static string WithoutQuery(Uri backendUri) => WebSocketProxyUrls.WithoutQuery(backendUri);
 
     private string _pattern;
     private readonly WebSocketProxyBuilder _builder;
@@ -53,7 +41,7 @@ internal sealed class ProxyEndpoint
 
         foreach (var header in builder.ForwardHeaders)
         {
-            if (s_handshakeHeaders.Contains(header))
+            if (IsReservedHeader(header))
             {
                 throw new InvalidOperationException($"{pattern}: the header '{header}' is set by the proxy itself and cannot be forwarded.");
             }

@@ -1,0 +1,175 @@
+using System.ComponentModel;
+using System.ComponentModel.DataAnnotations;
+using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
+
+namespace Sluice.Gateway.Configuration.Model;
+
+// The gateway file as data (docs/gateway-contract.md): what ModelReader reads, what the validators check, what the
+// JSON Schema is generated from. Each property is a key: its JSON name is the camel-case property name; [Description]
+// goes into the schema; [Required], [Range] and [MinLength] are checked by the reader and go into the schema too.
+// Nothing here is resolved yet: policy options stay JSON until their type is known.
+
+/// <summary>A gateway configuration file.</summary>
+[Description("A Sluice gateway configuration: where to listen, limits, the admin endpoints, an optional backplane, routes and named policies.")]
+internal sealed record GatewayFile
+{
+    [JsonPropertyName("$schema")]
+    [Description("The JSON Schema of this file, for editors; ignored by the gateway.")]
+    public string? Schema { get; init; }
+
+    [SingleOrList]
+    [Description("Addresses to listen on (http:// only; terminate TLS in front of the gateway). A string or a list. Read at start; --urls wins. Default http://127.0.0.1:5080.")]
+    public IReadOnlyList<string> Listen { get; init; } = [];
+
+    [Description("Limits that apply to every route.")]
+    public LimitsModel? Limits { get; init; }
+
+    [Description("The dashboard, metrics and admin API.")]
+    public AdminModel? Admin { get; init; }
+
+    [Description("Shares pub/sub topics between gateway nodes. Read at start.")]
+    public BackplaneModel? Backplane { get; init; }
+
+    [Required(ErrorMessage = "is required: list at least one route")]
+    [MinLength(1, ErrorMessage = "list at least one route")]
+    [Description("The WebSocket routes: each proxies to a backend or runs a built-in or plugin handler.")]
+    public IReadOnlyList<RouteModel?>? Routes { get; init; }
+
+    [Description("Named policies that routes list under upgrade, inbound or outbound.")]
+    public IReadOnlyDictionary<string, PolicyModel> Policies { get; init; } = new Dictionary<string, PolicyModel>();
+}
+
+/// <summary>The file's <c>limits</c>.</summary>
+internal sealed record LimitsModel
+{
+    [Range(1, int.MaxValue)]
+    [Description("The largest message, in bytes, after reassembly of fragments; a larger one closes the connection with 1009. Default 1048576.")]
+    public int MaxMessageBytes { get; init; } = 1024 * 1024;
+
+    [Range(0, 31_536_000)]
+    [Description("Close a connection that has received nothing for this long (seconds); 0 turns it off. Default 300.")]
+    public double IdleTimeoutSeconds { get; init; } = 300;
+
+    [Range(0, 86_400)]
+    [Description("Send a ping after this many seconds without traffic; 0 turns it off. Default 30.")]
+    public double KeepAliveSeconds { get; init; } = 30;
+
+    [Range(1, int.MaxValue)]
+    [Description("The most WebSocket connections at once; more are answered 503. Default: from the open-file limit. Read at start.")]
+    public int? MaxConnections { get; init; }
+
+    [Range(0, 3600)]
+    [Description("On shutdown, how long open connections get to close (seconds). Default 10. Read at start.")]
+    public double DrainSeconds { get; init; } = 10;
+
+    [Range(0.1, 3600)]
+    [Description("How long to wait for the peer's close frame after sending one (seconds). Default 5.")]
+    public double CloseTimeoutSeconds { get; init; } = 5;
+}
+
+/// <summary>The file's <c>admin</c>.</summary>
+internal sealed record AdminModel
+{
+    [Description("Where the dashboard, /metrics and the admin API live: starts with '/', does not end with one, no route parameters. Default /_sluice. Read at start.")]
+    public string Path { get; init; } = "/_sluice";
+
+    [Description("The key admin requests must send (at least 16 characters; use env:NAME). Without one, admin paths answer loopback clients only.")]
+    public string? ApiKey { get; init; }
+}
+
+/// <summary>The file's <c>backplane</c>.</summary>
+internal sealed record BackplaneModel
+{
+    [Required]
+    [Description("The backplane: redis.")]
+    public string Type { get; init; } = string.Empty;
+
+    [Required]
+    [Description("The StackExchange.Redis connection string (use env:NAME for one with a password).")]
+    public string Connection { get; init; } = string.Empty;
+
+    [Description("The prefix of the Redis channels. Default sluice.")]
+    public string ChannelPrefix { get; init; } = "sluice";
+}
+
+/// <summary>One of the file's <c>routes</c>.</summary>
+internal sealed record RouteModel
+{
+    [Required]
+    [Description("The route template clients connect to (/chat/{room}); starts with '/'; unique.")]
+    public string Path { get; init; } = string.Empty;
+
+    [Description("Forward connections to a backend WebSocket server. Give proxy or handler, not both.")]
+    public ProxyModel? Proxy { get; init; }
+
+    [Description("Handle connections in the gateway. Give proxy or handler, not both.")]
+    public HandlerModel? Handler { get; init; }
+
+    [Description("Upgrade policies (by name), run once on the upgrade request, in order.")]
+    public IReadOnlyList<string> Upgrade { get; init; } = [];
+
+    [Description("Message policies (by name) for client-to-server messages, in order.")]
+    public IReadOnlyList<string> Inbound { get; init; } = [];
+
+    [Description("Message policies (by name) for server-to-client messages, in order.")]
+    public IReadOnlyList<string> Outbound { get; init; } = [];
+
+    [Description("Negotiate permessage-deflate with clients. Default false.")]
+    public bool Compression { get; init; }
+}
+
+/// <summary>A route's <c>proxy</c>.</summary>
+internal sealed record ProxyModel
+{
+    [Required]
+    [Description("The backend URL (ws:// or wss://); ${params.NAME} and ${query.NAME} place route values and query parameters in its path or query.")]
+    public string Target { get; init; } = string.Empty;
+
+    [Description("Request headers copied to the backend's handshake (not the handshake's own headers, nor X-Forwarded-*).")]
+    public IReadOnlyList<string> ForwardHeaders { get; init; } = [];
+
+    [Range(1, 600_000)]
+    [Description("How long the backend may take to accept (milliseconds); then the client gets 502. Default 5000.")]
+    public int ConnectTimeoutMs { get; init; } = 5000;
+
+    [Description("Negotiate permessage-deflate with the backend. Default false.")]
+    public bool Compression { get; init; }
+}
+
+/// <summary>A route's <c>handler</c>.</summary>
+internal sealed record HandlerModel
+{
+    [Required]
+    [Description("A built-in handler (echo, pubsub) or a plugin type 'Namespace.Type, Assembly'.")]
+    public string Type { get; init; } = string.Empty;
+
+    [Description("The handler's options: pubsub takes maxSubscriptions, echo none; a plugin's bind to its options class.")]
+    public JsonNode? Options { get; init; }
+}
+
+/// <summary>One of the file's <c>policies</c>.</summary>
+internal sealed record PolicyModel
+{
+    [Required]
+    [Description("A built-in policy type (docs/policies.md) or a plugin type 'Namespace.Type, Assembly'.")]
+    public string Type { get; init; } = string.Empty;
+
+    [Description("The policy type's options (docs/policies.md).")]
+    public JsonNode? Options { get; init; }
+
+    [Description("Run this message policy only on messages that match: { \"path\": \"/action\", \"in\": [...] }, { \"opcode\": \"text\" } ...")]
+    public JsonNode? When { get; init; }
+}
+
+/// <summary>The options of the built-in <c>pubsub</c> handler.</summary>
+internal sealed record PubSubHandlerOptions
+{
+    [Range(1, 1_000_000)]
+    [Description("The most topics one connection may subscribe to.")]
+    public int? MaxSubscriptions { get; init; }
+}
+
+/// <summary>A key whose value may be one string instead of a list of strings.</summary>
+[AttributeUsage(AttributeTargets.Property)]
+internal sealed class SingleOrListAttribute : Attribute;

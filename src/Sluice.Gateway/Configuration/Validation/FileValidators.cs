@@ -1,0 +1,60 @@
+using Sluice.Gateway.Configuration.Model;
+
+namespace Sluice.Gateway.Configuration.Validation;
+
+// The rules about values that the model's types and attributes cannot say. Each validator checks one part of a read
+// model and adds what is wrong to the errors; none changes the model.
+
+/// <summary>Checks <c>listen</c>.</summary>
+internal static class ListenValidator
+{
+    public static void Validate(IReadOnlyList<string> listen, ConfigErrors errors)
+    {
+        for (var i = 0; i < listen.Count; i++)
+        {
+            // Kestrel's forms (http://*:80, http://+:80, http://localhost:80) are not all URIs: check the scheme only.
+            if (listen[i].StartsWith("https://", StringComparison.OrdinalIgnoreCase))
+            {
+                // TLS is not configured by the file (no certificate settings yet): terminate it in front of the gateway.
+                errors.Add($"listen[{i}]", $"'{listen[i]}': https is not supported in the file yet; terminate TLS in front of the gateway (a load balancer, nginx) and listen on http://");
+            }
+            else if (!listen[i].StartsWith("http://", StringComparison.OrdinalIgnoreCase) || listen[i].Length <= "http://".Length)
+            {
+                errors.Add($"listen[{i}]", $"'{listen[i]}' is not an http:// URL");
+            }
+        }
+    }
+}
+
+/// <summary>Checks <c>admin</c>.</summary>
+internal static class AdminValidator
+{
+    public static void Validate(AdminModel admin, ConfigErrors errors)
+    {
+        var path = admin.Path;
+        if (!path.StartsWith('/') || (path.Length > 1 && path.EndsWith('/')) || path.Contains('{', StringComparison.Ordinal))
+        {
+            errors.Add("admin.path", $"'{path}' must start with '/', not end with one, and hold no route parameters");
+        }
+
+        // An unset env:NAME is reported where it is read; its placeholder is not also too short.
+        if (admin.ApiKey is { Length: < 16 } key && !key.StartsWith("env:", StringComparison.Ordinal))
+        {
+            errors.Add("admin.apiKey", "must be at least 16 characters");
+        }
+    }
+}
+
+/// <summary>Checks <c>backplane</c>.</summary>
+internal static class BackplaneValidator
+{
+    public static IReadOnlyList<string> Known { get; } = ["redis"];
+
+    public static void Validate(BackplaneModel backplane, ConfigErrors errors)
+    {
+        if (!Known.Contains(backplane.Type))
+        {
+            errors.Add("backplane.type", $"unknown backplane '{backplane.Type}' (known: {string.Join(", ", Known)})");
+        }
+    }
+}

@@ -1,0 +1,140 @@
+using Microsoft.AspNetCore.Routing.Patterns;
+using Sluice.Gateway.Configuration.Model;
+using Sluice.Gateway.Plugins;
+using Sluice.Proxy;
+
+namespace Sluice.Gateway.Configuration.Validation;
+
+/// <summary>A route's handler, resolved: a built-in one with its options, or a plugin type with its options.</summary>
+internal sealed record HandlerDefinition(string Type, HandlerType? BuiltIn, Type? PluginType, object? Options);
+
+/// <summary>Checks <c>routes</c>: paths, proxy or handler, targets, forwarded headers; resolves each handler.</summary>
+internal static class RouteValidator
+{
+    /// <returns>Each route's resolved handler (null for a proxy route or a handler with errors), by index.</returns>
+    public static IReadOnlyList<HandlerDefinition?> Validate(IReadOnlyList<RouteModel?> routes, PluginCatalog plugins, ConfigErrors errors)
+    {
+        var handlers = new HandlerDefinition?[routes.Count];
+        var seen = new Dictionary<string, int>(StringComparer.OrdinalIgnoreCase);
+        for (var i = 0; i < routes.Count; i++)
+        {
+            if (routes[i] is not { } route)
+            {
+                continue;
+            }
+
+            var path = $"routes[{i}]";
+            // A missing path (or type, or target) is read as "" and already reported at its path: a second error
+            // there is not recorded, so the checks below need not test for it.
+            ValidatePath(route.Path, $"{path}.path", errors);
+            if (seen.TryGetValue(route.Path, out var first))
+            {
+                errors.Add($"{path}.path", $"'{route.Path}' is already the path of routes[{first}]");
+            }
+            else
+            {
+                seen[route.Path] = i;
+            }
+
+            if ((route.Proxy is null) == (route.Handler is null))
+            {
+                errors.Add(path, route.Proxy is not null ? "has both proxy and handler; give exactly one" : "has neither proxy nor handler; give exactly one");
+            }
+
+            if (route.Proxy is { } proxy)
+            {
+                ValidateProxy(proxy, $"{path}.proxy", route.Path, errors);
+            }
+
+            if (route.Handler is { } handler)
+            {
+                handlers[i] = ResolveHandler(handler, $"{path}.handler", plugins, errors);
+            }
+        }
+
+        return handlers;
+    }
+
+    private static void ValidatePath(string routePath, string path, ConfigErrors errors)
+    {
+        if (!routePath.StartsWith('/'))
+        {
+            errors.Add(path, $"'{routePath}' must start with '/'");
+            return;
+        }
+
+        try
+        {
+            RoutePatternFactory.Parse(routePath);
+        }
+        catch (RoutePatternException ex)
+        {
+            errors.Add(path, $"'{routePath}' is not a route template: {ex.Message}");
+        }
+    }
+
+    private static void ValidateProxy(ProxyModel proxy, string path, string routePath, ConfigErrors errors)
+    {
+        // Without a route path the target's parameters cannot be checked; the missing path is reported.
+        if (routePath.Length > 0 && !WebSocketProxyTarget.TryParse(proxy.Target, routePath, out _, out var error))
+        {
+            errors.Add($"{path}.target", error);
+        }
+
+        for (var i = 0; i < proxy.ForwardHeaders.Count; i++)
+        {
+            if (!WebSocketProxyHeaders.CanForward(proxy.ForwardHeaders[i]))
+            {
+                errors.Add($"{path}.forwardHeaders[{i}]", $"'{proxy.ForwardHeaders[i]}' belongs to one hop's handshake or is set by the gateway itself; it cannot be forwarded");
+            }
+        }
+    }
+
+    private static HandlerDefinition? ResolveHandler(HandlerModel handler, string path, PluginCatalog plugins, ConfigErrors errors)
+    {
+        var type = handler.Type;
+        if (BuiltInHandlers.All.TryGetValue(type, out var builtIn))
+        {
+            if (builtIn.OptionsType is null)
+            {
+                if (handler.Options is not null)
+                {
+                    errors.Add($"{path}.options", $"the {type} handler takes no options");
+                    return null;
+                }
+
+                return new HandlerDefinition(type, builtIn, null, null);
+            }
+
+            var before = errors.Count;
+            var options = handler.Options is null ? null : new ModelReader(errors).Read(handler.Options, builtIn.OptionsType, $"{path}.options");
+            return errors.Count == before ? new HandlerDefinition(type, builtIn, null, options) : null;
+        }
+
+        if (!PluginCatalog.IsTypeName(type))
+        {
+            errors.Add($"{path}.type", $"unknown handler '{type}' (built-in: {string.Join(", ", BuiltInHandlers.All.Keys)}; or a plugin type 'Namespace.Type, Assembly')");
+            return null;
+        }
+
+        var handlerType = plugins.Find(type, out var error);
+        if (handlerType is null || !typeof(IMessageHandler).IsAssignableFrom(handlerType))
+        {
+            errors.Add($"{path}.type", error ?? $"'{type}' does not implement Sluice.IMessageHandler");
+            return null;
+        }
+
+        var optionsType = PluginCatalog.OptionsTypeOf(handlerType);
+        object? pluginOptions = null;
+        if (optionsType is not null)
+        {
+            pluginOptions = OptionsBinder.Bind(handler.Options ?? new System.Text.Json.Nodes.JsonObject(), optionsType, $"{path}.options", errors);
+        }
+        else if (handler.Options is not null and not System.Text.Json.Nodes.JsonObject { Count: 0 })
+        {
+            errors.Add($"{path}.options", "this handler takes no options");
+        }
+
+        return new HandlerDefinition(type, null, handlerType, pluginOptions);
+    }
+}
