@@ -1,8 +1,8 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
-using Sluice.Tests.Hosting;
+using Sluice.Tests.Infrastructure;
 
-namespace Sluice.Tests.Infrastructure;
+namespace Sluice.Tests.Hosting;
 
 /// <summary>
 /// Drives the connection timers (keep-alive, idle timeout, close timeout) with a <see cref="FakeTimeProvider"/>:
