@@ -18,6 +18,7 @@ internal sealed class ConnectionMonitor : IHostedService, IDisposable
     private readonly WebSocketConnectionRegistry _registry;
     private readonly IHostApplicationLifetime _lifetime;
     private readonly ILogger _logger;
+    private readonly TimeProvider _time;
     private readonly CancellationTokenSource _stopping = new();
     private Task? _loop;
     private CancellationTokenRegistration _stoppingRegistration;
@@ -25,8 +26,10 @@ internal sealed class ConnectionMonitor : IHostedService, IDisposable
     public ConnectionMonitor(
         WebSocketConnectionRegistry registry,
         IHostApplicationLifetime lifetime,
-        ILogger<ConnectionMonitor> logger)
+        ILogger<ConnectionMonitor> logger,
+        TimeProvider time)
     {
+        _time = time;
         _registry = registry;
         _lifetime = lifetime;
         _logger = logger;
@@ -85,12 +88,12 @@ internal sealed class ConnectionMonitor : IHostedService, IDisposable
 
     private async Task TickAsync(CancellationToken cancellationToken)
     {
-        using var timer = new PeriodicTimer(s_period);
+        using var timer = new PeriodicTimer(s_period, _time);
         try
         {
             while (await timer.WaitForNextTickAsync(cancellationToken))
             {
-                var now = Environment.TickCount64;
+                var now = _time.GetTimestamp();
                 foreach (var connection in _registry.Snapshot())
                 {
                     connection.OnTick(now);

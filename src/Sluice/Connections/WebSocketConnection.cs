@@ -20,11 +20,11 @@ namespace Sluice;
 /// HTTP upgrade request and are valid until <see cref="Closed"/> fires.
 /// </remarks>
 [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "A connection disposes its resources itself when it ends; apps never own one.")]
-public abstract class WebSocketConnection
+public abstract partial class WebSocketConnection
 {
     private readonly CancellationTokenSource _closed = new();
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private readonly long _connectedTicks = Environment.TickCount64;
+    private readonly long _connectedTicks;
     private Dictionary<object, object?>? _items;
     private object?[]? _features;
     private HashSet<string>? _topics;
@@ -39,9 +39,13 @@ public abstract class WebSocketConnection
     private long _lastOutboundTicks;
     private ClaimsPrincipal? _user;
 
-    private protected WebSocketConnection(WebSocketRoute route, HttpContext httpContext, string? subject, string? subProtocol)
+    private protected WebSocketConnection(WebSocketRoute route, HttpContext httpContext, UpgradeContext upgrade, string? subProtocol, WebSocketLeg client, WebSocketLeg? backend)
     {
         Route = route;
+        _client = client;
+        _backend = backend;
+        _outboundSink = new LegSink(this, forwardTo: client, replyTo: backend);
+        _inboundSink = backend is null ? null! : new LegSink(this, forwardTo: backend, replyTo: client);
         Id = ConnectionIds.Next();
         RouteValues = httpContext.Request.RouteValues;
         // Read now, while the request is live (its HttpContext is recycled when the connection ends), but without
@@ -51,9 +55,19 @@ public abstract class WebSocketConnection
         RequestHeaders = httpContext.Request.Headers;
         _user = httpContext.Features.Get<IHttpAuthenticationFeature>()?.User;
         RemoteIpAddress = httpContext.Connection.RemoteIpAddress;
-        Subject = subject;
+        Subject = upgrade.Subject;
         SubProtocol = subProtocol;
-        ConnectedAt = DateTimeOffset.UtcNow;
+        UpgradeData = upgrade.Data;
+        if (upgrade.ItemsOrNull is { } items)
+        {
+            foreach (var (key, value) in items)
+            {
+                Items[key] = value;
+            }
+        }
+
+        _connectedTicks = route.Time.GetTimestamp();
+        ConnectedAt = route.Time.GetUtcNow();
     }
 
     /// <summary>Gets an id unique within the process, used by the admin API and in logs.</summary>
@@ -121,19 +135,7 @@ public abstract class WebSocketConnection
     internal long LastMessageTicks => Math.Max(Math.Max(Volatile.Read(ref _lastInboundTicks), Volatile.Read(ref _lastOutboundTicks)), _connectedTicks);
 
     /// <summary>Gets whether the connection has begun closing; messages sent from now on are discarded.</summary>
-    public abstract bool IsClosing { get; }
-
-    /// <summary>
-    /// Sends a message to the client through the endpoint's outbound interceptors. Safe to call from any
-    /// thread: sends are serialized per connection. Completes when the message has been handed to the socket,
-    /// or dropped by an interceptor; a message sent to a closing connection is discarded.
-    /// </summary>
-    /// <remarks>
-    /// The connection's send queue holds <see cref="WebSocketEndpointOptions.SendQueueCapacity"/> messages; when
-    /// it is full, <see cref="WebSocketEndpointOptions.SendQueueFullMode"/> says whether this call waits, drops the
-    /// message or closes the connection with 1008.
-    /// </remarks>
-    public abstract ValueTask SendAsync(WebSocketMessage message, CancellationToken cancellationToken = default);
+    public bool IsClosing => _state != ConnectionState.Open;
 
     /// <summary>
     /// Injects a message into the client leg after the outbound chain: no interceptor sees it. Safe from any thread;
@@ -285,29 +287,7 @@ public abstract class WebSocketConnection
     /// <summary>Completes when the connection has ended and every hook has run.</summary>
     internal Task Completion => _completion.Task;
 
-    /// <summary>Starts closing the connection; safe to call many times and from any thread.</summary>
-    internal abstract void BeginClose(WebSocketCloseStatus status, string? reason, ConnectionCloseInitiator initiator);
-
-    /// <summary>Called once a second by <see cref="ConnectionMonitor"/>: keep-alive and idle timeout.</summary>
-    internal abstract void OnTick(long nowTicks);
-
-    /// <summary>The leg to the client, where topic frames are written.</summary>
-    internal abstract WebSocketLeg ClientLeg { get; }
-
-    /// <summary>Runs the outbound chain for a message the app or a topic sends; the caller flushes.</summary>
-    internal abstract ValueTask SendThroughOutboundAsync(WebSocketMessage message);
-
-    private async ValueTask FlushClientAsync(CancellationToken cancellationToken)
-    {
-        try
-        {
-            await ClientLeg.FlushAsync(cancellationToken);
-        }
-        catch (Exception ex) when (HostedConnection.IsTransportFailure(ex))
-        {
-            // The client is gone; its receive loop ends the connection.
-        }
-    }
+    private ValueTask FlushClientAsync(CancellationToken cancellationToken) => FlushQuietlyAsync(_client, cancellationToken);
 
     internal void DeliverTopic(TopicFrame frame)
     {
@@ -350,21 +330,21 @@ public abstract class WebSocketConnection
     {
         Interlocked.Increment(ref _inboundMessages);
         Interlocked.Add(ref _inboundBytes, bytes);
-        Volatile.Write(ref _lastInboundTicks, Environment.TickCount64);
+        Volatile.Write(ref _lastInboundTicks, Route.Time.GetTimestamp());
     }
 
     internal void CountOutbound(int bytes)
     {
         Interlocked.Increment(ref _outboundMessages);
         Interlocked.Add(ref _outboundBytes, bytes);
-        Volatile.Write(ref _lastOutboundTicks, Environment.TickCount64);
+        Volatile.Write(ref _lastOutboundTicks, Route.Time.GetTimestamp());
     }
 
     /// <summary>The connection's <c>sluice.connection</c> activity, when something listens to Sluice's traces.</summary>
     internal Activity? Activity { get; set; }
 
     /// <summary>Makes the accepted connection known: registry, metrics, log.</summary>
-    private protected void OnAccepted()
+    private void OnAccepted()
     {
         Route.Registry.Add(this);
         Route.RouteMetrics.Add(this);
@@ -376,7 +356,7 @@ public abstract class WebSocketConnection
     /// The end of every connection, once its sockets are closed: forget it, release its place, fire
     /// <see cref="Closed"/>, run the faulted and closed hooks, dispose its features.
     /// </summary>
-    private protected async Task OnEndedAsync(Exception? fault, ConnectionCloseInfo info)
+    private async Task OnEndedAsync(Exception? fault, ConnectionCloseInfo info)
     {
         LeaveAllTopics();
         Route.Registry.Remove(this);
@@ -462,7 +442,7 @@ public abstract class WebSocketConnection
     }
 
     private DateTimeOffset? FromTicks(long ticks) =>
-        ticks == 0 ? null : ConnectedAt + TimeSpan.FromMilliseconds(ticks - _connectedTicks);
+        ticks == 0 ? null : ConnectedAt + Route.Time.GetElapsedTime(_connectedTicks, ticks);
 }
 
 /// <summary>

@@ -57,10 +57,3 @@ public static class SluiceEndpointRouteBuilderExtensions
         return builder;
     }
 }
-
-internal static class EndpointPatterns
-{
-    /// <summary>The endpoint's whole route pattern, group prefixes included: what logs and metrics name.</summary>
-    public static string Of(Microsoft.AspNetCore.Builder.EndpointBuilder endpointBuilder, string pattern) =>
-        (endpointBuilder as RouteEndpointBuilder)?.RoutePattern.RawText is { Length: > 0 } raw ? raw : pattern;
-}

@@ -43,6 +43,7 @@ internal sealed class FrameReader : IDisposable
     private const int MinimumBufferSize = 4096;
 
     private readonly Stream _stream;
+    private readonly TimeProvider _time;
     private readonly bool _expectMasked;
     private readonly long _maxMessageBytes;
 
@@ -68,9 +69,12 @@ internal sealed class FrameReader : IDisposable
     /// <param name="expectMasked">True on a server, which must receive masked frames; false on a client.</param>
     /// <param name="maxMessageBytes">The largest message, in bytes, after reassembly.</param>
     /// <param name="initialData">Bytes already read past the handshake, which belong to the first frames.</param>
-    public FrameReader(Stream stream, bool expectMasked, long maxMessageBytes, ReadOnlySpan<byte> initialData = default)
+    /// <param name="time">The clock of <see cref="LastReceiveTicks"/>; the system's by default.</param>
+    public FrameReader(Stream stream, bool expectMasked, long maxMessageBytes, ReadOnlySpan<byte> initialData = default, TimeProvider? time = null)
     {
         _stream = stream;
+        _time = time ?? TimeProvider.System;
+        LastReceiveTicks = _time.GetTimestamp();
         _expectMasked = expectMasked;
         _maxMessageBytes = maxMessageBytes;
         if (!initialData.IsEmpty)
@@ -81,8 +85,8 @@ internal sealed class FrameReader : IDisposable
         }
     }
 
-    /// <summary>Gets the <see cref="Environment.TickCount64"/> when bytes last arrived.</summary>
-    public long LastReceiveTicks { get; private set; } = Environment.TickCount64;
+    /// <summary>Gets the timestamp (<see cref="TimeProvider.GetTimestamp"/>) when bytes last arrived.</summary>
+    public long LastReceiveTicks { get; private set; }
 
     /// <summary>
     /// Gets whether, after <see cref="TryRead"/> threw, frame boundaries are still known, so that the peer's close
@@ -338,7 +342,7 @@ internal sealed class FrameReader : IDisposable
         }
 
         _end += read;
-        LastReceiveTicks = Environment.TickCount64;
+        LastReceiveTicks = _time.GetTimestamp();
         return true;
     }
 

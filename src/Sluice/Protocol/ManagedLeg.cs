@@ -32,7 +32,8 @@ internal sealed class ManagedLeg : WebSocketLeg
     private byte[]? _receiveBuffer;
     private LegFrame _ready;
     private bool _hasReady;
-    private long _lastReceiveTicks = Environment.TickCount64;
+    private readonly TimeProvider _time;
+    private long _lastReceiveTicks;
 
     private bool _closeQueued;
     private bool _closeWritten;
@@ -48,8 +49,11 @@ internal sealed class ManagedLeg : WebSocketLeg
     /// <param name="maxMessageBytes">The inflated message size limit.</param>
     /// <param name="abort">Tears the transport down.</param>
     /// <param name="transport">Disposed with the leg (a backend socket), or null for Kestrel's stream.</param>
-    public ManagedLeg(Stream stream, WebSocketCreationOptions options, long maxMessageBytes, Action abort, IDisposable? transport)
+    /// <param name="time">The clock of <see cref="LastReceiveTicks"/>, the connection's.</param>
+    public ManagedLeg(Stream stream, WebSocketCreationOptions options, long maxMessageBytes, Action abort, IDisposable? transport, TimeProvider? time = null)
     {
+        _time = time ?? TimeProvider.System;
+        _lastReceiveTicks = _time.GetTimestamp();
         // The runtime's socket disposes its stream when it aborts itself (on data that does not inflate, for one);
         // the stream is not its to dispose, so that the leg can still write the close frame.
         _socket = WebSocket.CreateFromStream(new LeaveOpenStream(stream), options);
@@ -152,7 +156,7 @@ internal sealed class ManagedLeg : WebSocketLeg
 
                     _ready = LegFrame.Message(type, payload);
                     _hasReady = true;
-                    Volatile.Write(ref _lastReceiveTicks, Environment.TickCount64);
+                    Volatile.Write(ref _lastReceiveTicks, _time.GetTimestamp());
                     return true;
                 }
             }
@@ -354,7 +358,7 @@ internal sealed class ManagedLeg : WebSocketLeg
             _socket.CloseStatus is WebSocketCloseStatus.Empty ? null : _socket.CloseStatus,
             string.IsNullOrEmpty(_socket.CloseStatusDescription) ? null : _socket.CloseStatusDescription);
         _hasReady = true;
-        Volatile.Write(ref _lastReceiveTicks, Environment.TickCount64);
+        Volatile.Write(ref _lastReceiveTicks, _time.GetTimestamp());
     }
 
     private void ReturnReceiveBuffer()

@@ -68,7 +68,7 @@ internal abstract class WebSocketLeg : IDisposable
 
     public abstract bool CloseSent { get; }
 
-    /// <summary>Gets the <see cref="Environment.TickCount64"/> when the peer last sent anything.</summary>
+    /// <summary>Gets the timestamp of the leg's <see cref="TimeProvider"/> when the peer last sent anything.</summary>
     public abstract long LastReceiveTicks { get; }
 
     /// <summary>Whether the leg answers keep-alive itself (System.Net.WebSockets) rather than through <see cref="SendPing"/>.</summary>
@@ -104,10 +104,11 @@ internal sealed class FramedLeg : WebSocketLeg
     /// <param name="abort">Tears the transport down.</param>
     /// <param name="ownsStream">Whether disposing the leg disposes the stream (a backend socket) or not (Kestrel's).</param>
     /// <param name="initialData">Bytes read past the handshake.</param>
-    public FramedLeg(Stream stream, bool isServer, long maxMessageBytes, Action abort, bool ownsStream, ReadOnlySpan<byte> initialData = default)
+    /// <param name="time">The clock of <see cref="LastReceiveTicks"/>, the connection's.</param>
+    public FramedLeg(Stream stream, bool isServer, long maxMessageBytes, Action abort, bool ownsStream, ReadOnlySpan<byte> initialData = default, TimeProvider? time = null)
     {
         _stream = stream;
-        _reader = new FrameReader(stream, expectMasked: isServer, maxMessageBytes, initialData);
+        _reader = new FrameReader(stream, expectMasked: isServer, maxMessageBytes, initialData, time);
         _writer = new FrameWriter(stream, mask: !isServer);
         _abort = abort;
         _ownsStream = ownsStream;

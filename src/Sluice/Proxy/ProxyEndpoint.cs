@@ -12,7 +12,7 @@ namespace Sluice.Proxy;
 /// The request handler of a proxied endpoint: upgrade steps, then the backend handshake, and only once the
 /// backend has accepted, the client's; then the connection runs.
 /// </summary>
-internal sealed class ProxyEndpoint
+internal sealed class ProxyEndpoint : RouteEndpoint
 {
     public const string SubjectHeader = WebSocketProxyHeaders.Subject;
 
@@ -20,17 +20,14 @@ internal sealed class ProxyEndpoint
 
     public static string WithoutQuery(Uri backendUri) => WebSocketProxyUrls.WithoutQuery(backendUri);
 
-    private string _pattern;
     private readonly WebSocketProxyBuilder _builder;
     private readonly WebSocketProxyTarget? _target;
     private readonly Func<HttpContext, ValueTask<Uri>>? _targetSelector;
-    private readonly Lock _buildLock = new();
-    private WebSocketRoute? _route;
     private ProxyMetrics? _metrics;
 
     public ProxyEndpoint(string pattern, WebSocketProxyBuilder builder, string? target, Func<HttpContext, ValueTask<Uri>>? targetSelector)
+        : base(pattern, builder, "Sluice.Proxy")
     {
-        _pattern = pattern;
         _builder = builder;
         _targetSelector = targetSelector;
         if (target is not null)
@@ -48,41 +45,10 @@ internal sealed class ProxyEndpoint
         }
     }
 
-    public void Build(IServiceProvider services, IList<object> metadata, string? fullPattern = null)
+    protected override void OnBuilding(IServiceProvider services) => _metrics = services.GetRequiredService<ProxyMetrics>();
+
+    protected override async Task RunUpgradedAsync(HttpContext httpContext, WebSocketRoute route, UpgradeContext upgrade, Activity? activity)
     {
-        lock (_buildLock)
-        {
-            if (_route is not null)
-            {
-                return;
-            }
-
-            _pattern = fullPattern ?? _pattern;
-            var options = EndpointServices.GetSluiceOptions(services);
-            var builders = WebSocketGroupMetadata.BuildersOf(metadata);
-            builders.Add(_builder);
-            var composed = ComposedConfiguration.Compose(builders, options, services, _pattern);
-            _route = new WebSocketRoute(_pattern, composed.Options, composed, services, "Sluice.Proxy");
-            _metrics = services.GetRequiredService<ProxyMetrics>();
-        }
-    }
-
-    public async Task HandleAsync(HttpContext httpContext)
-    {
-        if (_route is null)
-        {
-            Build(httpContext.RequestServices, httpContext.GetEndpoint()?.Metadata.ToList() ?? []);
-        }
-
-        var route = _route!;
-        var upgrade = await route.BeginUpgradeAsync(httpContext);
-        if (upgrade is null)
-        {
-            return;
-        }
-
-        // As long as the connection; the proxy's backend handshake carries its trace context.
-        using var activity = SluiceTracing.StartConnection(httpContext, route.Pattern);
         BackendConnection? backend = null;
         try
         {
@@ -112,11 +78,11 @@ internal sealed class ProxyEndpoint
                         SslOptions = _builder.BackendTls,
                     },
                     httpContext.RequestAborted);
-                _metrics!.RecordConnected(_pattern, Stopwatch.GetElapsedTime(started));
+                _metrics!.RecordConnected(Pattern, Stopwatch.GetElapsedTime(started));
             }
             catch (BackendConnectException ex)
             {
-                _metrics!.RecordFailure(_pattern, ex.Kind);
+                _metrics!.RecordFailure(Pattern, ex.Kind);
                 route.Registry.ReleaseReservation();
                 // The client learns what kind of failure it was, not the backend's host names or TLS details.
                 await route.RejectAsync(
@@ -128,12 +94,8 @@ internal sealed class ProxyEndpoint
                 return;
             }
 
-            var deflate = route.Options.EnableCompression
-                ? DeflateNegotiation.AcceptOffer(httpContext.Request.Headers.SecWebSocketExtensions)
-                : null;
-            var stream = await ServerHandshake.AcceptAsync(httpContext, backend.SubProtocol, deflate);
-            var client = ClientLegs.Create(httpContext, stream, route.Options, deflate, backend.SubProtocol);
-            var backendLeg = CreateBackendLeg(backend, route.Options);
+            var client = await AcceptClientAsync(httpContext, route, backend.SubProtocol);
+            var backendLeg = CreateBackendLeg(backend, route.Options, route.Time);
             var connection = new ProxyConnection(route, httpContext, client, backendLeg, backendUri, upgrade, backend.SubProtocol);
             backend = null;
             SluiceTracing.Accepted(activity, connection);
@@ -147,12 +109,12 @@ internal sealed class ProxyEndpoint
         }
     }
 
-    private static WebSocketLeg CreateBackendLeg(BackendConnection backend, WebSocketEndpointOptions options)
+    private static WebSocketLeg CreateBackendLeg(BackendConnection backend, WebSocketEndpointOptions options, TimeProvider time)
     {
         var socket = backend.Socket;
         if (backend.Deflate is null)
         {
-            return new FramedLeg(backend.Stream, isServer: false, options.MaxMessageBytes, socket.Dispose, ownsStream: true, backend.Leftover);
+            return new FramedLeg(backend.Stream, isServer: false, options.MaxMessageBytes, socket.Dispose, ownsStream: true, backend.Leftover, time);
         }
 
         Stream stream = backend.Leftover.Length == 0 ? backend.Stream : new PrefixedStream(backend.Leftover, backend.Stream);
@@ -164,7 +126,7 @@ internal sealed class ProxyEndpoint
             KeepAliveTimeout = options.EffectiveKeepAliveTimeout,
             DangerousDeflateOptions = backend.Deflate,
         };
-        return new ManagedLeg(stream, creation, options.MaxMessageBytes, socket.Dispose, stream);
+        return new ManagedLeg(stream, creation, options.MaxMessageBytes, socket.Dispose, stream, time);
     }
 
     private List<KeyValuePair<string, string>> BuildHeaders(HttpContext httpContext, string? subject)

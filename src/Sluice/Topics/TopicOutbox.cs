@@ -104,7 +104,7 @@ internal sealed class TopicOutbox(WebSocketConnection connection, TopicBus bus)
                 }
             }
         }
-        catch (Exception ex) when (HostedConnection.IsTransportFailure(ex) || ex is OperationCanceledException)
+        catch (Exception ex) when (WebSocketConnection.IsTransportFailure(ex) || ex is OperationCanceledException)
         {
             // The subscriber is gone; its receive loop ends the connection, which clears this queue.
             Clear();

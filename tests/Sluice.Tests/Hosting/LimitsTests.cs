@@ -1,6 +1,7 @@
 using System.Net;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
 using Sluice.Tests.Infrastructure;
 
 namespace Sluice.Tests.Hosting;
@@ -8,7 +9,7 @@ namespace Sluice.Tests.Hosting;
 /// <summary>Message size, idle timeout, keep-alive, connection cap and non-WebSocket requests.</summary>
 public class LimitsTests
 {
-    private static Task<TestServer> StartEchoAsync(Action<WebSocketEndpointOptions>? options = null, Action<SluiceOptions>? sluice = null) =>
+    private static Task<TestServer> StartEchoAsync(Action<WebSocketEndpointOptions>? options = null, Action<SluiceOptions>? sluice = null, TimeProvider? time = null) =>
         TestServer.StartAsync(
             app => app.MapWebSocket("/echo", ws =>
             {
@@ -19,7 +20,14 @@ public class LimitsTests
 
                 ws.OnMessage((m, c) => WebSocketMessage.FromText(m.Length.ToString(System.Globalization.CultureInfo.InvariantCulture)));
             }),
-            services => services.Configure<SluiceOptions>(o => sluice?.Invoke(o)));
+            services =>
+            {
+                services.Configure<SluiceOptions>(o => sluice?.Invoke(o));
+                if (time is not null)
+                {
+                    services.AddSingleton(time);
+                }
+            });
 
     [Fact]
     public async Task MessageOfExactlyTheLimit_Passes_OneByteMoreClosesWith1009()
@@ -58,12 +66,17 @@ public class LimitsTests
         Assert.Equal((ushort)1009, (await ws.ReadCloseAsync()).Code);
     }
 
+    // The timer tests run on a fake clock (the server's TimeProvider): an hour of idle time or minutes of
+    // keep-alive pass in milliseconds, and no real clock could close these connections within the tests' bounds.
     [Fact]
     public async Task IdleConnection_IsClosedWith1001()
     {
-        await using var server = await StartEchoAsync(o => o.IdleTimeout = TimeSpan.FromSeconds(1));
+        var time = new FakeTimeProvider();
+        await using var server = await StartEchoAsync(o => o.IdleTimeout = TimeSpan.FromHours(1), time: time);
         using var ws = await RawWebSocket.ConnectAsync(server.WebSocketUri("/echo"));
+        await FakeClock.WaitForConnectionsAsync(server);
 
+        time.Advance(TimeSpan.FromHours(1) + TimeSpan.FromSeconds(1));
         var (code, reason) = await ws.ReadCloseAsync(TimeSpan.FromSeconds(10));
 
         Assert.Equal(((ushort?)1001, "idle timeout"), (code, reason));
@@ -72,12 +85,17 @@ public class LimitsTests
     [Fact]
     public async Task KeepAlive_PingsASilentClient_AndDropsOneThatNeverAnswers()
     {
-        await using var server = await StartEchoAsync(o => o.KeepAliveInterval = TimeSpan.FromSeconds(1));
+        var time = new FakeTimeProvider();
+        await using var server = await StartEchoAsync(o => o.KeepAliveInterval = TimeSpan.FromMinutes(1), time: time);
         using var ws = await RawWebSocket.ConnectAsync(server.WebSocketUri("/echo"));
+        await FakeClock.WaitForConnectionsAsync(server);
 
-        // The raw client never answers pings: after two intervals of silence the server gives up on it.
+        // One interval of silence: a ping. The raw client never answers it: past two intervals the server gives up.
+        time.Advance(TimeSpan.FromMinutes(1));
         var ping = await ws.ReadFrameAsync(TimeSpan.FromSeconds(5));
         Assert.Equal(0x9, ping!.Opcode);
+        time.Advance(TimeSpan.FromMinutes(2));
+
         Assert.True(await ws.WaitForTcpCloseAsync(TimeSpan.FromSeconds(10)), "a silent client must be dropped");
         await server.Logs.WaitForAsync(e => e.EventId.Id == 105);
     }
@@ -85,14 +103,19 @@ public class LimitsTests
     [Fact]
     public async Task KeepAlive_KeepsAClientThatAnswersPings()
     {
-        // Two-second pings: with one-second ones, the monitor's one-second tick leaves a busy test machine less than a
-        // second to deliver the pong.
-        await using var server = await StartEchoAsync(o => o.KeepAliveInterval = TimeSpan.FromSeconds(2));
+        var time = new FakeTimeProvider();
+        var interval = TimeSpan.FromMinutes(1);
+        await using var server = await StartEchoAsync(o => o.KeepAliveInterval = interval, time: time);
         using var client = await WebSocketClient.ConnectAsync(server.WebSocketUri("/echo"));
+        await FakeClock.WaitForConnectionsAsync(server);
 
-        // ClientWebSocket answers pings only while a receive is pending, as browsers always have one.
-        var reply = client.ReceiveTextAsync(TimeSpan.FromSeconds(20));
-        await Task.Delay(TimeSpan.FromSeconds(7));
+        // ClientWebSocket answers pings only while a receive is pending, as browsers always have one. Five minutes of
+        // silence from the app, well past the two-interval timeout: the pongs alone keep the connection.
+        var reply = client.ReceiveTextAsync(TimeSpan.FromSeconds(30));
+        for (var i = 0; i < 10; i++)
+        {
+            await time.AdvanceAndAwaitPongsAsync(server, TimeSpan.FromSeconds(30), interval);
+        }
 
         await client.SendTextAsync("still alive");
         Assert.Equal("11", await reply);

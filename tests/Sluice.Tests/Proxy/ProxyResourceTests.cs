@@ -5,6 +5,7 @@ using System.Text;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
 using Sluice.Protocol;
 using Sluice.Tests.Hosting;
 using Sluice.Tests.Infrastructure;
@@ -124,11 +125,27 @@ public class ProxyResourceTests
     public async Task HalfOpenBackend_IsFoundByKeepAlive_AndTheClientGets1014()
     {
         using var silent = new SilentBackend();
-        // Two-second pings: the client, which does answer, must not look silent on a busy test machine.
-        await using var proxy = await TestServer.StartAsync(app => app.MapWebSocketProxy("/p", $"ws://127.0.0.1:{silent.Port}/", p => p.ConfigureOptions(o => o.KeepAliveInterval = TimeSpan.FromSeconds(2))));
+        FakeTimeProvider time = null!;
+        var interval = TimeSpan.FromMinutes(1);
+        await using var proxy = await TestServer.StartAsync(
+            app => app.MapWebSocketProxy("/p", $"ws://127.0.0.1:{silent.Port}/", p => p.ConfigureOptions(o =>
+            {
+                o.KeepAliveInterval = interval;
+                // Longer than the steps below: the close timer must not cut the 1014 close short.
+                o.CloseTimeout = TimeSpan.FromHours(1);
+            })),
+            services => time = FakeClock.Register(services));
         using var client = await WebSocketClient.ConnectAsync(proxy.WebSocketUri("/p"));
+        await FakeClock.WaitForConnectionsAsync(proxy);
 
-        var (status, reason) = await client.ReceiveCloseAsync(TimeSpan.FromSeconds(15));
+        // On the fake clock, step by half an interval; the client (which answers) gets time to answer each ping.
+        var closing = client.ReceiveCloseAsync(TimeSpan.FromSeconds(30));
+        for (var i = 0; i < 10 && !closing.IsCompleted; i++)
+        {
+            await time.AdvanceAndAwaitPongsAsync(proxy, interval / 2, interval);
+        }
+
+        var (status, reason) = await closing;
 
         Assert.Equal(((WebSocketCloseStatus)1014, "backend connection lost"), (status, reason));
         Assert.Contains("backend", (await proxy.Logs.WaitForAsync(e => e.EventId.Id == 105)).Message, StringComparison.Ordinal);
@@ -138,8 +155,17 @@ public class ProxyResourceTests
     public async Task SilentClient_IsFoundByKeepAlive_AndTheBackendGets1001()
     {
         await using var backend = await RecordingBackend.StartAsync();
-        await using var proxy = await TestServer.StartAsync(app => app.MapWebSocketProxy("/p", $"ws://{backend.Authority}/echo/x", p => p.ConfigureOptions(o => o.KeepAliveInterval = TimeSpan.FromSeconds(2))));
+        FakeTimeProvider time = null!;
+        await using var proxy = await TestServer.StartAsync(
+            app => app.MapWebSocketProxy("/p", $"ws://{backend.Authority}/echo/x", p => p.ConfigureOptions(o => o.KeepAliveInterval = TimeSpan.FromMinutes(1))),
+            services => time = FakeClock.Register(services));
         using var raw = await RawWebSocket.ConnectAsync(proxy.WebSocketUri("/p"));
+        await FakeClock.WaitForConnectionsAsync(proxy);
+
+        // A ping after one interval, which the raw client never answers; past two intervals it is dropped.
+        time.Advance(TimeSpan.FromMinutes(1));
+        Assert.Equal(0x9, (await raw.ReadFrameAsync(TimeSpan.FromSeconds(5)))!.Opcode);
+        time.Advance(TimeSpan.FromMinutes(2));
 
         Assert.True(await raw.WaitForTcpCloseAsync(TimeSpan.FromSeconds(15)));
         await HostModeTests.WaitUntilAsync(() => !backend.Closes.IsEmpty);

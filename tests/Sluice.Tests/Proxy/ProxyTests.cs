@@ -4,6 +4,7 @@ using System.Net.WebSockets;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
 using Sluice.Tests.Hosting;
 using Sluice.Tests.Infrastructure;
 
@@ -314,10 +315,16 @@ public class ProxyTests
     public async Task IdleTimeout_ClosesBothLegsWith1001()
     {
         await using var backend = await RecordingBackend.StartAsync();
-        await using var proxy = await StartProxyAsync($"ws://{backend.Authority}/echo/x", p => p.ConfigureOptions(o => o.IdleTimeout = TimeSpan.FromSeconds(1)));
+        FakeTimeProvider time = null!;
+        await using var proxy = await StartProxyAsync($"ws://{backend.Authority}/echo/x", p => p.ConfigureOptions(o => o.IdleTimeout = TimeSpan.FromHours(1)), services: s => time = FakeClock.Register(s));
         using var client = await WebSocketClient.ConnectAsync(proxy.WebSocketUri("/p/x"));
+        await FakeClock.WaitForConnectionsAsync(proxy);
 
-        Assert.Equal((WebSocketCloseStatus.EndpointUnavailable, "idle timeout"), await client.ReceiveCloseAsync());
+        // An hour on the fake clock: no real clock could close it within the test's bounds.
+        var closing = client.ReceiveCloseAsync();
+        time.Advance(TimeSpan.FromHours(1) + TimeSpan.FromSeconds(1));
+
+        Assert.Equal((WebSocketCloseStatus.EndpointUnavailable, "idle timeout"), await closing);
         await HostModeTests.WaitUntilAsync(() => !backend.Closes.IsEmpty);
         Assert.Equal(WebSocketCloseStatus.EndpointUnavailable, Assert.Single(backend.Closes).Status);
     }

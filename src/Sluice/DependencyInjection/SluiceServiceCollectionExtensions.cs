@@ -31,6 +31,8 @@ public static class SluiceServiceCollectionExtensions
         }
 
         services.AddMetrics();
+        // The clock of the connection timers (keep-alive, idle and close timeouts); an app or a test may register its own.
+        services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<SluiceMetrics>();
         services.TryAddSingleton<Sluice.Proxy.ProxyMetrics>();
         services.TryAddSingleton(static sp =>

@@ -33,7 +33,11 @@ internal sealed class WebSocketRoute
         RouteMetrics = Metrics.ForRoute(pattern);
         Logger = services.GetRequiredService<ILoggerFactory>().CreateLogger(loggerCategory);
         RejectionLog = services.GetRequiredService<RejectionLogThrottle>();
+        Time = services.GetService<TimeProvider>() ?? TimeProvider.System;
     }
+
+    /// <summary>The clock of the connection timers: keep-alive, idle timeout, close timeout.</summary>
+    public TimeProvider Time { get; }
 
     public string Pattern { get; }
 

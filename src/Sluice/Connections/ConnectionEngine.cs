@@ -1,0 +1,696 @@
+using System.Diagnostics;
+using System.Net.WebSockets;
+using Microsoft.AspNetCore.Connections;
+using Sluice.Diagnostics;
+using Sluice.Protocol;
+
+namespace Sluice;
+
+/// <summary>
+/// Where a connection is in its life. The close handshake follows RFC 6455 as System.Net.WebSockets'
+/// ManagedWebSocket tracks it: <see cref="Open"/> → <see cref="CloseSent"/> or <see cref="CloseReceived"/> →
+/// <see cref="Closed"/> or <see cref="Aborted"/>; a peer that vanishes without a close frame goes from
+/// <see cref="Open"/> straight to <see cref="Closed"/>. Nothing goes back.
+/// </summary>
+internal enum ConnectionState
+{
+    /// <summary>Messages flow.</summary>
+    Open,
+
+    /// <summary>
+    /// Sluice started the close (the app, a policy, a limit, the idle timeout, shutdown, a protocol violation, a
+    /// lost leg): close frames are queued on every leg still there; data that still arrives is discarded.
+    /// </summary>
+    CloseSent,
+
+    /// <summary>A peer's close frame came first: it is answered on its leg and relayed to the other one.</summary>
+    CloseReceived,
+
+    /// <summary>Every pump has ended and the legs are disposed.</summary>
+    Closed,
+
+    /// <summary>The close handshake did not complete within the close timeout: the legs were torn down.</summary>
+    Aborted,
+}
+
+/// <summary>
+/// The connection engine, shared by both modes: the state and close handshake, the keep-alive and idle tick,
+/// the receive → chain → sink pump, the outbound gate, and the end. Host mode runs one pump (client leg into
+/// the inbound chain, whose sink is the handler); proxy mode runs two, each into the other leg.
+/// </summary>
+public abstract partial class WebSocketConnection
+{
+    private readonly WebSocketLeg _client;
+    private readonly WebSocketLeg? _backend;
+    private readonly LegSink _outboundSink;
+    private readonly CancellationTokenSource _abort = new();
+    private readonly Lock _stateLock = new();
+
+    // Serialises every run of the outbound chain of this connection: app sends, topic deliveries, handler
+    // replies (host mode) and messages from the backend (proxy mode). Outbound interceptors therefore never run
+    // concurrently for one connection, in either mode.
+    private readonly SemaphoreSlim _sendGate = new(1, 1);
+
+    private MessageSink _inboundSink;
+    private volatile ConnectionState _state;
+    private WebSocketCloseStatus? _closeStatus;
+    private string? _closeReason;
+    private ConnectionCloseInitiator _initiator;
+    private ITimer? _closeTimer;
+    private SemaphoreSlim? _sendSlots;
+    private MessageContext? _outbound;
+    private long _lastClientPingTicks;
+    private long _lastBackendPingTicks;
+
+    /// <summary>The leg to the client, where topic frames are written.</summary>
+    internal WebSocketLeg ClientLeg => _client;
+
+    /// <summary>The backend's leg in proxy mode; null in host mode.</summary>
+    private protected WebSocketLeg? BackendLeg => _backend;
+
+    /// <summary>Where the inbound chain ends: the handler (host mode) or the backend's leg (proxy mode).</summary>
+    private protected MessageSink InboundSink
+    {
+        get => _inboundSink;
+        init => _inboundSink = value;
+    }
+
+    internal ConnectionState State => _state;
+
+    /// <summary>Runs the connection until every pump has ended, then ends it.</summary>
+    internal async Task RunAsync()
+    {
+        OnAccepted();
+        Exception? fault = null;
+        try
+        {
+            await Route.RunConnectedHooksAsync(this);
+
+            // Reads wait with no token (an idle connection then holds no callback per pending read); a close that
+            // times out aborts every leg once, which ends the reads.
+            using var abortLegs = _abort.Token.UnsafeRegister(static state => ((WebSocketConnection)state!).AbortLegs(), this);
+            if (_backend is null)
+            {
+                fault = await PumpAsync(_client, target: null, fromClient: true);
+            }
+            else
+            {
+                var faults = await Task.WhenAll(
+                    PumpAsync(_client, _backend, fromClient: true),
+                    PumpAsync(_backend, _client, fromClient: false));
+                fault = faults[0] ?? faults[1];
+            }
+        }
+        catch (Exception ex)
+        {
+            fault = ex;
+        }
+        finally
+        {
+            await FinishAsync(fault);
+        }
+    }
+
+    /// <summary>
+    /// Sends a message to the client through the endpoint's outbound interceptors. Safe to call from any
+    /// thread: the outbound chain runs for one message at a time per connection, whoever sends it (the app, a
+    /// topic, a handler's reply, or in proxy mode the backend). Completes when the message has been handed to
+    /// the socket, or dropped by an interceptor; a message sent to a closing connection is discarded.
+    /// </summary>
+    /// <remarks>
+    /// The connection's send queue holds <see cref="WebSocketEndpointOptions.SendQueueCapacity"/> messages; when
+    /// it is full, <see cref="WebSocketEndpointOptions.SendQueueFullMode"/> says whether this call waits, drops the
+    /// message or closes the connection with 1008.
+    /// </remarks>
+    public ValueTask SendAsync(WebSocketMessage message, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        if (IsClosing)
+        {
+            return default;
+        }
+
+        // An outbound interceptor of this connection sending another message: it already holds the gate.
+        if (MessageContextScope.Current is { Direction: MessageDirection.Outbound } current && ReferenceEquals(current.Connection, this))
+        {
+            return RunNestedOutboundAsync(message, current);
+        }
+
+        var slots = _sendSlots ?? InitializeSlots();
+        if (!slots.Wait(0, CancellationToken.None))
+        {
+            switch (Route.Options.SendQueueFullMode)
+            {
+                case SendQueueFullMode.DropNewest:
+                    SluiceLog.SendQueueFull(Route.Logger, Id, Route.Pattern, Route.Options.SendQueueCapacity, "dropping the message");
+                    Route.Metrics.SendQueueDropped.Add(1, new KeyValuePair<string, object?>("route", Route.Pattern));
+                    return default;
+                case SendQueueFullMode.Close:
+                    SluiceLog.SendQueueFull(Route.Logger, Id, Route.Pattern, Route.Options.SendQueueCapacity, "closing with 1008");
+                    BeginClose(WebSocketCloseStatus.PolicyViolation, "send queue full", ConnectionCloseInitiator.Server);
+                    return default;
+            }
+
+            return SendQueuedAsync(message, slots, waitForSlot: true, cancellationToken);
+        }
+
+        return SendQueuedAsync(message, slots, waitForSlot: false, cancellationToken);
+    }
+
+    /// <summary>Runs the outbound chain for a message a topic delivers; the caller flushes.</summary>
+    internal ValueTask SendThroughOutboundAsync(WebSocketMessage message) => RunOutboundAsync(message, cause: null, CancellationToken.None);
+
+    /// <summary>
+    /// Runs the outbound chain under the connection's outbound gate. <paramref name="cause"/> is the inbound
+    /// message whose handler produced <paramref name="message"/> (host mode), run on the inbound pump's flow.
+    /// </summary>
+    private protected async ValueTask RunOutboundAsync(WebSocketMessage message, MessageContext? cause, CancellationToken cancellationToken)
+    {
+        await _sendGate.WaitAsync(cancellationToken);
+        var holder = cause is null ? null : MessageContextScope.CurrentHolder;
+        try
+        {
+            var context = _outbound ??= new MessageContext(this, MessageDirection.Outbound, _outboundSink);
+            context.Reset(message, Stopwatch.GetTimestamp(), cause);
+            if (cause is null)
+            {
+                MessageContextScope.EnterTransient(context);
+            }
+            else if (holder is not null)
+            {
+                holder.Context = context;
+            }
+
+            await Route.RunChainAsync(Route.Pipeline.Outbound, context);
+            context.Clear();
+        }
+        finally
+        {
+            if (cause is null)
+            {
+                MessageContextScope.Exit();
+            }
+            else if (holder is not null)
+            {
+                holder.Context = cause;
+            }
+
+            _sendGate.Release();
+        }
+    }
+
+    /// <summary>Starts closing the connection; safe to call many times and from any thread.</summary>
+    internal void BeginClose(WebSocketCloseStatus status, string? reason, ConnectionCloseInitiator initiator)
+    {
+        if (!TryStartClosing(ConnectionState.CloseSent, status, reason, initiator))
+        {
+            return;
+        }
+
+        SendCloseInBackground(_client, status, reason);
+        if (_backend is not null)
+        {
+            SendCloseInBackground(_backend, status, reason);
+        }
+
+        ArmCloseTimeout();
+    }
+
+    /// <summary>Called once a second by <see cref="ConnectionMonitor"/>: keep-alive and idle timeout.</summary>
+    internal void OnTick(long now)
+    {
+        if (IsClosing)
+        {
+            return;
+        }
+
+        var options = Route.Options;
+        if (options.IdleTimeout != Timeout.InfiniteTimeSpan && Route.Time.GetElapsedTime(LastMessageTicks, now) > options.IdleTimeout)
+        {
+            SluiceLog.IdleTimeout(Route.Logger, Id, Route.Pattern, options.IdleTimeout);
+            BeginClose(WebSocketCloseStatus.EndpointUnavailable, "idle timeout", ConnectionCloseInitiator.Server);
+            return;
+        }
+
+        if (options.KeepAliveInterval > TimeSpan.Zero)
+        {
+            KeepAlive(_client, fromClient: true, now, ref _lastClientPingTicks);
+            if (_backend is not null)
+            {
+                KeepAlive(_backend, fromClient: false, now, ref _lastBackendPingTicks);
+            }
+        }
+    }
+
+    internal static bool IsTransportFailure(Exception exception) =>
+        exception is IOException or ConnectionResetException or ConnectionAbortedException or ObjectDisposedException or WebSocketException
+            or System.Net.Sockets.SocketException;
+
+    /// <summary>Queues a message on a leg; a message to the client counts as sent to it.</summary>
+    private protected void Write(WebSocketLeg leg, WebSocketMessage message)
+    {
+        if (leg.Send(message.Type, message.Payload.Span) && ReferenceEquals(leg, _client))
+        {
+            CountOutbound(message.Length);
+        }
+    }
+
+    private protected static async ValueTask FlushQuietlyAsync(WebSocketLeg leg, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await leg.FlushAsync(cancellationToken);
+        }
+        catch (Exception ex) when (IsTransportFailure(ex))
+        {
+            // The leg's pump sees the failure and ends the connection; a sender has nothing to add.
+        }
+    }
+
+    private void KeepAlive(WebSocketLeg leg, bool fromClient, long now, ref long lastPingTicks)
+    {
+        if (leg.HandlesKeepAlive || IsClosing)
+        {
+            return;
+        }
+
+        var options = Route.Options;
+        var silent = Route.Time.GetElapsedTime(leg.LastReceiveTicks, now);
+        if (silent > options.EffectiveKeepAliveTimeout)
+        {
+            // A peer that answers nothing, not even pings, is gone: a half-open TCP connection.
+            SluiceLog.KeepAliveTimeout(Route.Logger, Id, Route.Pattern, fromClient ? "client" : "backend");
+            OnLegLost(fromClient);
+            leg.Abort();
+            return;
+        }
+
+        if (silent >= options.KeepAliveInterval && (lastPingTicks == 0 || Route.Time.GetElapsedTime(lastPingTicks, now) >= options.KeepAliveInterval))
+        {
+            lastPingTicks = now;
+            if (leg.SendPing())
+            {
+                _ = FlushQuietlyAsync(leg, CancellationToken.None).AsTask();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Receives from <paramref name="source"/>, runs each message through its direction's chain into its sink
+    /// and flushes at the end of each batch; <paramref name="target"/> is the leg the sink writes to, when it is
+    /// not the source (proxy mode).
+    /// </summary>
+    private async Task<Exception?> PumpAsync(WebSocketLeg source, WebSocketLeg? target, bool fromClient)
+    {
+        // Made on the first message: a connection that stays idle (most of a large fleet) never holds one.
+        MessageContext? context = null;
+        // Also on the first message: setting the async-local holder copies this flow's ExecutionContext.
+        MessageContextScope.Holder? holder = null;
+        var aborted = _abort.Token;
+        ReceiveLoops.Started();
+        try
+        {
+            while (true)
+            {
+                while (source.TryReceive(out var frame))
+                {
+                    if (frame.IsClose)
+                    {
+                        OnCloseReceived(source, frame);
+                        await source.FlushAsync(aborted);
+                        return null;
+                    }
+
+                    if (IsClosing)
+                    {
+                        // The close handshake has begun: RFC 6455 lets us discard data until the peer's close.
+                        continue;
+                    }
+
+                    holder ??= MessageContextScope.Enter();
+                    var message = WebSocketMessage.Borrow(frame.Type, frame.Payload);
+                    if (fromClient)
+                    {
+                        CountInbound(frame.Payload.Length);
+                        context ??= new MessageContext(this, MessageDirection.Inbound, _inboundSink);
+                        context.Reset(message, Stopwatch.GetTimestamp());
+                        holder.Context = context;
+                        var pending = Route.RunChainAsync(Route.Pipeline.Inbound, context);
+                        if (!pending.IsCompletedSuccessfully)
+                        {
+                            await pending;
+                        }
+
+                        holder.Context = null;
+                        context.Clear();
+                    }
+                    else
+                    {
+                        // From the backend: the outbound chain, under the same gate as the app's sends.
+                        if (!_sendGate.Wait(0, CancellationToken.None))
+                        {
+                            await _sendGate.WaitAsync(CancellationToken.None);
+                        }
+
+                        try
+                        {
+                            var outbound = _outbound ??= new MessageContext(this, MessageDirection.Outbound, _outboundSink);
+                            outbound.Reset(message, Stopwatch.GetTimestamp());
+                            holder.Context = outbound;
+                            var pending = Route.RunChainAsync(Route.Pipeline.Outbound, outbound);
+                            if (!pending.IsCompletedSuccessfully)
+                            {
+                                await pending;
+                            }
+
+                            holder.Context = null;
+                            outbound.Clear();
+                        }
+                        finally
+                        {
+                            _sendGate.Release();
+                        }
+                    }
+                }
+
+                // End of a batch: one write to the other side, and one to this side for pongs and replies.
+                if (target is not null && target.HasPendingWrites)
+                {
+                    await FlushTargetAsync(target, aborted);
+                }
+
+                if (source.HasPendingWrites)
+                {
+                    await source.FlushAsync(aborted);
+                }
+
+                if (!await source.ReceiveAsync(CancellationToken.None))
+                {
+                    OnLegLost(fromClient);
+                    return null;
+                }
+            }
+        }
+        catch (WebSocketProtocolException ex)
+        {
+            SluiceLog.ProtocolViolation(Route.Logger, Id, Route.Pattern, fromClient ? "client" : "backend", ex.CloseStatus, ex.Message);
+            BeginClose(ex.CloseStatus, ex.Message, ConnectionCloseInitiator.Server);
+            try
+            {
+                // Stops at the peer's close frame when the frame boundaries are intact, so the connection ends at once.
+                await source.FlushAsync(aborted);
+                await source.DrainAsync(aborted);
+            }
+            catch (Exception drain) when (drain is OperationCanceledException || IsTransportFailure(drain))
+            {
+            }
+
+            return ex;
+        }
+        catch (OperationCanceledException) when (aborted.IsCancellationRequested)
+        {
+            source.Abort();
+            return null;
+        }
+        catch (Exception ex) when (aborted.IsCancellationRequested && IsTransportFailure(ex))
+        {
+            // The close timed out and every leg was aborted: not a lost leg.
+            return null;
+        }
+        catch (Exception ex) when (IsTransportFailure(ex))
+        {
+            OnLegLost(fromClient);
+            return null;
+        }
+        finally
+        {
+            if (holder is not null)
+            {
+                holder.Context = null;
+            }
+
+            ReceiveLoops.Stopped();
+        }
+    }
+
+    private async ValueTask FlushTargetAsync(WebSocketLeg target, CancellationToken aborted)
+    {
+        try
+        {
+            await target.FlushAsync(aborted);
+        }
+        catch (Exception ex) when (IsTransportFailure(ex))
+        {
+            // The other side is gone; its own pump reports it too. This pump keeps reading its source until
+            // the close handshake that OnLegLost starts completes.
+            OnLegLost(fromClient: ReferenceEquals(target, _client));
+        }
+    }
+
+    /// <summary>Open → <paramref name="next"/>, recording why; false when the connection was already closing.</summary>
+    private bool TryStartClosing(ConnectionState next, WebSocketCloseStatus? status, string? reason, ConnectionCloseInitiator initiator)
+    {
+        Debug.Assert(next is ConnectionState.CloseSent or ConnectionState.CloseReceived);
+        lock (_stateLock)
+        {
+            if (_state != ConnectionState.Open)
+            {
+                return false;
+            }
+
+            _closeStatus = status;
+            _closeReason = reason;
+            _initiator = initiator;
+            _state = next;
+            return true;
+        }
+    }
+
+    private void OnCloseReceived(WebSocketLeg source, LegFrame frame)
+    {
+        var fromClient = ReferenceEquals(source, _client);
+        TryStartClosing(ConnectionState.CloseReceived, frame.CloseStatus, frame.CloseReason, fromClient ? ConnectionCloseInitiator.Client : ConnectionCloseInitiator.Backend);
+
+        // Relay the close, code and reason, to the other side, and answer the side that sent it (RFC 6455 5.5.1:
+        // echo the code). Either may have been sent already, when this close answers one of ours.
+        var other = fromClient ? _backend : _client;
+        if (other is not null)
+        {
+            SendCloseInBackground(other, frame.CloseStatus, frame.CloseReason);
+        }
+
+        source.SendClose(frame.CloseStatus, frame.CloseReason);
+        ArmCloseTimeout();
+    }
+
+    /// <summary>A leg ended without a close frame (or stopped answering): close the other one, if any.</summary>
+    private void OnLegLost(bool fromClient)
+    {
+        if (fromClient)
+        {
+            TryStartClosing(ConnectionState.CloseSent, null, null, ConnectionCloseInitiator.Client);
+            if (_backend is not null)
+            {
+                SendCloseInBackground(_backend, WebSocketCloseStatus.EndpointUnavailable, "client went away");
+            }
+        }
+        else
+        {
+            TryStartClosing(ConnectionState.CloseSent, WebSocketProtocol.BadGateway, "backend connection lost", ConnectionCloseInitiator.Backend);
+            SendCloseInBackground(_client, WebSocketProtocol.BadGateway, "backend connection lost");
+        }
+
+        ArmCloseTimeout();
+    }
+
+    private static void SendCloseInBackground(WebSocketLeg leg, WebSocketCloseStatus? status, string? reason)
+    {
+        if (leg.SendClose(status, reason))
+        {
+            _ = FlushQuietlyAsync(leg, CancellationToken.None).AsTask();
+        }
+    }
+
+    private void ArmCloseTimeout()
+    {
+        lock (_stateLock)
+        {
+            if (_closeTimer is not null || _state is ConnectionState.Closed or ConnectionState.Aborted)
+            {
+                return;
+            }
+
+            _closeTimer = Route.Time.CreateTimer(
+                static state => ((WebSocketConnection)state!).OnCloseTimedOut(), this, Route.Options.CloseTimeout, Timeout.InfiniteTimeSpan);
+        }
+    }
+
+    private void OnCloseTimedOut()
+    {
+        lock (_stateLock)
+        {
+            if (_state is not (ConnectionState.CloseSent or ConnectionState.CloseReceived))
+            {
+                return;
+            }
+
+            _state = ConnectionState.Aborted;
+        }
+
+        // Cancels the pumps' flushes and, through the registration in RunAsync, aborts every leg.
+        _abort.Cancel();
+    }
+
+    private void AbortLegs()
+    {
+        _client.Abort();
+        _backend?.Abort();
+    }
+
+    private async Task FinishAsync(Exception? fault)
+    {
+        await FlushWithTimeoutAsync(_client);
+        if (_backend is not null)
+        {
+            await FlushWithTimeoutAsync(_backend);
+        }
+
+        WebSocketCloseStatus? status;
+        string? reason;
+        ConnectionCloseInitiator initiator;
+        bool timedOut;
+        lock (_stateLock)
+        {
+            if (_state == ConnectionState.Open)
+            {
+                // The client went away without a close frame.
+                _initiator = ConnectionCloseInitiator.Client;
+            }
+
+            timedOut = _state == ConnectionState.Aborted;
+            if (!timedOut)
+            {
+                _state = ConnectionState.Closed;
+            }
+
+            status = _closeStatus;
+            reason = _closeReason;
+            initiator = _initiator;
+        }
+
+        if (timedOut)
+        {
+            SluiceLog.CloseTimedOut(Route.Logger, Id, Route.Pattern, Route.Options.CloseTimeout);
+        }
+
+        // The token source is not disposed: a timer callback that already started may still cancel it.
+        _closeTimer?.Dispose();
+        _client.Dispose();
+        _backend?.Dispose();
+        _sendGate.Dispose();
+        _sendSlots?.Dispose();
+        await OnEndedAsync(fault, new ConnectionCloseInfo(status, reason, initiator));
+    }
+
+    private async ValueTask FlushWithTimeoutAsync(WebSocketLeg leg)
+    {
+        if (!leg.HasPendingWrites)
+        {
+            return;
+        }
+
+        try
+        {
+            await leg.FlushAsync().AsTask().WaitAsync(Route.Options.CloseTimeout, Route.Time);
+        }
+        catch (Exception ex) when (ex is TimeoutException || IsTransportFailure(ex))
+        {
+            leg.Abort();
+        }
+    }
+
+    private SemaphoreSlim InitializeSlots()
+    {
+        var slots = new SemaphoreSlim(Route.Options.SendQueueCapacity, Route.Options.SendQueueCapacity);
+        var existing = Interlocked.CompareExchange(ref _sendSlots, slots, null);
+        if (existing is not null)
+        {
+            slots.Dispose();
+            return existing;
+        }
+
+        return slots;
+    }
+
+    private async ValueTask SendQueuedAsync(WebSocketMessage message, SemaphoreSlim slots, bool waitForSlot, CancellationToken cancellationToken)
+    {
+        Route.Metrics.SendQueueDepth.Add(1);
+        try
+        {
+            if (waitForSlot)
+            {
+                await slots.WaitAsync(cancellationToken);
+            }
+
+            try
+            {
+                await RunOutboundAsync(message, cause: null, cancellationToken);
+                await _client.FlushAsync(cancellationToken);
+            }
+            finally
+            {
+                slots.Release();
+            }
+        }
+        catch (Exception ex) when (IsTransportFailure(ex))
+        {
+            // The connection went away while sending; like a send to a closed connection, the message is discarded.
+        }
+        finally
+        {
+            Route.Metrics.SendQueueDepth.Add(-1);
+        }
+    }
+
+    private async ValueTask RunNestedOutboundAsync(WebSocketMessage message, MessageContext current)
+    {
+        var context = new MessageContext(this, MessageDirection.Outbound, _outboundSink);
+        context.Reset(message, Stopwatch.GetTimestamp(), current.Cause);
+        var holder = MessageContextScope.CurrentHolder!;
+        holder.Context = context;
+        try
+        {
+            await Route.RunChainAsync(Route.Pipeline.Outbound, context);
+        }
+        finally
+        {
+            holder.Context = current;
+        }
+    }
+
+    /// <summary>
+    /// Where a chain ends when its messages go to a leg: forward to one leg, replies to the other. Proxy mode's
+    /// two pumps end in these, and so does every outbound chain (forward to the client; replies to the backend,
+    /// or nowhere in host mode, where outbound messages come from the app itself).
+    /// </summary>
+    private sealed class LegSink(WebSocketConnection connection, WebSocketLeg? forwardTo, WebSocketLeg? replyTo) : MessageSink
+    {
+        public override ValueTask ForwardAsync(MessageContext context)
+        {
+            if (forwardTo is not null)
+            {
+                connection.Write(forwardTo, context.Message);
+            }
+
+            return default;
+        }
+
+        public override void Reply(MessageContext context, WebSocketMessage message)
+        {
+            if (replyTo is not null)
+            {
+                connection.Write(replyTo, message);
+            }
+        }
+    }
+}

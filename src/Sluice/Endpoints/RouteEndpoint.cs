@@ -1,0 +1,128 @@
+using System.Diagnostics;
+using System.Net.WebSockets;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+using Sluice.Diagnostics;
+using Sluice.Protocol;
+
+namespace Sluice;
+
+/// <summary>
+/// The request handler of a Sluice endpoint, host or proxy mode: composes the route once, then per request
+/// runs the upgrade prologue both modes share (handshake checks, a connection place, upgrade steps, the
+/// connection's activity) and hands the upgrade to the mode.
+/// </summary>
+internal abstract class RouteEndpoint(string pattern, WebSocketPipelineBuilder builder, string loggerCategory)
+{
+    private readonly Lock _buildLock = new();
+    private string _pattern = pattern;
+    private WebSocketRoute? _route;
+
+    protected string Pattern => _pattern;
+
+    /// <summary>Composes the pipeline once, from the endpoint's metadata (its groups) and its own builder.</summary>
+    public void Build(IServiceProvider services, IList<object> metadata, string? fullPattern = null)
+    {
+        lock (_buildLock)
+        {
+            if (_route is not null)
+            {
+                return;
+            }
+
+            _pattern = fullPattern ?? _pattern;
+            var options = EndpointServices.GetSluiceOptions(services);
+            var builders = WebSocketGroupMetadata.BuildersOf(metadata);
+            builders.Add(builder);
+            var composed = ComposedConfiguration.Compose(builders, options, services, _pattern);
+            OnBuilding(services);
+            _route = new WebSocketRoute(_pattern, composed.Options, composed, services, loggerCategory);
+        }
+    }
+
+    public async Task HandleAsync(HttpContext httpContext)
+    {
+        if (_route is null)
+        {
+            // Only when the endpoint came from a data source that does not run Finally conventions.
+            Build(httpContext.RequestServices, httpContext.GetEndpoint()?.Metadata.ToList() ?? []);
+        }
+
+        var route = _route!;
+        var upgrade = await route.BeginUpgradeAsync(httpContext);
+        if (upgrade is null)
+        {
+            return;
+        }
+
+        // As long as the connection; the proxy's backend handshake carries its trace context.
+        using var activity = SluiceTracing.StartConnection(httpContext, route.Pattern);
+        await RunUpgradedAsync(httpContext, route, upgrade, activity);
+    }
+
+    /// <summary>Mode-specific services, resolved once while the route is built.</summary>
+    protected virtual void OnBuilding(IServiceProvider services)
+    {
+    }
+
+    /// <summary>
+    /// Completes the upgrade and runs the connection. The caller holds a connection place: the mode releases
+    /// it when it fails before a connection exists (a connection releases it when it ends).
+    /// </summary>
+    protected abstract Task RunUpgradedAsync(HttpContext httpContext, WebSocketRoute route, UpgradeContext upgrade, Activity? activity);
+
+    /// <summary>Answers the client's handshake with 101 and creates its leg.</summary>
+    protected static async Task<WebSocketLeg> AcceptClientAsync(HttpContext httpContext, WebSocketRoute route, string? subProtocol)
+    {
+        var deflate = route.Options.EnableCompression
+            ? DeflateNegotiation.AcceptOffer(httpContext.Request.Headers.SecWebSocketExtensions)
+            : null;
+        var stream = await ServerHandshake.AcceptAsync(httpContext, subProtocol, deflate);
+        return ClientLegs.Create(httpContext, stream, route.Options, deflate, subProtocol, route.Time);
+    }
+}
+
+/// <summary>Creates the client's leg of a connection over Kestrel's upgraded stream.</summary>
+internal static class ClientLegs
+{
+    public static WebSocketLeg Create(HttpContext httpContext, Stream stream, WebSocketEndpointOptions options, DeflateNegotiation? deflate, string? subProtocol, TimeProvider time)
+    {
+        if (deflate is null)
+        {
+            return new FramedLeg(stream, isServer: true, options.MaxMessageBytes, httpContext.Abort, ownsStream: false, time: time);
+        }
+
+        var creation = new WebSocketCreationOptions
+        {
+            IsServer = true,
+            SubProtocol = subProtocol,
+            KeepAliveInterval = options.KeepAliveInterval,
+            KeepAliveTimeout = options.EffectiveKeepAliveTimeout,
+            DangerousDeflateOptions = deflate.Options,
+        };
+        return new ManagedLeg(stream, creation, options.MaxMessageBytes, httpContext.Abort, transport: null, time);
+    }
+}
+
+internal static class EndpointServices
+{
+    public static SluiceOptions GetSluiceOptions(IServiceProvider services)
+    {
+        if (services.GetService<WebSocketConnectionRegistry>() is null)
+        {
+            throw new InvalidOperationException(
+                "Sluice's services are not registered. Call builder.Services.AddSluice() before mapping WebSocket endpoints.");
+        }
+
+        return services.GetRequiredService<IOptions<SluiceOptions>>().Value;
+    }
+}
+
+internal static class EndpointPatterns
+{
+    /// <summary>The endpoint's whole route pattern, group prefixes included: what logs and metrics name.</summary>
+    public static string Of(Microsoft.AspNetCore.Builder.EndpointBuilder endpointBuilder, string pattern) =>
+        (endpointBuilder as RouteEndpointBuilder)?.RoutePattern.RawText is { Length: > 0 } raw ? raw : pattern;
+}
