@@ -42,4 +42,25 @@ public class CloseHandshakeTests
         await client.SendCloseAsync(1009);
         Assert.True(await client.WaitForTcpCloseAsync(TimeSpan.FromSeconds(20)), "the gateway kept TCP open after the close handshake");
     }
+
+    /// <summary>
+    /// With permessage-deflate (python3-websockets negotiates it) the leg is System.Net.WebSockets': the gateway reads on
+    /// to the client's close there too, so the close frame is not lost to a reset under unread data.
+    /// </summary>
+    [Theory]
+    [InlineData("over-limit")]
+    [InlineData("over-limit-deflate")]
+    public async Task OverTheMessageLimit_APythonClientReads1009_WithAndWithoutCompression(string scenario)
+    {
+        using var folder = new ConfigFolder();
+        var config = folder.Write("""
+            {
+              "limits": { "maxMessageBytes": 65536 },
+              "routes": [ { "path": "/echo", "handler": { "type": "echo" }, "compression": true } ]
+            }
+            """);
+        await using var gateway = await GatewayProcess.StartAsync(config);
+
+        Assert.Equal("OK over-limit 1009", await ExternalPeer.RunClientAsync(PeerKind.Python, gateway.Ws("/echo"), scenario));
+    }
 }

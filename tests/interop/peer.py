@@ -71,7 +71,8 @@ async def expect_echo(ws, message):
 
 async def client(url, scenario):
     protocols = ["chat.v1"] if scenario == "subprotocol" else None
-    async with websockets.connect(url, max_size=MAX, compression=None, subprotocols=protocols, ping_interval=None) as ws:
+    compression = "deflate" if scenario.endswith("-deflate") else None
+    async with websockets.connect(url, max_size=MAX, compression=compression, subprotocols=protocols, ping_interval=None) as ws:
         if scenario == "sizes":
             for size in (0, 125, 126, 65535, 65536, 1024 * 1024):
                 await expect_echo(ws, os.urandom(size))
@@ -100,6 +101,17 @@ async def client(url, scenario):
         elif scenario == "close":
             await ws.close(4000, "python-bye")
             print(f"OK close {ws.close_code} {ws.close_reason}", flush=True)
+        elif scenario in ("over-limit", "over-limit-deflate"):
+            # 2 MiB in 64 KiB fragments, past any limit the tests set: the server's close code must arrive.
+            data = os.urandom(2 * 1024 * 1024)
+            try:
+                await ws.send(data[i:i + 65536] for i in range(0, len(data), 65536))
+                await asyncio.wait_for(ws.recv(), 10)
+                fail("the message over the limit was echoed")
+            except websockets.ConnectionClosed as closed:
+                if closed.rcvd is None:
+                    fail("the connection ended without a close frame from the server")
+                print(f"OK over-limit {closed.rcvd.code}", flush=True)
         elif scenario == "subprotocol":
             print(f"OK subprotocol {ws.subprotocol}", flush=True)
         else:

@@ -237,7 +237,31 @@ internal sealed class ManagedLeg : WebSocketLeg
         return FlushLoopAsync(cancellationToken);
     }
 
-    public override Task DrainAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public override async Task DrainAsync(CancellationToken cancellationToken)
+    {
+        if (_socketFailed)
+        {
+            // The runtime's socket aborted itself: nothing more can be read through it.
+            return;
+        }
+
+        // A limit was broken but the framing is intact: read on (inflated into a scratch buffer and discarded) until the
+        // peer's close, so that TCP is not closed under unread data, whose reset could destroy our close frame in flight.
+        var scratch = ArrayPool<byte>.Shared.Rent(MinimumBufferSize);
+        try
+        {
+            while ((await _socket.ReceiveAsync(scratch.AsMemory(), cancellationToken)).MessageType != WebSocketMessageType.Close)
+            {
+            }
+        }
+        catch (WebSocketException)
+        {
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(scratch);
+        }
+    }
 
     public override void Abort()
     {
