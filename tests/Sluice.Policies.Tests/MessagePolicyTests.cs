@@ -90,7 +90,7 @@ public class MessagePolicyTests
                 ctx.Subject = ctx.HttpContext.Request.Query["user"];
                 return UpgradeResult.Continue();
             });
-            p.UsePolicy(new RateLimitPolicy(new() { Permits = 1, PerSeconds = 60, PartitionBy = RateLimitPartition.Subject, Key = "/action", Action = PolicyAction.Reply })).InboundOnly();
+            p.UsePolicy(new RateLimitPolicy(new() { Permits = 1, PerSeconds = 60, PartitionBy = MessageRateLimitPartition.Subject, Key = "/action", Action = PolicyAction.Reply })).InboundOnly();
         });
         using var ann1 = await WebSocketClient.ConnectAsync(harness.Uri(Mode.Host, "?user=ann"));
         using var ann2 = await WebSocketClient.ConnectAsync(harness.Uri(Mode.Host, "?user=ann"));

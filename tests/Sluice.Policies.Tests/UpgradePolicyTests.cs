@@ -221,7 +221,7 @@ public class UpgradePolicyTests
     {
         var binding = Json.PolicyJson.OptionsBinding;
         var options = JsonSerializer.Deserialize<RateLimitPolicyOptions>("""{ "permits": 10, "perSeconds": 1, "burst": 20, "partitionBy": "subject", "action": "reply", }""", binding)!;
-        Assert.Equal((10, 1.0, 20, RateLimitPartition.Subject, PolicyAction.Reply), (options.Permits, options.PerSeconds, options.Burst!.Value, options.PartitionBy, options.Action));
+        Assert.Equal((10, 1.0, 20, MessageRateLimitPartition.Subject, PolicyAction.Reply), (options.Permits, options.PerSeconds, options.Burst!.Value, options.PartitionBy, options.Action));
 
         var typo = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<SizeLimitPolicyOptions>("""{ "maxByte": 10 }""", binding));
         Assert.Contains("maxByte", typo.Message, StringComparison.Ordinal);

@@ -13,7 +13,7 @@ using Sluice.Policies.Json;
 namespace Sluice.Policies;
 
 /// <summary>How a rate limit groups messages into budgets.</summary>
-public enum RateLimitPartition
+public enum MessageRateLimitPartition
 {
     /// <summary>One budget per connection.</summary>
     Connection,
@@ -38,7 +38,7 @@ public sealed class RateLimitPolicyOptions : ActionPolicyOptions
     public int? Burst { get; set; }
 
     /// <summary>Gets or sets how budgets are partitioned. Default: per connection.</summary>
-    public RateLimitPartition PartitionBy { get; set; } = RateLimitPartition.Connection;
+    public MessageRateLimitPartition PartitionBy { get; set; } = MessageRateLimitPartition.Connection;
 
     /// <summary>Gets or sets a JSON Pointer whose value also partitions the budget (e.g. <c>/action</c>: a budget per action).</summary>
     public string? Key { get; set; }
@@ -267,8 +267,8 @@ public sealed class RateLimitPolicy : MessagePolicy, IDisposable
 
     private string ConnectionKey(WebSocketConnection connection) => _options.PartitionBy switch
     {
-        RateLimitPartition.Subject when connection.Subject is { } subject => "s:" + subject,
-        RateLimitPartition.Subject or RateLimitPartition.Ip => "i:" + connection.RemoteIpAddress,
+        MessageRateLimitPartition.Subject when connection.Subject is { } subject => "s:" + subject,
+        MessageRateLimitPartition.Subject or MessageRateLimitPartition.Ip => "i:" + connection.RemoteIpAddress,
         _ => "c:" + connection.Id,
     };
 
