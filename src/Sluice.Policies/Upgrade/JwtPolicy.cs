@@ -101,9 +101,17 @@ public sealed partial class JwtPolicy : IUpgradePolicy
     private readonly ILoggerFactory _loggerFactory;
     private readonly ILogger _logger;
     private readonly bool _closeOnExpiry;
+    private readonly TimeProvider _time;
 
     /// <summary>Creates the policy.</summary>
-    public JwtPolicy(JwtPolicyOptions options, ILoggerFactory loggerFactory, string name = "jwt")
+    /// <param name="options">The options.</param>
+    /// <param name="loggerFactory">Where refused tokens are logged (at debug level).</param>
+    /// <param name="name">The policy's name, in logs and the authentication scheme's name.</param>
+    /// <param name="timeProvider">
+    /// The clock tokens are checked against (<c>exp</c>, <c>nbf</c>) and that closes connections on expiry.
+    /// Default: <see cref="TimeProvider.System"/>.
+    /// </param>
+    public JwtPolicy(JwtPolicyOptions options, ILoggerFactory loggerFactory, string name = "jwt", TimeProvider? timeProvider = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(loggerFactory);
@@ -112,6 +120,7 @@ public sealed partial class JwtPolicy : IUpgradePolicy
         _loggerFactory = loggerFactory;
         _logger = loggerFactory.CreateLogger("Sluice.Policies.Jwt");
         _closeOnExpiry = options.CloseOnExpiry;
+        _time = timeProvider ?? TimeProvider.System;
         _scheme = new AuthenticationScheme("Sluice.Jwt." + name, name, typeof(JwtBearerHandler));
 
         var bearer = new JwtBearerOptions
@@ -120,7 +129,7 @@ public sealed partial class JwtPolicy : IUpgradePolicy
             Audience = options.Audience,
             RequireHttpsMetadata = options.RequireHttpsMetadata,
             MapInboundClaims = false,
-            TimeProvider = TimeProvider.System,
+            TimeProvider = _time,
             TokenValidationParameters = new TokenValidationParameters
             {
                 ValidateAudience = options.Audience is not null,
@@ -252,15 +261,15 @@ public sealed partial class JwtPolicy : IUpgradePolicy
         return false;
     }
 
-    private static async Task CloseAtExpiryAsync(WebSocketConnection connection, DateTimeOffset expiry)
+    private async Task CloseAtExpiryAsync(WebSocketConnection connection, DateTimeOffset expiry)
     {
         try
         {
             // Timers take at most about 49.7 days, and a token may be valid until year 9999: wait in steps, so a far
             // expiry neither throws nor closes the connection early.
-            for (var wait = expiry - DateTimeOffset.UtcNow; wait > TimeSpan.Zero; wait = expiry - DateTimeOffset.UtcNow)
+            for (var wait = expiry - _time.GetUtcNow(); wait > TimeSpan.Zero; wait = expiry - _time.GetUtcNow())
             {
-                await Task.Delay(wait < MaxTimerStep ? wait : MaxTimerStep, connection.Closed);
+                await Task.Delay(wait < MaxTimerStep ? wait : MaxTimerStep, _time, connection.Closed);
             }
 
             await connection.CloseAsync(WebSocketCloseStatus.PolicyViolation, "token expired");
