@@ -101,8 +101,9 @@ public sealed class RateLimitPolicyOptions : ActionPolicyOptions
 /// over budget is dropped, answered with 429, or closes the connection with 1008. A bucket holds
 /// <see cref="RateLimitPolicyOptions.Burst"/> tokens and refills continuously at <see cref="RateLimitPolicyOptions.Permits"/>
 /// per <see cref="RateLimitPolicyOptions.PerSeconds"/>. A partition holds at most
-/// <see cref="RateLimitPolicyOptions.MaxKeys"/> values; a budget is forgotten once its bucket has refilled (a full
-/// bucket is the same as a new one), so memory stays bounded by the clients active in the last refill period.
+/// <see cref="RateLimitPolicyOptions.MaxKeys"/> values; a budget unused for as long as an empty bucket takes to refill
+/// is forgotten (a full bucket is the same as a new one), so memory stays bounded by the clients active in the last
+/// refill period.
 /// </summary>
 /// <remarks>
 /// Time comes from the <see cref="TimeProvider"/> given to the constructor, so tests can advance it. This is why the
@@ -121,6 +122,7 @@ public sealed class RateLimitPolicy : MessagePolicy, IDisposable
     private readonly string _tooManyKeys;
     private readonly double _tokenLimit;
     private readonly double _tokensPerTick;
+    private readonly long _forgetAfterTicks;
     private readonly ConcurrentDictionary<string, Budgets> _partitions = new(StringComparer.Ordinal);
     private readonly ITimer _sweep;
     private long _budgetCount;
@@ -147,9 +149,10 @@ public sealed class RateLimitPolicy : MessagePolicy, IDisposable
         _tokenLimit = options.Burst ?? options.Permits;
         _tokensPerTick = options.Permits / (options.PerSeconds * _time.TimestampFrequency);
 
-        // An empty bucket is full again after this long; sweeping more often than that would find nothing new.
-        var refillMs = Math.Min(_tokenLimit / options.Permits * options.PerSeconds * 1000, TimeSpan.FromDays(1).TotalMilliseconds);
-        var sweepEvery = TimeSpan.FromMilliseconds(Math.Clamp(refillMs, 250, 30_000));
+        // An empty bucket is full again after this long: a budget unused for it can be forgotten without changing anything.
+        var refillSeconds = Math.Min(_tokenLimit / options.Permits * options.PerSeconds, TimeSpan.FromDays(1).TotalSeconds);
+        _forgetAfterTicks = (long)(refillSeconds * _time.TimestampFrequency);
+        var sweepEvery = TimeSpan.FromMilliseconds(Math.Clamp(refillSeconds * 1000, 250, 30_000));
         _sweep = _time.CreateTimer(static state => ((RateLimitPolicy)state!).Sweep(), this, sweepEvery, sweepEvery);
         PolicyMetrics.Track(this);
     }
@@ -256,7 +259,7 @@ public sealed class RateLimitPolicy : MessagePolicy, IDisposable
         var before = budgets.Buckets.Count;
         foreach (var (key, bucket) in budgets.Buckets)
         {
-            if (Refilled(bucket, now) >= _tokenLimit)
+            if (now - bucket.Updated >= _forgetAfterTicks)
             {
                 budgets.Buckets.Remove(key);
             }
