@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace Sluice;
@@ -31,7 +32,7 @@ public class WebSocketPipelineBuilder
     internal List<Action<WebSocketEndpointOptions>> OptionsActions { get; } = [];
 
     /// <summary>Adds a class interceptor, created once through dependency injection when the endpoint is built.</summary>
-    public InterceptorRegistration Use<TInterceptor>()
+    public InterceptorRegistration Use<[DynamicallyAccessedMembers(DynamicallyAccessedMemberTypes.PublicConstructors)] TInterceptor>()
         where TInterceptor : class, IMessageInterceptor =>
         Add(typeof(TInterceptor).Name, services =>
             new ClassInterceptorLayer(ActivatorUtilities.GetServiceOrCreateInstance<TInterceptor>(services)), direction: null);
