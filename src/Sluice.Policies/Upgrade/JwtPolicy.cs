@@ -109,7 +109,7 @@ public sealed partial class JwtPolicy : IUpgradePolicy
     /// <param name="loggerFactory">Where refused tokens are logged (at debug level).</param>
     /// <param name="name">The policy's name, in logs and the authentication scheme's name.</param>
     /// <param name="timeProvider">
-    /// The clock tokens are checked against (<c>exp</c>, <c>nbf</c>) and that closes connections on expiry.
+    /// The clock that closes connections when their token expires, also given to ASP.NET Core's JwtBearer handler.
     /// Default: <see cref="TimeProvider.System"/>.
     /// </param>
     public JwtPolicy(JwtPolicyOptions options, ILoggerFactory loggerFactory, string name = "jwt", TimeProvider? timeProvider = null)
