@@ -150,7 +150,8 @@ public sealed class RateLimitPolicy : MessagePolicy, IDisposable
         _tokensPerTick = options.Permits / (options.PerSeconds * _time.TimestampFrequency);
 
         // An empty bucket is full again after this long: a budget unused for it can be forgotten without changing anything.
-        var refillSeconds = Math.Min(_tokenLimit / options.Permits * options.PerSeconds, TimeSpan.FromDays(1).TotalSeconds);
+        // Whole periods, as the documented forget time (⌈burst / permits⌉ × perSeconds) has always been.
+        var refillSeconds = Math.Min(Math.Ceiling(_tokenLimit / options.Permits) * options.PerSeconds, TimeSpan.FromDays(1).TotalSeconds);
         _forgetAfterTicks = (long)(refillSeconds * _time.TimestampFrequency);
         var sweepEvery = TimeSpan.FromMilliseconds(Math.Clamp(refillSeconds * 1000, 250, 30_000));
         _sweep = _time.CreateTimer(static state => ((RateLimitPolicy)state!).Sweep(), this, sweepEvery, sweepEvery);
