@@ -6,7 +6,7 @@ namespace Sluice.Policies;
 
 /// <summary>
 /// The optional <c>when</c> of a message policy: the policy runs only for messages that match, so one route
-/// can treat different kinds of messages differently (carefree-drawboard's subscriptions). Any of
+/// can treat different kinds of messages differently. Any of
 /// <see cref="Opcode"/>, and <see cref="Path"/> with one of <see cref="EqualsValue"/>, <see cref="In"/> or
 /// <see cref="Exists"/>.
 /// </summary>

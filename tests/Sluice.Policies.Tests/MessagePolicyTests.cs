@@ -1,6 +1,7 @@
 using System.Net.WebSockets;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Microsoft.Extensions.Time.Testing;
 using Sluice.Tests.Infrastructure;
 
 namespace Sluice.Policies.Tests;
@@ -51,8 +52,9 @@ public class MessagePolicyTests
     [InlineData(Mode.Proxy)]
     public async Task RateLimit_ABurstExactlyAtTheLimitPasses_TheNextIsRejected_ThenRefills(Mode mode)
     {
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
         await using var harness = await PolicyHarness.StartAsync(p =>
-            p.UsePolicy(new RateLimitPolicy(new() { Permits = 3, PerSeconds = 1, Action = PolicyAction.Reply }, "per-user-rate")).InboundOnly());
+            p.UsePolicy(new RateLimitPolicy(new() { Permits = 3, PerSeconds = 1, Action = PolicyAction.Reply }, "per-user-rate", time)).InboundOnly());
         using var client = await WebSocketClient.ConnectAsync(harness.Uri(mode));
         using var other = await WebSocketClient.ConnectAsync(harness.Uri(mode));
 
@@ -75,7 +77,7 @@ public class MessagePolicyTests
         await other.SendTextAsync("other");
         Assert.Equal("other", await other.ReceiveTextAsync());
 
-        await Task.Delay(1100);
+        time.Advance(TimeSpan.FromSeconds(1));
         await client.SendTextAsync("later");
         Assert.Equal("later", await client.ReceiveTextAsync());
     }
@@ -90,7 +92,7 @@ public class MessagePolicyTests
                 ctx.Subject = ctx.HttpContext.Request.Query["user"];
                 return UpgradeResult.Continue();
             });
-            p.UsePolicy(new RateLimitPolicy(new() { Permits = 1, PerSeconds = 60, PartitionBy = RateLimitPartition.Subject, Key = "/action", Action = PolicyAction.Reply })).InboundOnly();
+            p.UsePolicy(new RateLimitPolicy(new() { Permits = 1, PerSeconds = 60, PartitionBy = MessageRateLimitPartition.Subject, Key = "/action", Action = PolicyAction.Reply })).InboundOnly();
         });
         using var ann1 = await WebSocketClient.ConnectAsync(harness.Uri(Mode.Host, "?user=ann"));
         using var ann2 = await WebSocketClient.ConnectAsync(harness.Uri(Mode.Host, "?user=ann"));

@@ -5,6 +5,7 @@ using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Time.Testing;
 using Microsoft.IdentityModel.JsonWebTokens;
 using Microsoft.IdentityModel.Tokens;
 using Sluice.Tests.Infrastructure;
@@ -80,21 +81,23 @@ public class UpgradePolicyTests
         Assert.Equal("carol", await client.ReceiveTextAsync());
     }
 
-    private static string Token(string subject, TimeSpan lifetime, string key = Secret, string? audience = null) =>
+    private static string Token(string subject, TimeSpan lifetime, string key = Secret, string? audience = null, DateTime? now = null) =>
         new JsonWebTokenHandler().CreateToken(new SecurityTokenDescriptor
         {
             Subject = new ClaimsIdentity([new Claim("sub", subject)]),
-            NotBefore = DateTime.UtcNow.AddMinutes(-1),
-            IssuedAt = DateTime.UtcNow.AddMinutes(-1),
-            Expires = DateTime.UtcNow + lifetime,
+            NotBefore = (now ?? DateTime.UtcNow).AddMinutes(-1),
+            IssuedAt = (now ?? DateTime.UtcNow).AddMinutes(-1),
+            Expires = (now ?? DateTime.UtcNow) + lifetime,
             Audience = audience,
             SigningCredentials = new SigningCredentials(new SymmetricSecurityKey(Encoding.UTF8.GetBytes(key)), SecurityAlgorithms.HmacSha256),
         });
 
-    private static Task<PolicyHarness> StartJwtAsync(JwtPolicyOptions options) =>
+    internal static string Token(string subject, TimeSpan lifetime, TimeProvider time) => Token(subject, lifetime, now: time.GetUtcNow().UtcDateTime);
+
+    internal static Task<PolicyHarness> StartJwtAsync(JwtPolicyOptions options, TimeProvider? time = null) =>
         PolicyHarness.StartAsync((p, services) =>
         {
-            p.UseUpgradePolicy(new JwtPolicy(options, services.GetRequiredService<ILoggerFactory>()));
+            p.UseUpgradePolicy(new JwtPolicy(options, services.GetRequiredService<ILoggerFactory>(), timeProvider: time));
             p.Inbound((m, ctx) => WebSocketMessage.FromText($"{ctx.Connection.Subject}:{m.Text}"));
         });
 
@@ -126,11 +129,13 @@ public class UpgradePolicyTests
     [InlineData(Mode.Proxy)]
     public async Task Jwt_ClosesTheConnectionWith1008_WhenTheTokenExpires(Mode mode)
     {
-        await using var harness = await StartJwtAsync(new() { SigningKey = Secret });
-        using var client = await WebSocketClient.ConnectAsync(harness.Uri(mode, "?access_token=" + Token("ann", TimeSpan.FromSeconds(2))));
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var harness = await StartJwtAsync(new() { SigningKey = Secret }, time);
+        using var client = await WebSocketClient.ConnectAsync(harness.Uri(mode, "?access_token=" + Token("ann", TimeSpan.FromSeconds(2), time)));
 
         await client.SendTextAsync("still valid");
         Assert.Equal("ann:still valid", await client.ReceiveTextAsync());
+        time.Advance(TimeSpan.FromSeconds(2));
 
         var (status, reason) = await client.ReceiveCloseAsync(TimeSpan.FromSeconds(10));
         Assert.Equal((WebSocketCloseStatus.PolicyViolation, "token expired"), (status, reason));
@@ -221,7 +226,7 @@ public class UpgradePolicyTests
     {
         var binding = Json.PolicyJson.OptionsBinding;
         var options = JsonSerializer.Deserialize<RateLimitPolicyOptions>("""{ "permits": 10, "perSeconds": 1, "burst": 20, "partitionBy": "subject", "action": "reply", }""", binding)!;
-        Assert.Equal((10, 1.0, 20, RateLimitPartition.Subject, PolicyAction.Reply), (options.Permits, options.PerSeconds, options.Burst!.Value, options.PartitionBy, options.Action));
+        Assert.Equal((10, 1.0, 20, MessageRateLimitPartition.Subject, PolicyAction.Reply), (options.Permits, options.PerSeconds, options.Burst!.Value, options.PartitionBy, options.Action));
 
         var typo = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<SizeLimitPolicyOptions>("""{ "maxByte": 10 }""", binding));
         Assert.Contains("maxByte", typo.Message, StringComparison.Ordinal);

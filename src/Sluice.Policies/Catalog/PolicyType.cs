@@ -71,11 +71,11 @@ public static class BuiltInPolicyTypes
     public static IReadOnlyDictionary<string, PolicyType> All { get; } = new Dictionary<string, PolicyType>(StringComparer.Ordinal)
     {
         ["api-key"] = PolicyType.Create<ApiKeyPolicyOptions>("api-key", PolicyKind.Upgrade, (o, c) => new ApiKeyPolicy(o, c.PolicyName)),
-        ["jwt"] = PolicyType.Create<JwtPolicyOptions>("jwt", PolicyKind.Upgrade, (o, c) => new JwtPolicy(o, c.Services.GetRequiredService<ILoggerFactory>(), c.PolicyName)),
+        ["jwt"] = PolicyType.Create<JwtPolicyOptions>("jwt", PolicyKind.Upgrade, (o, c) => new JwtPolicy(o, c.Services.GetRequiredService<ILoggerFactory>(), c.PolicyName, Time(c))),
         ["origin"] = PolicyType.Create<OriginPolicyOptions>("origin", PolicyKind.Upgrade, (o, c) => new OriginPolicy(o, c.PolicyName)),
-        ["connection-rate-limit"] = PolicyType.Create<ConnectionRateLimitPolicyOptions>("connection-rate-limit", PolicyKind.Upgrade, (o, c) => new ConnectionRateLimitPolicy(o, c.PolicyName)),
+        ["connection-rate-limit"] = PolicyType.Create<ConnectionRateLimitPolicyOptions>("connection-rate-limit", PolicyKind.Upgrade, (o, c) => new ConnectionRateLimitPolicy(o, c.PolicyName, Time(c))),
         ["size-limit"] = PolicyType.Create<SizeLimitPolicyOptions>("size-limit", PolicyKind.Message, (o, c) => new SizeLimitPolicy(o, c.PolicyName)),
-        ["rate-limit"] = PolicyType.Create<RateLimitPolicyOptions>("rate-limit", PolicyKind.Message, (o, c) => new RateLimitPolicy(o, c.PolicyName)),
+        ["rate-limit"] = PolicyType.Create<RateLimitPolicyOptions>("rate-limit", PolicyKind.Message, (o, c) => new RateLimitPolicy(o, c.PolicyName, Time(c))),
         ["json-schema"] = PolicyType.Create<JsonSchemaPolicyOptions>("json-schema", PolicyKind.Message, (o, c) => new JsonSchemaPolicy(o, c.PolicyName, c.BaseDirectory)),
         ["json-redact"] = PolicyType.Create<JsonRedactPolicyOptions>("json-redact", PolicyKind.Message, (o, c) => new JsonRedactPolicy(o, c.PolicyName)),
         ["json-filter"] = PolicyType.Create<JsonFilterPolicyOptions>("json-filter", PolicyKind.Message, (o, c) => new JsonFilterPolicy(o, c.PolicyName)),
@@ -84,4 +84,7 @@ public static class BuiltInPolicyTypes
         ["timer"] = PolicyType.Create<TimerPolicyOptions>("timer", PolicyKind.Message, (o, c) => new TimerPolicy(o, c.PolicyName)),
         ["script"] = PolicyType.Create<ScriptPolicyOptions>("script", PolicyKind.Message, (o, c) => new ScriptPolicy(o, c.PolicyName, c.BaseDirectory)),
     };
+
+    // The app's clock when it registers one (tests register a fake one), the system's otherwise.
+    private static TimeProvider Time(PolicyCreationContext context) => context.Services.GetService<TimeProvider>() ?? TimeProvider.System;
 }

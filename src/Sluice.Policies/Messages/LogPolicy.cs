@@ -120,7 +120,7 @@ public sealed partial class LogPolicy : MessagePolicy
     private string Redacted(JsonElement root)
     {
         // Mask a copy: the message that goes on is not this policy's to change.
-        var copy = JsonSerializer.SerializeToNode(root, PolicyJson.OptionsBinding);
+        var copy = JsonSerializer.SerializeToNode(root, PolicyJson.ElementTypeInfo);
         foreach (var path in _redact)
         {
             JsonPointers.Replace(copy, path, JsonValue.Create("***"));

@@ -6,14 +6,13 @@ using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
-using System.Threading.RateLimiting;
 using Json.Pointer;
 using Sluice.Policies.Json;
 
 namespace Sluice.Policies;
 
 /// <summary>How a rate limit groups messages into budgets.</summary>
-public enum RateLimitPartition
+public enum MessageRateLimitPartition
 {
     /// <summary>One budget per connection.</summary>
     Connection,
@@ -38,7 +37,7 @@ public sealed class RateLimitPolicyOptions : ActionPolicyOptions
     public int? Burst { get; set; }
 
     /// <summary>Gets or sets how budgets are partitioned. Default: per connection.</summary>
-    public RateLimitPartition PartitionBy { get; set; } = RateLimitPartition.Connection;
+    public MessageRateLimitPartition PartitionBy { get; set; } = MessageRateLimitPartition.Connection;
 
     /// <summary>Gets or sets a JSON Pointer whose value also partitions the budget (e.g. <c>/action</c>: a budget per action).</summary>
     public string? Key { get; set; }
@@ -98,25 +97,34 @@ public sealed class RateLimitPolicyOptions : ActionPolicyOptions
 }
 
 /// <summary>
-/// <c>rate-limit</c>: a token bucket per connection, subject or IP, and per value of <c>key</c> when set
-/// (System.Threading.RateLimiting). A message over budget is dropped, answered with 429, or closes the connection
-/// with 1008. A partition holds at most <see cref="RateLimitPolicyOptions.MaxKeys"/> values; a budget is forgotten
-/// once its bucket has refilled (a full bucket is the same as a new one), so memory stays bounded by the clients
-/// active in the last refill period.
+/// <c>rate-limit</c>: a token bucket per connection, subject or IP, and per value of <c>key</c> when set. A message
+/// over budget is dropped, answered with 429, or closes the connection with 1008. A bucket holds
+/// <see cref="RateLimitPolicyOptions.Burst"/> tokens and refills continuously at <see cref="RateLimitPolicyOptions.Permits"/>
+/// per <see cref="RateLimitPolicyOptions.PerSeconds"/>. A partition holds at most
+/// <see cref="RateLimitPolicyOptions.MaxKeys"/> values; a budget unused for as long as an empty bucket takes to refill
+/// is forgotten (a full bucket is the same as a new one), so memory stays bounded by the clients active in the last
+/// refill period.
 /// </summary>
+/// <remarks>
+/// Time comes from the <see cref="TimeProvider"/> given to the constructor, so tests can advance it. This is why the
+/// buckets are not System.Threading.RateLimiting's: its limiters read the system clock and take no
+/// <see cref="TimeProvider"/>.
+/// </remarks>
 public sealed class RateLimitPolicy : MessagePolicy, IDisposable
 {
     // Values longer than this are kept as their SHA-256: a client must not make the policy hold its long strings.
     private const int MaxKeyLength = 64;
 
     private readonly RateLimitPolicyOptions _options;
-    private readonly PartitionedRateLimiter<string> _limiter;
+    private readonly TimeProvider _time;
     private readonly JsonPointer? _key;
     private readonly string _rejection;
     private readonly string _tooManyKeys;
-    private readonly long _forgetAfterMs;
+    private readonly double _tokenLimit;
+    private readonly double _tokensPerTick;
+    private readonly long _forgetAfterTicks;
     private readonly ConcurrentDictionary<string, Budgets> _partitions = new(StringComparer.Ordinal);
-    private readonly Timer _sweep;
+    private readonly ITimer _sweep;
     private long _budgetCount;
 
     // The partition key of a connection is the same for each of its messages: built once, not per message.
@@ -124,32 +132,29 @@ public sealed class RateLimitPolicy : MessagePolicy, IDisposable
     private readonly ConditionalWeakTable<WebSocketConnection, string>.CreateValueCallback _createConnectionKey;
 
     /// <summary>Creates the policy.</summary>
-    public RateLimitPolicy(RateLimitPolicyOptions options, string name = "rate-limit")
+    /// <param name="options">The options.</param>
+    /// <param name="name">The policy's name, in rejections, logs and metrics.</param>
+    /// <param name="timeProvider">The clock the buckets refill by. Default: <see cref="TimeProvider.System"/>.</param>
+    public RateLimitPolicy(RateLimitPolicyOptions options, string name = "rate-limit", TimeProvider? timeProvider = null)
         : base(name)
     {
         ArgumentNullException.ThrowIfNull(options);
         PolicyValidation.ThrowIfInvalid(options, name);
         _options = options;
+        _time = timeProvider ?? TimeProvider.System;
         _key = options.Key is null ? null : JsonPointers.Parse(options.Key, "key");
         _rejection = string.Create(CultureInfo.InvariantCulture, $"rate limit exceeded: {options.Permits} per {options.PerSeconds} s");
         _tooManyKeys = string.Create(CultureInfo.InvariantCulture, $"rate limit exceeded: at most {options.MaxKeys} distinct {options.Key} values at once");
         _createConnectionKey = ConnectionKey;
-        var tokenLimit = options.Burst ?? options.Permits;
-        var limiterOptions = new TokenBucketRateLimiterOptions
-        {
-            TokenLimit = tokenLimit,
-            TokensPerPeriod = options.Permits,
-            ReplenishmentPeriod = TimeSpan.FromSeconds(options.PerSeconds),
-            QueueLimit = 0,
-            AutoReplenishment = true,
-        };
-        _limiter = PartitionedRateLimiter.Create<string, string>(key =>
-            System.Threading.RateLimiting.RateLimitPartition.GetTokenBucketLimiter(key, _ => limiterOptions));
+        _tokenLimit = options.Burst ?? options.Permits;
+        _tokensPerTick = options.Permits / (options.PerSeconds * _time.TimestampFrequency);
 
         // An empty bucket is full again after this long: a budget unused for it can be forgotten without changing anything.
-        _forgetAfterMs = (long)Math.Min(Math.Ceiling((double)tokenLimit / options.Permits) * options.PerSeconds * 1000, TimeSpan.FromDays(1).TotalMilliseconds);
-        var sweepEvery = TimeSpan.FromMilliseconds(Math.Clamp(_forgetAfterMs, 250, 30_000));
-        _sweep = new Timer(static state => ((RateLimitPolicy)state!).Sweep(), this, sweepEvery, sweepEvery);
+        // Whole periods, as the documented forget time (⌈burst / permits⌉ × perSeconds) has always been.
+        var refillSeconds = Math.Min(Math.Ceiling(_tokenLimit / options.Permits) * options.PerSeconds, TimeSpan.FromDays(1).TotalSeconds);
+        _forgetAfterTicks = (long)(refillSeconds * _time.TimestampFrequency);
+        var sweepEvery = TimeSpan.FromMilliseconds(Math.Clamp(refillSeconds * 1000, 250, 30_000));
+        _sweep = _time.CreateTimer(static state => ((RateLimitPolicy)state!).Sweep(), this, sweepEvery, sweepEvery);
         PolicyMetrics.Track(this);
     }
 
@@ -161,20 +166,17 @@ public sealed class RateLimitPolicy : MessagePolicy, IDisposable
     {
         var partition = _connectionKeys.GetValue(context.Connection, _createConnectionKey);
         var key = _key is { } pointer ? KeyValue(context, pointer) : string.Empty;
-        if (!Admit(partition, key))
+        switch (TryAcquire(partition, key))
         {
-            Reject(context, _options.Action, 429, _tooManyKeys, WebSocketCloseStatus.PolicyViolation);
-            return default;
+            case Outcome.Acquired:
+                return next(context);
+            case Outcome.TooManyKeys:
+                Reject(context, _options.Action, 429, _tooManyKeys, WebSocketCloseStatus.PolicyViolation);
+                return default;
+            default:
+                Reject(context, _options.Action, 429, _rejection, WebSocketCloseStatus.PolicyViolation);
+                return default;
         }
-
-        using var lease = _limiter.AttemptAcquire(key.Length == 0 ? partition : partition + "|" + key);
-        if (lease.IsAcquired)
-        {
-            return next(context);
-        }
-
-        Reject(context, _options.Action, 429, _rejection, WebSocketCloseStatus.PolicyViolation);
-        return default;
     }
 
     /// <inheritdoc />
@@ -182,7 +184,6 @@ public sealed class RateLimitPolicy : MessagePolicy, IDisposable
     {
         PolicyMetrics.Untrack(this);
         _sweep.Dispose();
-        _limiter.Dispose();
     }
 
     private static string KeyValue(MessageContext context, JsonPointer key)
@@ -193,10 +194,10 @@ public sealed class RateLimitPolicy : MessagePolicy, IDisposable
         return value.Length <= MaxKeyLength ? value : "#" + Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(value)));
     }
 
-    /// <summary>Records that <paramref name="key"/> of <paramref name="partition"/> was used; false for a new key the partition has no room for.</summary>
-    private bool Admit(string partition, string key)
+    /// <summary>Takes a token from the bucket of <paramref name="key"/> in <paramref name="partition"/>, creating it (full) if the partition has room.</summary>
+    private Outcome TryAcquire(string partition, string key)
     {
-        var now = Environment.TickCount64;
+        var now = _time.GetTimestamp();
         while (true)
         {
             var budgets = _partitions.GetOrAdd(partition, static _ => new Budgets());
@@ -207,42 +208,45 @@ public sealed class RateLimitPolicy : MessagePolicy, IDisposable
                     continue; // the sweep has just dropped this partition: use the one that replaces it
                 }
 
-                ref var lastUsed = ref CollectionsMarshal.GetValueRefOrNullRef(budgets.LastUsed, key);
-                if (!Unsafe.IsNullRef(ref lastUsed))
+                ref var bucket = ref CollectionsMarshal.GetValueRefOrNullRef(budgets.Buckets, key);
+                if (!Unsafe.IsNullRef(ref bucket))
                 {
-                    lastUsed = now;
-                    return true;
+                    var tokens = Refilled(bucket, now);
+                    bucket = new Bucket(tokens >= 1 ? tokens - 1 : tokens, now);
+                    return tokens >= 1 ? Outcome.Acquired : Outcome.Rejected;
                 }
 
                 // Full: make room from budgets that have refilled, at most once a second (a scan per message would be
                 // the attacker's lever).
-                if (budgets.LastUsed.Count >= _options.MaxKeys && now - budgets.LastForget >= 1000)
+                if (budgets.Buckets.Count >= _options.MaxKeys && now - budgets.LastForget >= _time.TimestampFrequency)
                 {
                     budgets.LastForget = now;
                     Forget(budgets, now);
                 }
 
-                if (budgets.LastUsed.Count >= _options.MaxKeys)
+                if (budgets.Buckets.Count >= _options.MaxKeys)
                 {
-                    return false;
+                    return Outcome.TooManyKeys;
                 }
 
-                budgets.LastUsed.Add(key, now);
+                budgets.Buckets.Add(key, new Bucket(_tokenLimit - 1, now));
                 Interlocked.Increment(ref _budgetCount);
-                return true;
+                return Outcome.Acquired;
             }
         }
     }
 
+    private double Refilled(Bucket bucket, long now) => Math.Min(_tokenLimit, bucket.Tokens + ((now - bucket.Updated) * _tokensPerTick));
+
     private void Sweep()
     {
-        var now = Environment.TickCount64;
+        var now = _time.GetTimestamp();
         foreach (var (partition, budgets) in _partitions)
         {
             lock (budgets)
             {
                 Forget(budgets, now);
-                if (budgets.LastUsed.Count == 0)
+                if (budgets.Buckets.Count == 0)
                 {
                     budgets.Removed = true;
                     _partitions.TryRemove(new KeyValuePair<string, Budgets>(partition, budgets));
@@ -253,29 +257,39 @@ public sealed class RateLimitPolicy : MessagePolicy, IDisposable
 
     private void Forget(Budgets budgets, long now)
     {
-        var before = budgets.LastUsed.Count;
-        foreach (var (key, lastUsed) in budgets.LastUsed)
+        var before = budgets.Buckets.Count;
+        foreach (var (key, bucket) in budgets.Buckets)
         {
-            if (now - lastUsed >= _forgetAfterMs)
+            if (now - bucket.Updated >= _forgetAfterTicks)
             {
-                budgets.LastUsed.Remove(key);
+                budgets.Buckets.Remove(key);
             }
         }
 
-        Interlocked.Add(ref _budgetCount, budgets.LastUsed.Count - before);
+        Interlocked.Add(ref _budgetCount, budgets.Buckets.Count - before);
     }
 
     private string ConnectionKey(WebSocketConnection connection) => _options.PartitionBy switch
     {
-        RateLimitPartition.Subject when connection.Subject is { } subject => "s:" + subject,
-        RateLimitPartition.Subject or RateLimitPartition.Ip => "i:" + connection.RemoteIpAddress,
+        MessageRateLimitPartition.Subject when connection.Subject is { } subject => "s:" + subject,
+        MessageRateLimitPartition.Subject or MessageRateLimitPartition.Ip => "i:" + connection.RemoteIpAddress,
         _ => "c:" + connection.Id,
     };
 
-    /// <summary>A partition's budgets: when each <c>key</c> value (or the partition's one, "") was last used.</summary>
+    private enum Outcome
+    {
+        Acquired,
+        Rejected,
+        TooManyKeys,
+    }
+
+    /// <summary>A token bucket: its tokens when last updated, and when (a <see cref="TimeProvider"/> timestamp).</summary>
+    private readonly record struct Bucket(double Tokens, long Updated);
+
+    /// <summary>A partition's budgets: the bucket of each <c>key</c> value (or the partition's one, "").</summary>
     private sealed class Budgets
     {
-        public Dictionary<string, long> LastUsed { get; } = new(StringComparer.Ordinal);
+        public Dictionary<string, Bucket> Buckets { get; } = new(StringComparer.Ordinal);
 
         public long LastForget { get; set; }
 

@@ -23,7 +23,7 @@ public sealed class TimerPolicyOptions : IPolicyOptions
 
 /// <summary>
 /// <c>timer</c>: stamps the time a message spent in the gateway, in milliseconds, into JSON messages
-/// (carefree-drawboard's TimerMiddleware). On a host-mode reply that is the time since the request that caused it
+/// (at <see cref="TimerPolicyOptions.Field"/>). On a host-mode reply that is the time since the request that caused it
 /// arrived; otherwise the time since the message itself arrived. Non-JSON messages and JSON that is not an object
 /// pass unchanged.
 /// </summary>

@@ -1,5 +1,5 @@
 using System.Globalization;
-using System.Threading.RateLimiting;
+using System.Runtime.InteropServices;
 using Microsoft.AspNetCore.Http;
 
 namespace Sluice.Policies;
@@ -47,31 +47,40 @@ public sealed class ConnectionRateLimitPolicyOptions : IPolicyOptions
 }
 
 /// <summary>
-/// <c>connection-rate-limit</c>: a fixed window of connections per IP or subject (System.Threading.RateLimiting,
-/// as ASP.NET Core's rate-limiting middleware uses). Over the limit, the upgrade gets 429 with <c>Retry-After</c>.
-/// Apps that configure rate limits in code may use <c>RequireRateLimiting()</c> on the endpoint instead.
+/// <c>connection-rate-limit</c>: a fixed window of connections per IP or subject. Over the limit, the upgrade gets 429
+/// with <c>Retry-After</c> (the seconds until the window ends). Apps that configure rate limits in code may use
+/// ASP.NET Core's <c>RequireRateLimiting()</c> on the endpoint instead.
 /// </summary>
+/// <remarks>
+/// Time comes from the <see cref="TimeProvider"/> given to the constructor, so tests can advance it; System.Threading.RateLimiting's
+/// limiters read the system clock and take none, which is why the windows are kept here.
+/// </remarks>
 public sealed class ConnectionRateLimitPolicy : IUpgradePolicy, IDisposable
 {
-    private readonly PartitionedRateLimiter<UpgradeContext> _limiter;
     private readonly ConnectionRateLimitPolicyOptions _options;
+    private readonly TimeProvider _time;
+    private readonly long _windowTicks;
+    private readonly string _rejection;
+    private readonly Dictionary<string, Window> _windows = new(StringComparer.Ordinal);
+    private readonly ITimer _sweep;
 
     /// <summary>Creates the policy.</summary>
-    public ConnectionRateLimitPolicy(ConnectionRateLimitPolicyOptions options, string name = "connection-rate-limit")
+    /// <param name="options">The options.</param>
+    /// <param name="name">The policy's name, in logs.</param>
+    /// <param name="timeProvider">The clock the windows follow. Default: <see cref="TimeProvider.System"/>.</param>
+    public ConnectionRateLimitPolicy(ConnectionRateLimitPolicyOptions options, string name = "connection-rate-limit", TimeProvider? timeProvider = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         PolicyValidation.ThrowIfInvalid(options, name);
         Name = name;
         _options = options;
-        var window = new FixedWindowRateLimiterOptions
-        {
-            PermitLimit = options.Permits,
-            Window = TimeSpan.FromSeconds(options.PerSeconds),
-            QueueLimit = 0,
-            AutoReplenishment = true,
-        };
-        _limiter = PartitionedRateLimiter.Create<UpgradeContext, string>(context =>
-            System.Threading.RateLimiting.RateLimitPartition.GetFixedWindowLimiter(Key(context), _ => window));
+        _time = timeProvider ?? TimeProvider.System;
+        _windowTicks = (long)Math.Min(options.PerSeconds * _time.TimestampFrequency, long.MaxValue / 2);
+        _rejection = string.Create(CultureInfo.InvariantCulture, $"connection rate limit exceeded: {options.Permits} per {options.PerSeconds} s");
+
+        // Windows that have ended are dropped, so that memory follows the clients of the current window only.
+        var sweepEvery = TimeSpan.FromMilliseconds(Math.Clamp(options.PerSeconds * 1000, 250, 30_000));
+        _sweep = _time.CreateTimer(static state => ((ConnectionRateLimitPolicy)state!).Sweep(), this, sweepEvery, sweepEvery);
     }
 
     /// <inheritdoc />
@@ -81,23 +90,53 @@ public sealed class ConnectionRateLimitPolicy : IUpgradePolicy, IDisposable
     public ValueTask<UpgradeResult> EvaluateAsync(UpgradeContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        using var lease = _limiter.AttemptAcquire(context);
-        if (lease.IsAcquired)
+        var now = _time.GetTimestamp();
+        long endsIn;
+        lock (_windows)
         {
-            return new ValueTask<UpgradeResult>(UpgradeResult.Continue());
+            ref var window = ref CollectionsMarshal.GetValueRefOrAddDefault(_windows, Key(context), out var exists);
+            if (!exists || now - window.Start >= _windowTicks)
+            {
+                window = new Window(now, 0);
+            }
+
+            if (window.Count < _options.Permits)
+            {
+                window = window with { Count = window.Count + 1 };
+                return new ValueTask<UpgradeResult>(UpgradeResult.Continue());
+            }
+
+            endsIn = window.Start + _windowTicks - now;
         }
 
-        var retryAfter = lease.TryGetMetadata(MetadataName.RetryAfter, out var after) ? after : TimeSpan.FromSeconds(_options.PerSeconds);
-        context.HttpContext.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
-        return new ValueTask<UpgradeResult>(UpgradeResult.Reject(StatusCodes.Status429TooManyRequests,
-            string.Create(CultureInfo.InvariantCulture, $"connection rate limit exceeded: {_options.Permits} per {_options.PerSeconds} s")));
+        var retryAfter = Math.Max(1, (long)Math.Ceiling((double)endsIn / _time.TimestampFrequency));
+        context.HttpContext.Response.Headers.RetryAfter = retryAfter.ToString(CultureInfo.InvariantCulture);
+        return new ValueTask<UpgradeResult>(UpgradeResult.Reject(StatusCodes.Status429TooManyRequests, _rejection));
     }
 
     /// <inheritdoc />
-    public void Dispose() => _limiter.Dispose();
+    public void Dispose() => _sweep.Dispose();
+
+    private void Sweep()
+    {
+        var now = _time.GetTimestamp();
+        lock (_windows)
+        {
+            foreach (var (key, window) in _windows)
+            {
+                if (now - window.Start >= _windowTicks)
+                {
+                    _windows.Remove(key);
+                }
+            }
+        }
+    }
 
     private string Key(UpgradeContext context) =>
         _options.PartitionBy == ConnectionRateLimitPartition.Subject && context.Subject is { } subject
             ? "s:" + subject
             : "i:" + context.HttpContext.Connection.RemoteIpAddress;
+
+    /// <summary>A window: when it started (a <see cref="TimeProvider"/> timestamp) and the connections it has let in.</summary>
+    private readonly record struct Window(long Start, int Count);
 }

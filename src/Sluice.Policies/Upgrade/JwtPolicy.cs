@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Net.WebSockets;
 using System.Text;
 using System.Text.Encodings.Web;
@@ -101,9 +102,17 @@ public sealed partial class JwtPolicy : IUpgradePolicy
     private readonly ILoggerFactory _loggerFactory;
     private readonly ILogger _logger;
     private readonly bool _closeOnExpiry;
+    private readonly TimeProvider _time;
 
     /// <summary>Creates the policy.</summary>
-    public JwtPolicy(JwtPolicyOptions options, ILoggerFactory loggerFactory, string name = "jwt")
+    /// <param name="options">The options.</param>
+    /// <param name="loggerFactory">Where refused tokens are logged (at debug level).</param>
+    /// <param name="name">The policy's name, in logs and the authentication scheme's name.</param>
+    /// <param name="timeProvider">
+    /// The clock that closes connections when their token expires, also given to ASP.NET Core's JwtBearer handler.
+    /// Default: <see cref="TimeProvider.System"/>.
+    /// </param>
+    public JwtPolicy(JwtPolicyOptions options, ILoggerFactory loggerFactory, string name = "jwt", TimeProvider? timeProvider = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(loggerFactory);
@@ -112,6 +121,7 @@ public sealed partial class JwtPolicy : IUpgradePolicy
         _loggerFactory = loggerFactory;
         _logger = loggerFactory.CreateLogger("Sluice.Policies.Jwt");
         _closeOnExpiry = options.CloseOnExpiry;
+        _time = timeProvider ?? TimeProvider.System;
         _scheme = new AuthenticationScheme("Sluice.Jwt." + name, name, typeof(JwtBearerHandler));
 
         var bearer = new JwtBearerOptions
@@ -120,7 +130,7 @@ public sealed partial class JwtPolicy : IUpgradePolicy
             Audience = options.Audience,
             RequireHttpsMetadata = options.RequireHttpsMetadata,
             MapInboundClaims = false,
-            TimeProvider = TimeProvider.System,
+            TimeProvider = _time,
             TokenValidationParameters = new TokenValidationParameters
             {
                 ValidateAudience = options.Audience is not null,
@@ -252,15 +262,15 @@ public sealed partial class JwtPolicy : IUpgradePolicy
         return false;
     }
 
-    private static async Task CloseAtExpiryAsync(WebSocketConnection connection, DateTimeOffset expiry)
+    private async Task CloseAtExpiryAsync(WebSocketConnection connection, DateTimeOffset expiry)
     {
         try
         {
             // Timers take at most about 49.7 days, and a token may be valid until year 9999: wait in steps, so a far
             // expiry neither throws nor closes the connection early.
-            for (var wait = expiry - DateTimeOffset.UtcNow; wait > TimeSpan.Zero; wait = expiry - DateTimeOffset.UtcNow)
+            for (var wait = expiry - _time.GetUtcNow(); wait > TimeSpan.Zero; wait = expiry - _time.GetUtcNow())
             {
-                await Task.Delay(wait < MaxTimerStep ? wait : MaxTimerStep, connection.Closed);
+                await Task.Delay(wait < MaxTimerStep ? wait : MaxTimerStep, _time, connection.Closed);
             }
 
             await connection.CloseAsync(WebSocketCloseStatus.PolicyViolation, "token expired");
@@ -271,7 +281,7 @@ public sealed partial class JwtPolicy : IUpgradePolicy
         }
     }
 
-    private sealed class FixedOptionsMonitor<T>(T value) : IOptionsMonitor<T>
+    private sealed class FixedOptionsMonitor<[DynamicallyAccessedMembers(DynamicallyAccessedMemberTypes.PublicParameterlessConstructor)] T>(T value) : IOptionsMonitor<T>
     {
         public T CurrentValue => value;
 

@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
@@ -59,7 +60,7 @@ public static class SluiceServiceCollectionExtensions
     }
 
     /// <summary>Registers a converter of handler results for every hosted endpoint.</summary>
-    public static ISluiceBuilder AddResultConverter<TConverter>(this ISluiceBuilder builder)
+    public static ISluiceBuilder AddResultConverter<[DynamicallyAccessedMembers(DynamicallyAccessedMemberTypes.PublicConstructors)] TConverter>(this ISluiceBuilder builder)
         where TConverter : class, IWebSocketResultConverter
     {
         ArgumentNullException.ThrowIfNull(builder);

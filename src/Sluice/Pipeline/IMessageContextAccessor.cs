@@ -2,7 +2,7 @@ namespace Sluice;
 
 /// <summary>
 /// Gives code anywhere below an interceptor (a service, a repository, a logger enricher) the message that is
-/// being processed, across awaits, without passing it down. Polyflux calls this <c>get_context()</c>.
+/// being processed, across awaits, without passing it down.
 /// </summary>
 /// <remarks>
 /// The value is meant for code running as part of a message's pipeline. Work that outlives the pipeline

@@ -2,7 +2,7 @@ namespace Sluice;
 
 /// <summary>
 /// An interceptor added to a pipeline, refined fluently: limit it to some messages with <see cref="When"/>
-/// (carefree-drawboard's subscriptions), to one direction, or give it a name for logs and metrics.
+/// (by kind, field or any predicate), to one direction, or give it a name for logs and metrics.
 /// </summary>
 public sealed class InterceptorRegistration
 {

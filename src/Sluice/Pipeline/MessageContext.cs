@@ -108,7 +108,7 @@ public sealed class MessageContext
 
     /// <summary>
     /// Gets, for a reply that a host-mode message handler returned, the context of the inbound message it
-    /// answers (carefree-drawboard's <c>before(request)</c>), so that an outbound interceptor can correlate the
+    /// answers, so that an outbound interceptor can correlate the
     /// two or measure the handler's time. Null for every other message.
     /// </summary>
     public MessageContext? Cause { get; private set; }

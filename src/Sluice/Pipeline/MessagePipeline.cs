@@ -59,7 +59,7 @@ internal sealed class MessagePipeline
             }
         }
 
-        // Polyflux order: inbound in registration order, outbound in reverse, so the first interceptor
+        // Inbound in registration order, outbound in reverse, so the first interceptor
         // added is the outermost both ways.
         outbound.Reverse();
 

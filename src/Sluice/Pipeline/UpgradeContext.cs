@@ -5,8 +5,8 @@ namespace Sluice;
 /// <summary>
 /// The HTTP upgrade request of a WebSocket connection, as the upgrade steps see it before any WebSocket
 /// exists. Steps run in order; each may reject the request or pass data on to the next step and, through
-/// <see cref="WebSocketConnection.UpgradeData"/>, to the connection (socketify's <c>auth</c> returning the
-/// user that <c>home</c> receives).
+/// <see cref="WebSocketConnection.UpgradeData"/>, to the connection (an authentication step passing on the
+/// user it found).
 /// </summary>
 public sealed class UpgradeContext
 {

@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace Sluice;
@@ -31,7 +32,7 @@ public class WebSocketPipelineBuilder
     internal List<Action<WebSocketEndpointOptions>> OptionsActions { get; } = [];
 
     /// <summary>Adds a class interceptor, created once through dependency injection when the endpoint is built.</summary>
-    public InterceptorRegistration Use<TInterceptor>()
+    public InterceptorRegistration Use<[DynamicallyAccessedMembers(DynamicallyAccessedMemberTypes.PublicConstructors)] TInterceptor>()
         where TInterceptor : class, IMessageInterceptor =>
         Add(typeof(TInterceptor).Name, services =>
             new ClassInterceptorLayer(ActivatorUtilities.GetServiceOrCreateInstance<TInterceptor>(services)), direction: null);
@@ -62,7 +63,7 @@ public class WebSocketPipelineBuilder
         return Add("middleware", _ => new MiddlewareLayer(middleware), direction: null);
     }
 
-    /// <summary>Adds a synchronous step (socketify style): return true to go on, false to stop the message.</summary>
+    /// <summary>Adds a synchronous step: return true to go on, false to stop the message.</summary>
     public InterceptorRegistration Use(Func<MessageContext, bool> step)
     {
         ArgumentNullException.ThrowIfNull(step);
@@ -77,7 +78,7 @@ public class WebSocketPipelineBuilder
     }
 
     /// <summary>
-    /// Adds a transform of messages from the client (Zuplo style): return the message, changed or not, to
+    /// Adds a transform of messages from the client: return the message, changed or not, to
     /// forward it, or null to drop it.
     /// </summary>
     public InterceptorRegistration Inbound(Func<WebSocketMessage, WebSocketMessage?> transform)
@@ -204,7 +205,7 @@ public class WebSocketPipelineBuilder
     }
 
     /// <summary>
-    /// Registers a per-connection feature (socketify's extensions): <c>connection.Feature&lt;TFeature&gt;()</c>
+    /// Registers a per-connection feature: <c>connection.Feature&lt;TFeature&gt;()</c>
     /// creates it with <paramref name="factory"/> on first use and returns the same instance afterwards.
     /// A connection that never asks pays nothing. Disposable features are disposed when the connection ends.
     /// </summary>

@@ -1,9 +1,9 @@
 namespace Sluice;
 
 /// <summary>
-/// Publish/subscribe topics for WebSocket connections (socketify's <c>publish</c>, <c>subscribe</c> and
-/// <c>num_subscribers</c>). Connections subscribe with <see cref="WebSocketConnection.Subscribe"/>; anything in
-/// the app (a handler, an HTTP endpoint, a background service) publishes here.
+/// Publish/subscribe topics for WebSocket connections. Connections subscribe with
+/// <see cref="WebSocketConnection.Subscribe"/>; anything in the app (a handler, an HTTP endpoint, a background
+/// service) publishes here.
 /// </summary>
 /// <remarks>
 /// A message is framed once per publish and the same bytes go to every subscriber whose route has no outbound
