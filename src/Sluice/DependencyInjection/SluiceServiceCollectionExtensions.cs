@@ -69,8 +69,8 @@ public static class SluiceServiceCollectionExtensions
     }
 
     /// <summary>
-    /// Registers a per-connection feature for every WebSocket endpoint of the app (socketify's
-    /// <c>app.register</c>): <c>connection.Feature&lt;TFeature&gt;()</c> creates it on first use. A group or an
+    /// Registers a per-connection feature for every WebSocket endpoint of the app:
+    /// <c>connection.Feature&lt;TFeature&gt;()</c> creates it on first use. A group or an
     /// endpoint that registers the same type overrides the factory for its connections.
     /// </summary>
     public static ISluiceBuilder AddConnectionFeature<TFeature>(this ISluiceBuilder builder, Func<WebSocketConnection, TFeature> factory)

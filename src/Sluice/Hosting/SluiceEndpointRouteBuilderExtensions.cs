@@ -42,7 +42,7 @@ public static class SluiceEndpointRouteBuilderExtensions
     /// Adds interceptors, upgrade steps, hooks, features and options to every Sluice endpoint this builder
     /// configures: typically a route group (<c>app.MapGroup("/api").WithWebSocketPipeline(...)</c>), whose
     /// configuration then applies to every WebSocket endpoint it holds, nested groups included, before the
-    /// endpoint's own. This is socketify's <c>MiddlewareRouter</c> and <c>app.router("/api", auth)</c>.
+    /// endpoint's own.
     /// </summary>
     public static TBuilder WithWebSocketPipeline<TBuilder>(this TBuilder builder, Action<WebSocketPipelineBuilder> configure)
         where TBuilder : IEndpointConventionBuilder

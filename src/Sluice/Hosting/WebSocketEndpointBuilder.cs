@@ -16,7 +16,7 @@ public sealed class WebSocketEndpointBuilder : WebSocketPipelineBuilder
 
     /// <summary>
     /// Handles each inbound message that got through the chain. What it returns is sent back to the client
-    /// through the outbound chain (carefree-drawboard's response middleware): a <see cref="string"/> as text,
+    /// through the outbound chain: a <see cref="string"/> as text,
     /// bytes as binary, a <see cref="WebSocketMessage"/> as is, null as nothing, anything else as JSON.
     /// </summary>
     public WebSocketEndpointBuilder OnMessage(Func<WebSocketMessage, WebSocketConnection, object?> handler)
