@@ -58,14 +58,48 @@ public class FakeTimePolicyTests
         Assert.Equal(0, policy.BudgetCount);
     }
 
+    [Theory]
+    [InlineData(Mode.Host)]
+    [InlineData(Mode.Proxy)]
+    public async Task RateLimit_ByConnection_ForgetsAConnectionsBudgetsWhenItCloses(Mode mode)
+    {
+        // The clock never moves: only the close can release the budgets, so reconnecting cannot pile them up.
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        using var policy = new RateLimitPolicy(new() { Permits = 1, PerSeconds = 3600, Key = "/k", Action = PolicyAction.Reply }, "hourly", time);
+        await using var harness = await PolicyHarness.StartAsync(p => p.UsePolicy(policy).InboundOnly());
+        for (var round = 0; round < 3; round++)
+        {
+            using var client = await WebSocketClient.ConnectAsync(harness.Uri(mode));
+            foreach (var k in new[] { "x", "y", "z" })
+            {
+                await client.SendTextAsync($$"""{"k":"{{k}}"}""");
+                Assert.Equal($$"""{"k":"{{k}}"}""", await client.ReceiveTextAsync());
+            }
+
+            Assert.Equal(3, policy.BudgetCount);
+            await client.CloseAsync(WebSocketCloseStatus.NormalClosure, "bye", CancellationToken.None);
+            for (var waited = 0; policy.BudgetCount != 0 && waited < 10_000; waited += 20)
+            {
+                await Task.Delay(20);
+            }
+
+            Assert.Equal(0, policy.BudgetCount);
+        }
+    }
+
     [Fact]
     public async Task RateLimit_BuiltFromTheCatalog_UsesTheAppsTimeProvider()
     {
         var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
         await using var harness = await PolicyHarness.StartAsync(
-            (p, services) => p.UsePolicy((IMessageInterceptor)BuiltInPolicyTypes.All["rate-limit"].Create(
-                new RateLimitPolicyOptions { Permits = 1, PerSeconds = 3600, Action = PolicyAction.Reply },
-                new PolicyCreationContext("hourly", services, null))).InboundOnly(),
+            (p, services) =>
+            {
+                // The connection's keep-alive runs on the app's clock too: off, so that an hour of fake silence is not a lost client.
+                p.ConfigureOptions(o => o.KeepAliveInterval = TimeSpan.Zero);
+                p.UsePolicy((IMessageInterceptor)BuiltInPolicyTypes.All["rate-limit"].Create(
+                    new RateLimitPolicyOptions { Permits = 1, PerSeconds = 3600, Action = PolicyAction.Reply },
+                    new PolicyCreationContext("hourly", services, null))).InboundOnly();
+            },
             services => services.AddSingleton<TimeProvider>(time));
         using var client = await WebSocketClient.ConnectAsync(harness.Uri(Mode.Host));
 

@@ -269,12 +269,39 @@ public sealed class RateLimitPolicy : MessagePolicy, IDisposable
         Interlocked.Add(ref _budgetCount, budgets.Buckets.Count - before);
     }
 
-    private string ConnectionKey(WebSocketConnection connection) => _options.PartitionBy switch
+    private string ConnectionKey(WebSocketConnection connection)
     {
-        MessageRateLimitPartition.Subject when connection.Subject is { } subject => "s:" + subject,
-        MessageRateLimitPartition.Subject or MessageRateLimitPartition.Ip => "i:" + connection.RemoteIpAddress,
-        _ => "c:" + connection.Id,
-    };
+        switch (_options.PartitionBy)
+        {
+            case MessageRateLimitPartition.Subject when connection.Subject is { } subject:
+                return "s:" + subject;
+            case MessageRateLimitPartition.Subject or MessageRateLimitPartition.Ip:
+                return "i:" + connection.RemoteIpAddress;
+            default:
+                // A connection's budgets are no one else's: they go with it, so that reconnecting cannot pile up
+                // partitions of maxKeys values each until the forget time (which may be a day) has passed.
+                var key = "c:" + connection.Id;
+                connection.Closed.Register(static state =>
+                {
+                    var (policy, partition) = ((RateLimitPolicy, string))state!;
+                    policy.ForgetPartition(partition);
+                }, (this, key));
+                return key;
+        }
+    }
+
+    private void ForgetPartition(string partition)
+    {
+        if (_partitions.TryRemove(partition, out var budgets))
+        {
+            lock (budgets)
+            {
+                budgets.Removed = true;
+                Interlocked.Add(ref _budgetCount, -budgets.Buckets.Count);
+                budgets.Buckets.Clear();
+            }
+        }
+    }
 
     private enum Outcome
     {

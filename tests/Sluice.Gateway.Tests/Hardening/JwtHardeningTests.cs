@@ -118,7 +118,15 @@ public class JwtHardeningTests(JwtGateway fixture) : IClassFixture<JwtGateway>
         using var raw = await _fixture.UpgradeAsync("/jwt?access_token=garbage", "Bearer " + header);
 
         Assert.Equal(101, raw.StatusCode);
+
+        // The connection joins the admin list as its pump starts, a moment after the 101 went out.
         var connections = await _fixture.ConnectionsAsync("/jwt");
+        for (var tries = 0; tries < 100 && !connections.Any(c => (string?)c!["subject"] == "header-user"); tries++)
+        {
+            await Task.Delay(50);
+            connections = await _fixture.ConnectionsAsync("/jwt");
+        }
+
         Assert.Contains(connections, c => (string?)c!["subject"] == "header-user");
     }
 
