@@ -105,8 +105,9 @@ public sealed class JsonSchemaPolicy : MessagePolicy
         }
         catch (Exception ex) when (ex is InvalidOperationException || ex.InnerException is InvalidOperationException)
         {
-            // A name or string holding a lone UTF-16 surrogate (\udc00) cannot be read as text (the guard finds it first).
-            error = SchemaInputGuard.InvalidUnicode;
+            // The guard has already refused lone surrogates, the known cause: whatever this is, the message is not
+            // judged valid, and the reply does not guess why.
+            error = "a value could not be read to check it";
         }
         catch (RegexMatchTimeoutException)
         {
