@@ -25,6 +25,7 @@ public class JsonPolicyHostileInputTests
                 { "path": "/when", "handler": { "type": "echo" }, "inbound": ["when"] },
                 { "path": "/filter", "handler": { "type": "echo" }, "inbound": ["filter"] },
                 { "path": "/script", "handler": { "type": "echo" }, "inbound": ["script"] },
+                { "path": "/schema", "handler": { "type": "echo" }, "inbound": ["schema"] },
               ],
               "policies": {
                 "log": { "type": "log", "options": { "redact": ["/password"] } },
@@ -33,6 +34,7 @@ public class JsonPolicyHostileInputTests
                 "when": { "type": "json-transform", "when": { "path": "/v", "in": [1, "x"] }, "options": { "set": { "/seen": true } } },
                 "filter": { "type": "json-filter", "options": { "path": "/type", "in": ["internal", 1] } },
                 "script": { "type": "script", "options": { "source": "(message) => message" } },
+                "schema": { "type": "json-schema", "options": { "schema": { "type": "object" } } },
               },
             }
             """);
@@ -65,6 +67,16 @@ public class JsonPolicyHostileInputTests
             }
 
             Assert.Equal(Sentinel, await client.ReceiveTextAsync());
+        }
+
+        // json-schema says why it refuses a lone surrogate in a name, however many names the object has.
+        using (var schema = await WebSocketClient.ConnectAsync(gateway.Ws("/schema")))
+        {
+            foreach (var message in new[] { """{"\udc00":1}""", """{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"\ud800":1}""" })
+            {
+                await schema.SendTextAsync(message);
+                Assert.Contains("not valid Unicode", await schema.ReceiveTextAsync(), StringComparison.Ordinal);
+            }
         }
 
         // No policy failed (event 200, an error with a stack trace for each message).
