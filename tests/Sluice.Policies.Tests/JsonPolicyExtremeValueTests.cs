@@ -9,7 +9,7 @@ namespace Sluice.Policies.Tests;
 /// <summary>A server with one route per policy that reads JSON (json-schema runs through the gateway process: see the gateway's JsonPolicyHardeningTests).</summary>
 public sealed class EveryJsonPolicyServer : IAsyncLifetime
 {
-    public static readonly string[] Routes = ["redact", "filter", "transform", "rate-limit", "log", "when", "script"];
+    public static readonly string[] Routes = ["redact", "filter", "filter-strict", "transform", "rate-limit", "log", "when", "script"];
 
     private readonly ILoggerFactory _loggers;
 
@@ -24,6 +24,7 @@ public sealed class EveryJsonPolicyServer : IAsyncLifetime
         {
             Map(app, "redact", new JsonRedactPolicy("/password"));
             Map(app, "filter", new JsonFilterPolicy(new JsonFilterPolicyOptions { Path = "/type", EqualsValue = "internal", Action = PolicyAction.Reply }));
+            Map(app, "filter-strict", new JsonFilterPolicy(new JsonFilterPolicyOptions { Path = "/type", EqualsValue = "internal", Action = PolicyAction.Reply, Unparsable = UnparsableJson.Drop }));
             Map(app, "transform", new JsonTransformPolicy(new JsonTransformPolicyOptions { Set = new() { ["/seen"] = true } }));
             Map(app, "rate-limit", new RateLimitPolicy(new RateLimitPolicyOptions { Permits = 1_000_000, Key = "/v", Action = PolicyAction.Reply }));
             Map(app, "log", new LogPolicy(new LogPolicyOptions { Redact = ["/password"] }, _loggers));
@@ -82,7 +83,7 @@ public class JsonPolicyExtremeValueTests(EveryJsonPolicyServer server) : IClassF
     [
         "1e9999999", "1e-999999999", "-1e9999999", "1e4294967296", new string('9', 400), "-0", "0e0", "1.5e-9999999", "1e300",
         "\"" + new string('a', 100_000) + "\"", "\"\\udc00\"", "\"\\ud800\\udc00\"", "\"\uFEFF\"", "\"\\u0000\"", "\"x\"", "1",
-        new string('[', 900) + "1" + new string(']', 900), "{\"type\":\"internal\"}", "NaN", "Infinity", "[1,]", "/* c */ 1",
+        new string('[', 900) + "1" + new string(']', 900), "{\"type\":\"internal\"}", "NaN", "Infinity", "[1,]", "/* c */ 1", "\"\\ud800\"", "\"\\udc00 /* c */\"", "/* c */ \"\\udc00\"",
     ];
 
     private readonly EveryJsonPolicyServer _server = server;
@@ -102,6 +103,7 @@ public class JsonPolicyExtremeValueTests(EveryJsonPolicyServer server) : IClassF
             1 => " \n" + body,
             2 => "[" + body + "]",
             3 => new string('[', 1001) + body + new string(']', 1001),
+            4 => "// c\n /* d */" + body,
             _ => body,
         };
 
@@ -109,6 +111,11 @@ public class JsonPolicyExtremeValueTests(EveryJsonPolicyServer server) : IClassF
         foreach (var route in EveryJsonPolicyServer.Routes)
         {
             var received = Exchange(route, message);
+            // Every route answers each message once (the echo or a policy's error frame), but json-redact, which drops
+            // text it cannot redact (near-JSON no lenient reader can read, a lone surrogate it cannot write again), the
+            // json-filter that drops near-JSON it cannot read, and script, which drops JSON deeper than Jint reads.
+            var mayDrop = (route == "script" && !LenientlyReadable(message, maxDepth: 60)) || (route == "filter-strict" && !LenientlyReadable(message)) || (route == "redact" && (!LenientlyReadable(message) || HasLoneSurrogate(message)));
+            Assert.True(received.Count == 1 || (mayDrop && received.Count == 0), $"{route}: {received.Count} frames for {Cut(message)}");
             foreach (var text in received)
             {
                 // The echo (changed or not), or an error frame of the policy.
@@ -154,14 +161,99 @@ public class JsonPolicyExtremeValueTests(EveryJsonPolicyServer server) : IClassF
         Assert.Equal("{\"v\":2,}", Assert.Single(Exchange("when", "{\"v\":2,}")));
     }
 
+    [Theory]
+    [InlineData("log", "{\"password\":\"x\",\"f\":\"\\udc00\" /*c*/}")]
+    [InlineData("log", "{\"password\":\"x\",\"\\udc00\":1 /*c*/}")]
+    [InlineData("log", "{\"password\":\"x\",\"f\":\"\\udc00\"}")]
+    [InlineData("transform", "{\"f\":\"\\udc00\" /*c*/}")]
+    [InlineData("transform", "{\"\\ud800\":1,}")]
+    [InlineData("transform", "{\"f\":\"\\udc00\"}")]
+    [InlineData("transform", "{\"\\ud800\\ud800\\udc00\":1}")]
+    [InlineData("when", "{\"v\":1,\"f\":[\"\\udc00\"]}")]
+    [InlineData("when", "{\"v\":1,\"f\":\"\\udc00\",}")]
+    [InlineData("rate-limit", "{\"v\":\"\\udc00\"}")]
+    [InlineData("rate-limit", "{\"v\":\"a\\ud800b\"}")]
+    [InlineData("filter", "{\"type\":\"\\udc00\"}")]
+    [InlineData("filter", "{\"type\":\"\\udc00\",}")]
+    [InlineData("when", "{\"v\":\"\\udc00\"}")]
+    public void LoneSurrogates_PassUnchanged_AndFailNothing(string route, string message) =>
+        Assert.Equal(message, Assert.Single(Exchange(route, message)));
+
+    [Fact]
+    public void Filter_UnparsableDrop_DropsNearJsonItCannotJudge_AndPassIsTheDefault()
+    {
+        const string Hidden = "{\"type\":\"internal\",\"n\":NaN}";
+        Assert.Equal(Hidden, Assert.Single(Exchange("filter", Hidden)));
+        Assert.Empty(Exchange("filter-strict", Hidden));
+        Assert.Contains("\"status\":403", Assert.Single(Exchange("filter-strict", "{\"type\":\"internal\",}")), StringComparison.Ordinal);
+        Assert.Equal("NaN", Assert.Single(Exchange("filter-strict", "NaN")));
+    }
+
+    [Theory]
+    [InlineData("// a comment\n{\"password\":\"s3cret\"}")]
+    [InlineData("/* a comment */{\"password\":\"s3cret\"}")]
+    [InlineData("\uFEFF /* a */ // b\r\t/**/{\"password\":\"s3cret\"}")]
+    [InlineData("// a\n/* \uFEFF */\uFEFF{\"password\":\"s3cret\"}")]
+    [InlineData("/* a */ {\"password\":\"s3cret\",\"n\":NaN}")]
+    public void Redact_ReadsPastLeadingComments(string message)
+    {
+        foreach (var text in Exchange("redact", message))
+        {
+            Assert.DoesNotContain("s3cret", text, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public void Filter_ReadsPastALeadingComment() =>
+        Assert.Contains("\"status\":403", Assert.Single(Exchange("filter", "// c\n{\"type\":\"internal\"}")), StringComparison.Ordinal);
+
     [Fact]
     public void Redact_LoneSurrogateName_IsDropped_NotAFailure()
     {
         Assert.Empty(Exchange("redact", "{\"\\udc00\":1,\"password\":\"s3cret\"}"));
     }
 
-    /// <summary>Sends the message and a sentinel on a new connection; everything received before the sentinel's echo.</summary>
+    private static readonly System.Text.Json.JsonDocumentOptions s_lenient = new()
+    {
+        CommentHandling = System.Text.Json.JsonCommentHandling.Skip,
+        AllowTrailingCommas = true,
+        MaxDepth = 1000,
+    };
+
+    private static bool LenientlyReadable(string message, int maxDepth = 1000)
+    {
+        try
+        {
+            using var document = System.Text.Json.JsonDocument.Parse(message.TrimStart('\uFEFF'), s_lenient with { MaxDepth = maxDepth });
+            return true;
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return false;
+        }
+    }
+
+    private static bool HasLoneSurrogate(string message) =>
+        System.Text.RegularExpressions.Regex.IsMatch(message, @"\\ud[89ab][0-9a-f]{2}(?!\\ud[c-f])|(?<!\\ud[89ab][0-9a-f]{2})\\ud[c-f][0-9a-f]{2}", System.Text.RegularExpressions.RegexOptions.IgnoreCase);
+
+    private static string Cut(string text) => text.Length <= 200 ? text : text[..200] + "…";
+
+    /// <summary>
+    /// Sends the message and a sentinel on a new connection; everything received before the sentinel's echo. Fails when
+    /// the message failed the chain (event 200: an exception escaped a policy, and the message was lost).
+    /// </summary>
     private List<string> Exchange(string route, string message)
+    {
+        var failuresBefore = Failures();
+        var received = ExchangeFrames(route, message);
+        var failure = _server.Server.Logs.Entries.Where(e => e.EventId.Id == 200).Skip(failuresBefore).FirstOrDefault();
+        Assert.True(failure is null, $"{route}: the chain failed on {Cut(message)}: {failure?.Exception}");
+        return received;
+    }
+
+    private int Failures() => _server.Server.Logs.Entries.Count(e => e.EventId.Id == 200);
+
+    private List<string> ExchangeFrames(string route, string message)
     {
         return Task.Run(async () =>
         {

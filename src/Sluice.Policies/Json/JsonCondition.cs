@@ -85,25 +85,39 @@ internal sealed class JsonCondition
             return found == exists;
         }
 
-        if (!found)
+        // A lone surrogate (\udc00) equals no value a configuration can hold, and would make the comparison throw.
+        if (!found || !JsonText.IsValidUnicode(value))
         {
             return false;
         }
 
         if (_equals is { } expected)
         {
-            return JsonElement.DeepEquals(value, expected);
+            return AreEqual(value, expected);
         }
 
         foreach (var candidate in _in!)
         {
-            if (JsonElement.DeepEquals(value, candidate))
+            if (AreEqual(value, candidate))
             {
                 return true;
             }
         }
 
         return false;
+    }
+
+    private static bool AreEqual(JsonElement value, JsonElement expected)
+    {
+        try
+        {
+            return JsonElement.DeepEquals(value, expected);
+        }
+        catch (ArgumentOutOfRangeException)
+        {
+            // A number whose exponent is beyond int's range (1e4294967296): no configured value is that large or small.
+            return false;
+        }
     }
 
     private static JsonElement ToElement(JsonNode? node) =>

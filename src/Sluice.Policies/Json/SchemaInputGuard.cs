@@ -50,7 +50,7 @@ internal static class SchemaInputGuard
             case JsonValueKind.Number:
                 return !numbers || IsInRange(JsonMarshal.GetRawUtf8Value(instance)) ? null : NumberOutOfRange;
             case JsonValueKind.String:
-                return IsValidUnicode(instance, JsonMarshal.GetRawUtf8Value(instance)) ? null : InvalidUnicode;
+                return JsonText.IsValidUnicode(JsonMarshal.GetRawUtf8Value(instance)) ? null : InvalidUnicode;
             case JsonValueKind.Array:
                 foreach (var item in instance.EnumerateArray())
                 {
@@ -64,7 +64,7 @@ internal static class SchemaInputGuard
             case JsonValueKind.Object:
                 foreach (var property in instance.EnumerateObject())
                 {
-                    if (!IsValidUnicode(property, JsonMarshal.GetRawUtf8PropertyName(property)))
+                    if (!JsonText.IsValidUnicode(JsonMarshal.GetRawUtf8PropertyName(property)))
                     {
                         return InvalidUnicode;
                     }
@@ -78,43 +78,6 @@ internal static class SchemaInputGuard
                 return null;
             default:
                 return null;
-        }
-    }
-
-    private static bool IsValidUnicode(JsonElement text, ReadOnlySpan<byte> raw)
-    {
-        // Only an escape can spell a lone surrogate (the parse validated the UTF-8): most strings cost one scan.
-        if (!raw.Contains((byte)'\\'))
-        {
-            return true;
-        }
-
-        try
-        {
-            _ = text.GetString();
-            return true;
-        }
-        catch (InvalidOperationException)
-        {
-            return false;
-        }
-    }
-
-    private static bool IsValidUnicode(JsonProperty property, ReadOnlySpan<byte> raw)
-    {
-        if (!raw.Contains((byte)'\\'))
-        {
-            return true;
-        }
-
-        try
-        {
-            _ = property.Name;
-            return true;
-        }
-        catch (InvalidOperationException)
-        {
-            return false;
         }
     }
 

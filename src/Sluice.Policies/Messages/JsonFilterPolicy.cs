@@ -34,24 +34,37 @@ public sealed class JsonFilterPolicyOptions : ActionPolicyOptions
     /// <summary>Gets or sets whether the filter applies when the pointer exists (true) or is absent (false).</summary>
     public bool? Exists { get; set; }
 
+    /// <summary>
+    /// Gets or sets what happens to text that starts (after a BOM, whitespace and comments) with <c>{</c> or <c>[</c> but
+    /// cannot be read, even with comments and trailing commas allowed (<c>NaN</c>, too deep, broken), so the condition
+    /// cannot be tested. Default: pass, as other non-JSON text. A filter that denies should say drop: a lenient backend
+    /// (Python reads <c>NaN</c>) would read the field the filter could not.
+    /// </summary>
+    public UnparsableJson Unparsable { get; set; } = UnparsableJson.Pass;
+
     [JsonIgnore]
     internal bool HasEquals { get; private set; }
 
     /// <inheritdoc />
-    public override IEnumerable<string> Validate() =>
-        JsonCondition.Validate(Path, HasEquals, In, Exists, pathRequired: true).Concat(base.Validate());
+    public override IEnumerable<string> Validate()
+    {
+        var errors = JsonCondition.Validate(Path, HasEquals, In, Exists, pathRequired: true).Concat(base.Validate());
+        return LenientJson.ValidateUnparsable(Unparsable) is { } error ? errors.Append(error) : errors;
+    }
 }
 
 /// <summary>
 /// <c>json-filter</c>: when the condition holds (the value at <c>path</c> equals a value, is one of several,
 /// exists or is absent), the message is dropped, answered with 403, or the connection closes with 1008.
-/// Messages that are not JSON pass unchanged (and are counted).
+/// Messages that are not JSON pass unchanged (and are counted); near-JSON that cannot be read is dropped instead when
+/// <see cref="JsonFilterPolicyOptions.Unparsable"/> says so.
 /// </summary>
 public sealed class JsonFilterPolicy : MessagePolicy
 {
     private readonly JsonCondition _condition;
     private readonly PolicyAction _action;
     private readonly string _reason;
+    private readonly UnparsableJson _unparsable;
 
     /// <summary>Creates the policy.</summary>
     public JsonFilterPolicy(JsonFilterPolicyOptions options, string name = "json-filter")
@@ -62,6 +75,7 @@ public sealed class JsonFilterPolicy : MessagePolicy
         _condition = JsonCondition.Create(options.Path!, options.EqualsValue, options.HasEquals, options.In, options.Exists, string.Empty);
         _action = options.Action;
         _reason = $"message not allowed ({options.Path})";
+        _unparsable = options.Unparsable;
     }
 
     /// <inheritdoc />
@@ -71,7 +85,9 @@ public sealed class JsonFilterPolicy : MessagePolicy
         {
             case null:
                 PolicyMetrics.NonJson(Name);
-                return next(context);
+                return LenientJson.LooksLikeContainer(context)
+                    ? LenientJson.Unparsable(context, _unparsable, next, "not filtered, so not forwarded")
+                    : next(context);
             case false:
                 return next(context);
         }

@@ -15,16 +15,6 @@ public enum JsonRedactMode
     Mask,
 }
 
-/// <summary>What <see cref="JsonRedactPolicy"/> does with text that looks like a JSON object or array but does not parse.</summary>
-public enum JsonRedactUnparsable
-{
-    /// <summary>The message is dropped (counted and logged): a lenient backend might read the fields it should not see.</summary>
-    Drop,
-
-    /// <summary>The message passes unchanged, as other non-JSON text does.</summary>
-    Pass,
-}
-
 /// <summary>Options of <see cref="JsonRedactPolicy"/> (<c>json-redact</c>).</summary>
 public sealed class JsonRedactPolicyOptions : IPolicyOptions
 {
@@ -35,10 +25,11 @@ public sealed class JsonRedactPolicyOptions : IPolicyOptions
     public JsonRedactMode Mode { get; set; } = JsonRedactMode.Remove;
 
     /// <summary>
-    /// Gets or sets what happens to text that starts (after a BOM and whitespace) with <c>{</c> or <c>[</c> but cannot be
-    /// parsed, even with comments and trailing commas allowed (<c>NaN</c>, too deep, broken). Default: drop.
+    /// Gets or sets what happens to text that starts (after a BOM, whitespace and comments) with <c>{</c> or <c>[</c> but cannot be
+    /// parsed, even with comments and trailing commas allowed (<c>NaN</c>, too deep, broken, a lone surrogate it cannot
+    /// write again). Default: drop.
     /// </summary>
-    public JsonRedactUnparsable Unparsable { get; set; } = JsonRedactUnparsable.Drop;
+    public UnparsableJson Unparsable { get; set; } = UnparsableJson.Drop;
 
     /// <inheritdoc />
     public IEnumerable<string> Validate()
@@ -61,9 +52,9 @@ public sealed class JsonRedactPolicyOptions : IPolicyOptions
             yield return "mode: must be remove or mask";
         }
 
-        if (!Enum.IsDefined(Unparsable))
+        if (LenientJson.ValidateUnparsable(Unparsable) is { } error)
         {
-            yield return "unparsable: must be drop or pass";
+            yield return error;
         }
     }
 }
@@ -86,7 +77,7 @@ public sealed class JsonRedactPolicy : MessagePolicy
     private readonly JsonPointer[] _paths;
     private readonly string[][] _segments;
     private readonly JsonRedactMode _mode;
-    private readonly JsonRedactUnparsable _unparsable;
+    private readonly UnparsableJson _unparsable;
 
     /// <summary>Creates the policy.</summary>
     public JsonRedactPolicy(JsonRedactPolicyOptions options, string name = "json-redact")
@@ -115,7 +106,7 @@ public sealed class JsonRedactPolicy : MessagePolicy
         }
 
         PolicyMetrics.NonJson(Name);
-        if (!context.Message.IsText || !LenientJson.LooksLikeContainer(context.Message.Payload.Span))
+        if (!LenientJson.LooksLikeContainer(context))
         {
             return next(context);
         }
@@ -125,17 +116,8 @@ public sealed class JsonRedactPolicy : MessagePolicy
         return lenient is null ? Unparsable(context, next) : Redact(context, lenient.RootElement, next);
     }
 
-    private ValueTask Unparsable(MessageContext context, MessageDelegate next)
-    {
-        if (_unparsable == JsonRedactUnparsable.Pass)
-        {
-            return next(context);
-        }
-
-        // Counted in sluice.policy.outcomes and logged with this reason, never the payload.
-        context.Drop("unparsable JSON (NaN, Infinity, too deep, broken, or not valid Unicode): not redacted, so not forwarded");
-        return default;
-    }
+    private ValueTask Unparsable(MessageContext context, MessageDelegate next) =>
+        LenientJson.Unparsable(context, _unparsable, next, "not redacted, so not forwarded");
 
     private ValueTask Redact(MessageContext context, JsonElement root, MessageDelegate next)
     {

@@ -105,8 +105,9 @@ public sealed class JsonSchemaPolicy : MessagePolicy
         }
         catch (Exception ex) when (ex is InvalidOperationException || ex.InnerException is InvalidOperationException)
         {
-            // A name or string holding a lone UTF-16 surrogate (\udc00) cannot be read as text (the guard finds it first).
-            error = SchemaInputGuard.InvalidUnicode;
+            // The guard has already refused lone surrogates, the known cause: whatever this is, the message is not
+            // judged valid, and the reply does not guess why.
+            error = "a value could not be read to check it";
         }
         catch (RegexMatchTimeoutException)
         {
@@ -126,17 +127,18 @@ public sealed class JsonSchemaPolicy : MessagePolicy
     /// <summary>Null when valid, or why not.</summary>
     private string? Validate(JsonElement root)
     {
+        // Values JsonSchema.Net cannot evaluate safely (a stack overflow cannot be caught) never reach it. First: the
+        // duplicate check below reads names, and a lone surrogate in one (\udc00) would make it throw.
+        if (SchemaInputGuard.Check(root, numbers: _guarded) is { } unsafeValue)
+        {
+            return unsafeValue;
+        }
+
         // A name given twice is ambiguous: JsonSchema.Net would judge the first value, the backend's parser (like
         // JavaScript's and Python's) keeps the last. A validated message must mean one thing.
         if (JsonPointers.HasDuplicateNames(root))
         {
             return "a property name appears twice in one object";
-        }
-
-        // Values JsonSchema.Net cannot evaluate safely (a stack overflow cannot be caught) never reach it.
-        if (SchemaInputGuard.Check(root, numbers: _guarded) is { } unsafeValue)
-        {
-            return unsafeValue;
         }
 
         // The fast path accepts what it can prove valid; JsonSchema.Net decides the rest and explains rejections.

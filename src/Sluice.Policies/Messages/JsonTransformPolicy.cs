@@ -51,7 +51,7 @@ public sealed class JsonTransformPolicyOptions : IPolicyOptions
 
 /// <summary>
 /// <c>json-transform</c>: renames, removes and sets fields of JSON messages. Non-JSON and binary messages pass
-/// unchanged (and are counted).
+/// unchanged (and are counted), as does JSON with a lone UTF-16 surrogate (<c>\udc00</c>), which cannot be written again.
 /// </summary>
 public sealed class JsonTransformPolicy : MessagePolicy
 {
@@ -73,6 +73,13 @@ public sealed class JsonTransformPolicy : MessagePolicy
     /// <inheritdoc />
     protected override ValueTask ApplyAsync(MessageContext context, MessageDelegate next)
     {
+        if (context.TryGetJsonElement(out var root) && !JsonText.IsValidUnicode(root))
+        {
+            // A lone surrogate (\udc00) cannot be written again: the text goes on as it came, as text that is not JSON.
+            PolicyMetrics.NonJson(Name);
+            return next(context);
+        }
+
         var tree = context.Json;
         var lenient = false;
         if (tree is null && !context.IsJson)

@@ -80,10 +80,23 @@ public sealed partial class LogPolicy : MessagePolicy
             var connection = context.Connection;
             var message = context.Message;
             Log.Message(_logger, _options.Level, Name, context.Direction, message.IsText ? "text" : "binary", message.Length, connection.RoutePattern,
-                connection.Subject, connection.Id, _options.Payload ? Describe(context) : null);
+                connection.Subject, connection.Id, _options.Payload ? SafeDescribe(context) : null);
         }
 
         return next(context);
+    }
+
+    private string? SafeDescribe(MessageContext context)
+    {
+        try
+        {
+            return Describe(context);
+        }
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException)
+        {
+            // An observer never fails the message it observes: input this policy did not foresee is not logged, nothing more.
+            return "(payload could not be read, not logged)";
+        }
     }
 
     private string? Describe(MessageContext context)
@@ -95,7 +108,7 @@ public sealed partial class LogPolicy : MessagePolicy
 
         if (!context.TryGetJsonElement(out var root))
         {
-            if (_redact.Length > 0 && LenientJson.LooksLikeContainer(context.Message.Payload.Span))
+            if (_redact.Length > 0 && LenientJson.LooksLikeContainer(context))
             {
                 // Near-JSON (comments, NaN) must not put the fields to redact into the log.
                 using var lenient = LenientJson.TryParse(context.Message.Payload);
@@ -106,19 +119,17 @@ public sealed partial class LogPolicy : MessagePolicy
             return text.Length <= MaxTextChars ? text : string.Concat(text.AsSpan(0, MaxTextChars), "…");
         }
 
-        try
-        {
-            return _redact.Length == 0 ? root.GetRawText() : Redacted(root);
-        }
-        catch (Exception ex) when (ex is InvalidOperationException || ex.InnerException is InvalidOperationException)
-        {
-            // A lone UTF-16 surrogate (\udc00) cannot be copied to mask it: say so rather than fail the message.
-            return "(not valid Unicode, not logged)";
-        }
+        return _redact.Length == 0 ? root.GetRawText() : Redacted(root);
     }
 
     private string Redacted(JsonElement root)
     {
+        if (!JsonText.IsValidUnicode(root))
+        {
+            // A lone UTF-16 surrogate (\udc00) cannot be copied to mask it: say so rather than fail the message.
+            return "(not valid Unicode, not logged)";
+        }
+
         // Mask a copy: the message that goes on is not this policy's to change.
         var copy = JsonSerializer.SerializeToNode(root, PolicyJson.ElementTypeInfo);
         foreach (var path in _redact)

@@ -189,7 +189,7 @@ public sealed class RateLimitPolicy : MessagePolicy, IDisposable
     private static string KeyValue(MessageContext context, JsonPointer key)
     {
         var value = context.TryGetJsonElement(out var root) && JsonPointers.TryRead(root, key, out var found)
-            ? found.ValueKind == JsonValueKind.String ? found.GetString()! : found.GetRawText()
+            ? found.ValueKind == JsonValueKind.String && JsonText.IsValidUnicode(found) ? found.GetString()! : found.GetRawText()
             : string.Empty;
         return value.Length <= MaxKeyLength ? value : "#" + Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(value)));
     }

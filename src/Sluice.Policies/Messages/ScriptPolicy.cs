@@ -2,6 +2,7 @@ using System.Text;
 using Jint;
 using Jint.Native;
 using Jint.Native.Json;
+using Jint.Runtime;
 using Microsoft.Extensions.ObjectPool;
 
 namespace Sluice.Policies;
@@ -59,6 +60,10 @@ public sealed class ScriptPolicyOptions : IPolicyOptions
 /// </remarks>
 public sealed class ScriptPolicy : MessagePolicy, IDisposable
 {
+    // Jint's default. The shared parse reads 1,000 levels, but Jint parses and serializes by recursion on the thread's
+    // stack: deeper JSON is dropped rather than risk an overflow no one can catch.
+    private const int MaxParseDepth = 64;
+
     private readonly ObjectPool<ScriptEngine> _engines;
 
     /// <summary>Creates the policy; <paramref name="baseDirectory"/> resolves a relative <c>file</c>.</summary>
@@ -108,9 +113,15 @@ public sealed class ScriptPolicy : MessagePolicy, IDisposable
     {
         var engine = _engines.Get();
         WebSocketMessage? result;
+        var tooDeep = false;
         try
         {
             result = engine.Run(context);
+        }
+        catch (TooDeepException)
+        {
+            result = null;
+            tooDeep = true;
         }
         catch
         {
@@ -123,6 +134,13 @@ public sealed class ScriptPolicy : MessagePolicy, IDisposable
             _engines.Return(engine);
         }
 
+        if (tooDeep)
+        {
+            // The client's nesting failed, not the script: dropped as the script's own failures are, but not as an error.
+            context.Drop($"the message is nested deeper than a script reads ({MaxParseDepth} levels)");
+            return default;
+        }
+
         if (result is null)
         {
             context.Drop("the script returned undefined");
@@ -132,6 +150,8 @@ public sealed class ScriptPolicy : MessagePolicy, IDisposable
         context.Message = result;
         return next(context);
     }
+
+    private sealed class TooDeepException : Exception;
 
     private sealed class EnginePolicy(string source, ScriptPolicyOptions options, string name) : IPooledObjectPolicy<ScriptEngine>
     {
@@ -149,13 +169,16 @@ public sealed class ScriptPolicy : MessagePolicy, IDisposable
 
         public ScriptEngine(string source, ScriptPolicyOptions options, string name)
         {
-            _engine = new Engine(o => o
-                .TimeoutInterval(TimeSpan.FromMilliseconds(options.TimeoutMs))
-                // Regular expressions run in .NET's engine, outside the script timeout: bound them the same way.
-                .RegexTimeoutInterval(TimeSpan.FromMilliseconds(options.TimeoutMs))
-                .LimitMemory(options.MemoryLimitBytes)
-                .LimitRecursion(256)
-                .Strict());
+            _engine = new Engine(o =>
+            {
+                o.TimeoutInterval(TimeSpan.FromMilliseconds(options.TimeoutMs))
+                    // Regular expressions run in .NET's engine, outside the script timeout: bound them the same way.
+                    .RegexTimeoutInterval(TimeSpan.FromMilliseconds(options.TimeoutMs))
+                    .LimitMemory(options.MemoryLimitBytes)
+                    .LimitRecursion(256)
+                    .Strict();
+                o.Json.MaxParseDepth = MaxParseDepth;
+            });
             var completion = _engine.Evaluate(source, name);
             _function = IsFunction(completion) ? completion : _engine.GetValue("policy");
             if (!IsFunction(_function))
@@ -171,6 +194,19 @@ public sealed class ScriptPolicy : MessagePolicy, IDisposable
 
         public void Dispose() => _engine.Dispose();
 
+        private JsValue Parse(string json)
+        {
+            try
+            {
+                return _parser.Parse(json);
+            }
+            catch (JavaScriptException)
+            {
+                // The shared parse has read this text, so only the depth limit can refuse it.
+                throw new TooDeepException();
+            }
+        }
+
         private static bool IsFunction(JsValue value) => value.IsObject() && value.AsObject() is Jint.Native.Function.Function;
 
         public WebSocketMessage? Run(MessageContext context)
@@ -179,7 +215,7 @@ public sealed class ScriptPolicy : MessagePolicy, IDisposable
             var message = context.Message;
             JsValue argument = message.IsBinary
                 ? JsValue.FromObject(_engine, message.Payload.ToArray())
-                : context.IsJson ? _parser.Parse(message.Text) : new JsString(message.Text);
+                : context.IsJson ? Parse(message.Text) : new JsString(message.Text);
 
             var info = new JsObject(_engine);
             info.Set("direction", context.Direction == MessageDirection.Inbound ? "inbound" : "outbound");
