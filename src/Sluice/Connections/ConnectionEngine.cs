@@ -9,8 +9,10 @@ namespace Sluice;
 /// <summary>
 /// Where a connection is in its life. The close handshake follows RFC 6455 as System.Net.WebSockets'
 /// ManagedWebSocket tracks it: <see cref="Open"/> → <see cref="CloseSent"/> or <see cref="CloseReceived"/> →
-/// <see cref="Closed"/> or <see cref="Aborted"/>; a peer that vanishes without a close frame goes from
-/// <see cref="Open"/> straight to <see cref="Closed"/>. Nothing goes back.
+/// <see cref="Closed"/> or <see cref="Aborted"/>. A leg lost without a close frame counts as a close Sluice starts
+/// (<see cref="CloseSent"/>, 1014 or 1001 to the other leg); only when every pump ends while still
+/// <see cref="Open"/> (the client's socket gone in host mode) does it go straight to <see cref="Closed"/>.
+/// Nothing goes back.
 /// </summary>
 internal enum ConnectionState
 {
@@ -166,7 +168,18 @@ public abstract partial class WebSocketConnection
     /// </summary>
     private protected async ValueTask RunOutboundAsync(WebSocketMessage message, MessageContext? cause, CancellationToken cancellationToken)
     {
-        await _sendGate.WaitAsync(cancellationToken);
+        if (!_sendGate.Wait(0, CancellationToken.None))
+        {
+            await WaitForGateAsync(cancellationToken);
+        }
+
+        if (IsClosing)
+        {
+            // The close began while this message waited: it would be discarded, so no interceptor sees it.
+            _sendGate.Release();
+            return;
+        }
+
         var holder = cause is null ? null : MessageContextScope.CurrentHolder;
         try
         {
@@ -197,6 +210,22 @@ public abstract partial class WebSocketConnection
 
             _sendGate.Release();
         }
+    }
+
+    /// <summary>
+    /// Waits for the outbound gate when it is taken. The wait ends, too, when the connection is aborted (the close
+    /// timer), so that a chain stuck while holding the gate cannot keep the connection, or its place, forever.
+    /// </summary>
+    private async ValueTask WaitForGateAsync(CancellationToken cancellationToken)
+    {
+        if (!cancellationToken.CanBeCanceled)
+        {
+            await _sendGate.WaitAsync(_abort.Token);
+            return;
+        }
+
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _abort.Token);
+        await _sendGate.WaitAsync(linked.Token);
     }
 
     /// <summary>Starts closing the connection; safe to call many times and from any thread.</summary>
@@ -349,7 +378,7 @@ public abstract partial class WebSocketConnection
                         // From the backend: the outbound chain, under the same gate as the app's sends.
                         if (!_sendGate.Wait(0, CancellationToken.None))
                         {
-                            await _sendGate.WaitAsync(CancellationToken.None);
+                            await _sendGate.WaitAsync(aborted);
                         }
 
                         try
@@ -421,6 +450,13 @@ public abstract partial class WebSocketConnection
         {
             OnLegLost(fromClient);
             return null;
+        }
+        catch (Exception ex)
+        {
+            // Anything else ends this pump: close both legs, so that the other pump ends too (at the latest when the
+            // close timer aborts them) instead of running on beside a dead one; the fault is logged as the connection ends.
+            BeginClose(WebSocketCloseStatus.InternalServerError, "internal error", ConnectionCloseInitiator.Server);
+            return ex;
         }
         finally
         {
@@ -587,8 +623,8 @@ public abstract partial class WebSocketConnection
         _closeTimer?.Dispose();
         _client.Dispose();
         _backend?.Dispose();
-        _sendGate.Dispose();
-        _sendSlots?.Dispose();
+        // The gate and the send slots are not disposed: a send still waiting on them would never complete (disposing
+        // drops SemaphoreSlim's waiters), and without a wait handle they hold nothing to free.
         await OnEndedAsync(fault, new ConnectionCloseInfo(status, reason, initiator));
     }
 
@@ -642,9 +678,10 @@ public abstract partial class WebSocketConnection
                 slots.Release();
             }
         }
-        catch (Exception ex) when (IsTransportFailure(ex))
+        catch (Exception ex) when (IsTransportFailure(ex) || (ex is OperationCanceledException && _abort.IsCancellationRequested && !cancellationToken.IsCancellationRequested))
         {
-            // The connection went away while sending; like a send to a closed connection, the message is discarded.
+            // The connection went away (or was aborted) while sending; like a send to a closed connection, the
+            // message is discarded.
         }
         finally
         {

@@ -79,6 +79,11 @@ public class GatewaySchemaTests
     [InlineData("""{ "routes": [ { "path": "/topics", "handler": { "type": "pubsub", "options": { "maxSubscription": 5 } } } ] }""")]
     [InlineData("""{ "routes": [ { "path": "/a", "handler": { "type": "echo" }, "inbound": ["m"] } ], "policies": { "m": { "type": "size-limit", "options": { "maxByte": 1 } } } }""")]
     [InlineData("""{ "routes": [] }""")]
+    [InlineData("""{ "routes": [ { "path": "/echo", "handler": { "type": "echo" } } ], "limits": { "maxMesageBytes": 1 } }""")]
+    [InlineData("""{ "routes": [ { "path": "/echo", "handler": { "type": "echo" } } ], "admin": { "pth": "/x" } }""")]
+    [InlineData("""{ "routes": [ { "path": "/echo", "handler": { "type": "echo" } } ], "backplane": { "type": "redis" } }""")]
+    [InlineData("""{ "routes": [ { "path": "/p", "proxy": { "targte": "ws://127.0.0.1:1/" } } ] }""")]
+    [InlineData("""{ "routes": [ { "path": "/h", "handler": { "typ": "echo" } } ] }""")]
     public void TheSchema_RejectsWhatTheGatewayRejects(string file)
     {
         var schema = LoadSchema();

@@ -54,6 +54,33 @@ public class OutboundGateTests
         Assert.Equal(1, mostAtOnce);
     }
 
+    [Fact]
+    public async Task AnOutboundChainStuckHoldingTheGate_DoesNotOutliveTheCloseTimer()
+    {
+        // An app send whose outbound interceptor never finishes holds the gate; the backend pump then waits for it.
+        // The close timer must still end the connection and give its place back.
+        var stuck = new TaskCompletionSource<WebSocketMessage?>(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var backend = await RecordingBackend.StartAsync();
+        await using var proxy = await TestServer.StartAsync(app => app.MapWebSocketProxy("/p", $"ws://{backend.Authority}/echo/x", p =>
+        {
+            p.ConfigureOptions(o => o.CloseTimeout = TimeSpan.FromSeconds(1));
+            p.Outbound((message, _) => message.Text == "stuck" ? new ValueTask<WebSocketMessage?>(stuck.Task) : new(message));
+        }));
+        var registry = proxy.Services.GetRequiredService<IWebSocketConnectionRegistry>();
+        using var client = await WebSocketClient.ConnectAsync(proxy.WebSocketUri("/p"));
+        await HostModeTests.WaitUntilAsync(() => registry.Count == 1);
+        var connection = Assert.Single(registry.List());
+
+        _ = Task.Run(async () => await connection.SendAsync("stuck"));
+        await Task.Delay(200);
+        await client.SendTextAsync("echoed by the backend: its pump now waits for the gate");
+        await Task.Delay(500); // the echo is back and the backend pump waits for the gate before the close begins
+        _ = connection.CloseAsync(System.Net.WebSockets.WebSocketCloseStatus.PolicyViolation, "bye");
+
+        await HostModeTests.WaitUntilAsync(() => registry.Count == 0, timeoutMs: 15_000);
+        stuck.SetResult(null);
+    }
+
     private static void InterlockedMax(ref int target, int value)
     {
         var current = Volatile.Read(ref target);

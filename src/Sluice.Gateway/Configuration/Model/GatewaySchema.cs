@@ -55,17 +55,8 @@ internal static class GatewaySchema
 
     private static JsonNode PolicyOptions(PolicyType type)
     {
-        JsonNode options;
-        try
-        {
-            options = Export(PolicyJson.OptionsBinding, type.OptionsType);
-        }
-        catch (Exception ex) when (ex is NotSupportedException or InvalidOperationException)
-        {
-            options = new JsonObject { ["type"] = "object", ["description"] = $"The options of {type.Name} (docs/policies.md)." };
-        }
-
-        return When(type.Name, new JsonObject { ["options"] = options });
+        // No fallback to an open object: a built-in type whose options cannot be described must fail the schema test.
+        return When(type.Name, new JsonObject { ["options"] = Export(PolicyJson.OptionsBinding, type.OptionsType) });
     }
 
     private static JsonNode HandlerOptions(HandlerType type) => When(
@@ -98,11 +89,13 @@ internal static class GatewaySchema
             node.Insert(0, "description", description.Description);
         }
 
-        if (context.PropertyInfo is null && context.TypeInfo.Kind == JsonTypeInfoKind.Object)
+        // Every object, whether it stands alone (an item of a list, a value of a map) or under a key: its required keys
+        // and no others. The exporter calls this once per property node too, with PropertyInfo set.
+        if (context.TypeInfo.Kind == JsonTypeInfoKind.Object)
         {
             // A record in a list or a map may not be null (the reader says "is required"); one under a key may, and
             // means the defaults.
-            if (context.TypeInfo.Type.Namespace == typeof(GatewayFile).Namespace)
+            if (context.PropertyInfo is null && context.TypeInfo.Type.Namespace == typeof(GatewayFile).Namespace)
             {
                 node["type"] = "object";
             }
