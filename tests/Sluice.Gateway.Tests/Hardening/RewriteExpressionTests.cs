@@ -25,7 +25,7 @@ public class RewriteExpressionTests
               "admin": { "apiKey": "{{AdminKey}}" },
               "routes": [
                 { "path": "/jwt/{room}", "upgrade": ["jwt"],
-                  "proxy": { "target": "ws://{{backend.Authority}}/headers/${params.room}/${claims.tenant}/${connection.id}?s=${subject}&h=${headers.X-Tenant}&e=${env.REWRITE_TEST_VALUE}&none=${claims.missing}" } },
+                  "proxy": { "target": "ws://{{backend.Authority}}/headers/${params.room}/${claims.tenant}/${connection.id}?s=${subject}&h=${headers.X-Tenant}&e=${env.REWRITE_TEST_VALUE}&none=${claims.missing}&g=${claims.groups}" } },
                 { "path": "/key", "upgrade": ["api-key"], "proxy": { "target": "ws://{{backend.Authority}}/headers/key/${subject}" } }
               ],
               "policies": {
@@ -35,7 +35,7 @@ public class RewriteExpressionTests
             }
             """);
         await using var gateway = await GatewayProcess.StartAsync(path, new Dictionary<string, string> { ["REWRITE_TEST_VALUE"] = "v/1?&#" });
-        var token = JwtGateway.Token($$"""{"sub":"ann@example.com","tenant":"acme/eu?x=1#f","exp":{{JwtGateway.In(TimeSpan.FromHours(1))}}}""");
+        var token = JwtGateway.Token($$"""{"sub":"ann@example.com","tenant":"acme/eu?x=1#f","groups":["g 1","g2"],"exp":{{JwtGateway.In(TimeSpan.FromHours(1))}}}""");
 
         using (var client = await WebSocketClient.ConnectAsync(gateway.Ws("/jwt/r%201"), o =>
         {
@@ -46,7 +46,7 @@ public class RewriteExpressionTests
             using var seen = JsonDocument.Parse(await client.ReceiveTextAsync());
             var id = (string)(await ConnectionsAsync(gateway, "/jwt/{room}")).Single()!["id"]!;
             Assert.Equal(
-                $"/headers/r%201/acme%2Feu%3Fx%3D1%23f/{id}?s=ann%40example.com&h=t%201%2F%252E%252E%3F%23%26%3D&e=v%2F1%3F%26%23&none=",
+                $"/headers/r%201/acme%2Feu%3Fx%3D1%23f/{id}?s=ann%40example.com&h=t%201%2F%252E%252E%3F%23%26%3D&e=v%2F1%3F%26%23&none=&g=g%201",
                 seen.RootElement.GetProperty("path").GetString());
         }
 
