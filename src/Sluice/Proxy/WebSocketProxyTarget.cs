@@ -104,7 +104,7 @@ public sealed class WebSocketProxyTarget
         }
 
         // Values may only land in the path and query: a client must never choose the host it reaches.
-        var prefix = segments.Count > 0 && segments[0].Source == Source.Literal ? segments[0].Literal! : string.Empty;
+        var prefix = segments.Count > 0 && segments[0].Kind == ExpressionKind.Literal ? segments[0].Literal! : string.Empty;
         var schemeEnd = prefix.IndexOf("://", StringComparison.Ordinal);
         var authorityEnd = schemeEnd < 0 ? -1 : prefix.IndexOfAny(['/', '?'], schemeEnd + 3);
         if (schemeEnd < 0 || authorityEnd < 0 && segments.Count > 1)
@@ -129,9 +129,9 @@ public sealed class WebSocketProxyTarget
         switch (source)
         {
             case "subject" when name is null:
-                return new Segment(null, null, Source.Subject, false);
+                return new Segment(null, null, ExpressionKind.Subject, false);
             case "connection" when name == "id":
-                return new Segment(null, null, Source.ConnectionId, false);
+                return new Segment(null, null, ExpressionKind.ConnectionId, false);
             case "params" when !string.IsNullOrEmpty(name):
                 var parameter = route.GetParameter(name);
                 if (parameter is null)
@@ -140,16 +140,16 @@ public sealed class WebSocketProxyTarget
                     throw new FormatException($"'{pattern}': unknown route parameter '{name}' (the route has: {(known.Length == 0 ? "none" : known)})");
                 }
 
-                return new Segment(null, name, Source.Params, parameter.IsCatchAll);
+                return new Segment(null, name, ExpressionKind.Params, parameter.IsCatchAll);
             case "query" when !string.IsNullOrEmpty(name):
-                return new Segment(null, name, Source.Query, false);
+                return new Segment(null, name, ExpressionKind.Query, false);
             case "headers" when !string.IsNullOrEmpty(name):
-                return new Segment(null, name, Source.Headers, false);
+                return new Segment(null, name, ExpressionKind.Headers, false);
             case "claims" when !string.IsNullOrEmpty(name):
-                return new Segment(null, name, Source.Claims, false);
+                return new Segment(null, name, ExpressionKind.Claims, false);
             case "env" when !string.IsNullOrEmpty(name):
                 // Read once: the process's environment is not the client's to change, and a lookup per upgrade buys nothing.
-                return new Segment(Environment.GetEnvironmentVariable(name) ?? string.Empty, name, Source.Env, false);
+                return new Segment(Environment.GetEnvironmentVariable(name) ?? string.Empty, name, ExpressionKind.Env, false);
             default:
                 throw new FormatException($"'{pattern}': '${{{expression}}}' is not an expression: use ${{params.NAME}}, ${{query.NAME}}, ${{headers.NAME}}, ${{subject}}, ${{claims.NAME}}, ${{connection.id}} or ${{env.NAME}}");
         }
@@ -183,22 +183,22 @@ public sealed class WebSocketProxyTarget
         var builder = new StringBuilder(Pattern.Length + 32);
         foreach (var segment in _segments)
         {
-            if (segment.Source == Source.Literal)
+            if (segment.Kind == ExpressionKind.Literal)
             {
                 builder.Append(segment.Literal);
                 continue;
             }
 
-            var value = segment.Source switch
+            var value = segment.Kind switch
             {
-                Source.Params => Convert.ToString(context.Request.RouteValues[segment.Name!], CultureInfo.InvariantCulture) ?? string.Empty,
-                Source.Query => context.Request.Query[segment.Name!].ToString(),
-                Source.Headers => context.Request.Headers[segment.Name!].ToString(),
-                Source.Subject => subject ?? string.Empty,
+                ExpressionKind.Params => Convert.ToString(context.Request.RouteValues[segment.Name!], CultureInfo.InvariantCulture) ?? string.Empty,
+                ExpressionKind.Query => context.Request.Query[segment.Name!].ToString(),
+                ExpressionKind.Headers => context.Request.Headers[segment.Name!].ToString(),
+                ExpressionKind.Subject => subject ?? string.Empty,
                 // The feature, not HttpContext.User: reading User would create an anonymous principal nobody asked for.
-                Source.Claims => context.Features.Get<IHttpAuthenticationFeature>()?.User?.FindFirst(segment.Name!)?.Value ?? string.Empty,
-                Source.ConnectionId => connectionId ?? string.Empty,
-                _ => segment.Literal!, // Source.Env: read when parsed.
+                ExpressionKind.Claims => context.Features.Get<IHttpAuthenticationFeature>()?.User?.FindFirst(segment.Name!)?.Value ?? string.Empty,
+                ExpressionKind.ConnectionId => connectionId ?? string.Empty,
+                _ => segment.Literal!, // ExpressionKind.Env: read when parsed.
             };
             if (segment.CatchAll)
             {
@@ -230,7 +230,7 @@ public sealed class WebSocketProxyTarget
         ? throw new FormatException($"the value '{value}' cannot be placed in a backend path")
         : Uri.EscapeDataString(value);
 
-    private enum Source
+    private enum ExpressionKind
     {
         Literal,
         Params,
@@ -243,8 +243,8 @@ public sealed class WebSocketProxyTarget
     }
 
     /// <summary>A piece of the pattern: literal text, or an expression (an <c>env</c> one holds its value as read).</summary>
-    private readonly record struct Segment(string? Literal, string? Name, Source Source, bool CatchAll)
+    private readonly record struct Segment(string? Literal, string? Name, ExpressionKind Kind, bool CatchAll)
     {
-        public static Segment Text(string literal) => new(literal, null, Source.Literal, false);
+        public static Segment Text(string literal) => new(literal, null, ExpressionKind.Literal, false);
     }
 }
