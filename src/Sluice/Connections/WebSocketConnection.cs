@@ -46,7 +46,7 @@ public abstract partial class WebSocketConnection
         _backend = backend;
         _outboundSink = new LegSink(this, forwardTo: client, replyTo: backend);
         _inboundSink = backend is null ? null! : new LegSink(this, forwardTo: backend, replyTo: client);
-        Id = ConnectionIds.Next();
+        Id = upgrade.ConnectionId;
         RouteValues = httpContext.Request.RouteValues;
         // Read now, while the request is live (its HttpContext is recycled when the connection ends), but without
         // making ASP.NET Core build a parsed query or an anonymous principal that nothing asked for: an idle

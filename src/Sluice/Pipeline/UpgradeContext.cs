@@ -11,6 +11,7 @@ namespace Sluice;
 public sealed class UpgradeContext
 {
     private Dictionary<object, object?>? _items;
+    private string? _connectionId;
 
     internal UpgradeContext(HttpContext httpContext, string routePattern)
     {
@@ -37,6 +38,12 @@ public sealed class UpgradeContext
     public IDictionary<object, object?> Items => _items ??= [];
 
     internal Dictionary<object, object?>? ItemsOrNull => _items;
+
+    /// <summary>
+    /// The id the connection will have: made when first asked for, so that a proxy's target can name the connection
+    /// (<c>${connection.id}</c>) before it exists.
+    /// </summary>
+    internal string ConnectionId => _connectionId ??= ConnectionIds.Next();
 }
 
 /// <summary>What an upgrade step decided: go on (maybe with data for the next step) or reject the request.</summary>

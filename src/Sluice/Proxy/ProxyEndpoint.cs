@@ -55,7 +55,7 @@ internal sealed class ProxyEndpoint : RouteEndpoint
             Uri backendUri;
             try
             {
-                backendUri = _target is not null ? _target.Resolve(httpContext) : await _targetSelector!(httpContext);
+                backendUri = _target is not null ? _target.Resolve(upgrade) : await _targetSelector!(httpContext);
             }
             catch (FormatException ex)
             {

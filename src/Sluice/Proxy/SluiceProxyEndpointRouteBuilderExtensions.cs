@@ -17,8 +17,10 @@ public static class SluiceProxyEndpointRouteBuilderExtensions
     /// <param name="endpoints">The route builder.</param>
     /// <param name="pattern">The route pattern, e.g. <c>/chat/{room}</c>.</param>
     /// <param name="target">
-    /// The backend URL, <c>ws://</c> or <c>wss://</c>. <c>${params.NAME}</c> and <c>${query.NAME}</c> in its path and
-    /// query are replaced by the route or query value, URL-encoded; an unknown route parameter is an error here.
+    /// The backend URL, <c>ws://</c> or <c>wss://</c>. Expressions in its path and query (<c>${params.NAME}</c>,
+    /// <c>${query.NAME}</c>, <c>${headers.NAME}</c>, <c>${subject}</c>, <c>${claims.NAME}</c>, <c>${connection.id}</c>,
+    /// <c>${env.NAME}</c>: see <see cref="WebSocketProxyTarget"/>) are replaced by their values once the upgrade steps
+    /// have run, URL-encoded; an unknown route parameter or expression is an error here.
     /// </param>
     /// <param name="configure">Adds interceptors, upgrade steps and hooks, and sets backend options.</param>
     public static IEndpointConventionBuilder MapWebSocketProxy(

@@ -1,14 +1,20 @@
+using System.Globalization;
 using System.Text;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features.Authentication;
 using Microsoft.AspNetCore.Routing.Patterns;
 
 namespace Sluice;
 
 /// <summary>
-/// A backend URL pattern, <c>ws://host:port/rooms/${params.room}?user=${query.user}</c>: <c>${params.NAME}</c>
-/// takes a route value and <c>${query.NAME}</c> a query value of the client's request, each URL-encoded. Values
-/// may only land in the path and query, never in the scheme or host. Parsed and checked once, when the endpoint
-/// is built (or by a configuration validator, before anything runs).
+/// A backend URL pattern, <c>ws://host:port/rooms/${params.room}?user=${query.user}</c>. Its expressions take values
+/// of the client's upgrade: <c>${params.NAME}</c> a route value, <c>${query.NAME}</c> a query value,
+/// <c>${headers.NAME}</c> a request header, <c>${subject}</c> the subject an upgrade step set, <c>${claims.NAME}</c> a
+/// claim of the authenticated user, <c>${connection.id}</c> the id the connection will have, and <c>${env.NAME}</c> an
+/// environment variable, read once when the pattern is parsed. Each value is URL-encoded; a missing one is an empty
+/// string. Values may only land in the path and query, never in the scheme or host. Parsed and checked once, when the
+/// endpoint is built (or by a configuration validator, before anything runs): an unknown route parameter or
+/// expression is an error then.
 /// </summary>
 public sealed class WebSocketProxyTarget
 {
@@ -81,38 +87,24 @@ public sealed class WebSocketProxyTarget
             }
 
             var expression = pattern[(start + 2)..end];
-            var dot = expression.IndexOf('.', StringComparison.Ordinal);
-            var source = dot < 0 ? expression : expression[..dot];
-            var name = dot < 0 ? string.Empty : expression[(dot + 1)..];
-            if (name.Length == 0 || source is not ("params" or "query"))
-            {
-                throw new FormatException($"'{pattern}': '${{{expression}}}' is neither ${{params.NAME}} nor ${{query.NAME}}.");
-            }
-
-            var parameter = source == "params" ? route.GetParameter(name) : null;
-            if (source == "params" && parameter is null)
-            {
-                var known = string.Join(", ", route.Parameters.Select(p => p.Name));
-                throw new FormatException($"'{pattern}': unknown route parameter '{name}' (the route has: {(known.Length == 0 ? "none" : known)})");
-            }
-
+            var segment = ParseExpression(pattern, expression, route);
             if (literal.Length > 0)
             {
-                segments.Add(new Segment(literal.ToString(), null, false, false));
+                segments.Add(Segment.Text(literal.ToString()));
                 literal.Clear();
             }
 
-            segments.Add(new Segment(null, name, source == "query", parameter?.IsCatchAll == true));
+            segments.Add(segment);
             i = end + 1;
         }
 
         if (literal.Length > 0)
         {
-            segments.Add(new Segment(literal.ToString(), null, false, false));
+            segments.Add(Segment.Text(literal.ToString()));
         }
 
         // Values may only land in the path and query: a client must never choose the host it reaches.
-        var prefix = segments.Count > 0 && segments[0].Literal is { } first ? first : string.Empty;
+        var prefix = segments.Count > 0 && segments[0].Kind == ExpressionKind.Literal ? segments[0].Literal! : string.Empty;
         var schemeEnd = prefix.IndexOf("://", StringComparison.Ordinal);
         var authorityEnd = schemeEnd < 0 ? -1 : prefix.IndexOfAny(['/', '?'], schemeEnd + 3);
         if (schemeEnd < 0 || authorityEnd < 0 && segments.Count > 1)
@@ -129,22 +121,85 @@ public sealed class WebSocketProxyTarget
         return new WebSocketProxyTarget([.. segments], pattern);
     }
 
-    /// <summary>Builds the backend URL for one upgrade request.</summary>
+    private static Segment ParseExpression(string pattern, string expression, RoutePattern route)
+    {
+        var dot = expression.IndexOf('.', StringComparison.Ordinal);
+        var source = dot < 0 ? expression : expression[..dot];
+        var name = dot < 0 ? null : expression[(dot + 1)..];
+        switch (source)
+        {
+            case "subject" when name is null:
+                return new Segment(null, null, ExpressionKind.Subject, false);
+            case "connection" when name == "id":
+                return new Segment(null, null, ExpressionKind.ConnectionId, false);
+            case "params" when !string.IsNullOrEmpty(name):
+                var parameter = route.GetParameter(name);
+                if (parameter is null)
+                {
+                    var known = string.Join(", ", route.Parameters.Select(p => p.Name));
+                    throw new FormatException($"'{pattern}': unknown route parameter '{name}' (the route has: {(known.Length == 0 ? "none" : known)})");
+                }
+
+                return new Segment(null, name, ExpressionKind.Params, parameter.IsCatchAll);
+            case "query" when !string.IsNullOrEmpty(name):
+                return new Segment(null, name, ExpressionKind.Query, false);
+            case "headers" when !string.IsNullOrEmpty(name):
+                return new Segment(null, name, ExpressionKind.Headers, false);
+            case "claims" when !string.IsNullOrEmpty(name):
+                return new Segment(null, name, ExpressionKind.Claims, false);
+            case "env" when !string.IsNullOrEmpty(name):
+                // Read once: the process's environment is not the client's to change, and a lookup per upgrade buys nothing.
+                return new Segment(Environment.GetEnvironmentVariable(name) ?? string.Empty, name, ExpressionKind.Env, false);
+            default:
+                throw new FormatException($"'{pattern}': '${{{expression}}}' is not an expression: use ${{params.NAME}}, ${{query.NAME}}, ${{headers.NAME}}, ${{subject}}, ${{claims.NAME}}, ${{connection.id}} or ${{env.NAME}}");
+        }
+    }
+
+    /// <summary>
+    /// Builds the backend URL for one upgrade request, outside any upgrade: <c>${subject}</c> and
+    /// <c>${connection.id}</c> are empty; <c>${claims.NAME}</c> reads the request's authenticated user.
+    /// </summary>
     /// <exception cref="FormatException">A value is "." or "..", which would change the backend path's meaning.</exception>
     public Uri Resolve(HttpContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        return Resolve(context, subject: null, connectionId: null);
+    }
+
+    /// <summary>
+    /// Builds the backend URL for an upgrade whose steps have run: <c>${subject}</c> is the subject they set,
+    /// <c>${claims.NAME}</c> a claim of the user they authenticated, and <c>${connection.id}</c> the id the connection
+    /// will have.
+    /// </summary>
+    /// <exception cref="FormatException">A value is "." or "..", which would change the backend path's meaning.</exception>
+    public Uri Resolve(UpgradeContext upgrade)
+    {
+        ArgumentNullException.ThrowIfNull(upgrade);
+        return Resolve(upgrade.HttpContext, upgrade.Subject, upgrade.ConnectionId);
+    }
+
+    private Uri Resolve(HttpContext context, string? subject, string? connectionId)
     {
         var builder = new StringBuilder(Pattern.Length + 32);
         foreach (var segment in _segments)
         {
-            if (segment.Literal is not null)
+            if (segment.Kind == ExpressionKind.Literal)
             {
                 builder.Append(segment.Literal);
                 continue;
             }
 
-            var value = segment.FromQuery
-                ? context.Request.Query[segment.Name!].ToString()
-                : Convert.ToString(context.Request.RouteValues[segment.Name!], System.Globalization.CultureInfo.InvariantCulture) ?? string.Empty;
+            var value = segment.Kind switch
+            {
+                ExpressionKind.Params => Convert.ToString(context.Request.RouteValues[segment.Name!], CultureInfo.InvariantCulture) ?? string.Empty,
+                ExpressionKind.Query => context.Request.Query[segment.Name!].ToString(),
+                ExpressionKind.Headers => context.Request.Headers[segment.Name!].ToString(),
+                ExpressionKind.Subject => subject ?? string.Empty,
+                // The feature, not HttpContext.User: reading User would create an anonymous principal nobody asked for.
+                ExpressionKind.Claims => context.Features.Get<IHttpAuthenticationFeature>()?.User?.FindFirst(segment.Name!)?.Value ?? string.Empty,
+                ExpressionKind.ConnectionId => connectionId ?? string.Empty,
+                _ => segment.Literal!, // ExpressionKind.Env: read when parsed.
+            };
             if (segment.CatchAll)
             {
                 // A catch-all ({**rest}) spans path segments: encode each one and keep the slashes.
@@ -175,5 +230,21 @@ public sealed class WebSocketProxyTarget
         ? throw new FormatException($"the value '{value}' cannot be placed in a backend path")
         : Uri.EscapeDataString(value);
 
-    private readonly record struct Segment(string? Literal, string? Name, bool FromQuery, bool CatchAll);
+    private enum ExpressionKind
+    {
+        Literal,
+        Params,
+        Query,
+        Headers,
+        Subject,
+        Claims,
+        ConnectionId,
+        Env,
+    }
+
+    /// <summary>A piece of the pattern: literal text, or an expression (an <c>env</c> one holds its value as read).</summary>
+    private readonly record struct Segment(string? Literal, string? Name, ExpressionKind Kind, bool CatchAll)
+    {
+        public static Segment Text(string literal) => new(literal, null, ExpressionKind.Literal, false);
+    }
 }

@@ -123,7 +123,7 @@ internal sealed record RouteModel
 internal sealed record ProxyModel
 {
     [Required]
-    [Description("The backend URL (ws:// or wss://); ${params.NAME} and ${query.NAME} place route values and query parameters in its path or query.")]
+    [Description("The backend URL (ws:// or wss://); ${params.NAME}, ${query.NAME}, ${headers.NAME}, ${subject}, ${claims.NAME}, ${connection.id} and ${env.NAME} place values of the upgrade, URL-encoded, in its path or query.")]
     public string Target { get; init; } = string.Empty;
 
     [Description("Request headers copied to the backend's handshake (not the handshake's own headers, nor X-Forwarded-*).")]
