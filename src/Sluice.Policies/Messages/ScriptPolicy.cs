@@ -5,6 +5,7 @@ using System.Text;
 using Jint;
 using Jint.Native;
 using Jint.Native.Json;
+using Jint.Native.Object;
 using Jint.Runtime;
 using Jint.Runtime.Descriptors;
 using Jint.Runtime.Interop;
@@ -178,7 +179,12 @@ public sealed class ScriptPolicy : MessagePolicy, IDisposable
             return default;
         }
 
-        context.Message = message;
+        if (!ReferenceEquals(message, context.Message))
+        {
+            // Only a changed message: setting it again would throw away the parse later policies share.
+            context.Message = message;
+        }
+
         return next(context);
     }
 
@@ -264,9 +270,8 @@ public sealed class ScriptPolicy : MessagePolicy, IDisposable
         private readonly JsObject _target;
         private readonly JsValue _close;
         private readonly JsObject _headers;
-        private readonly JsValue _claimsGetter;
-        private readonly JsValue _requestGetter;
-        private readonly JsValue _stateGetter;
+        private readonly JsObject _prototype;
+        private readonly JsValue _objectCreate;
 
         private Call? _call;
 
@@ -299,9 +304,8 @@ public sealed class ScriptPolicy : MessagePolicy, IDisposable
             _target = Frozen(("send", Function("send", (_, args) => Send(toSource: false, args.Length > 0 ? args[0] : JsValue.Undefined))));
             _close = Function("close", (_, args) => Close(args));
             _headers = Frozen(("get", Function("get", (_, args) => Header(args.Length > 0 ? args[0] : JsValue.Undefined))));
-            _claimsGetter = Function("claims", (_, _) => CurrentCall.Claims ??= BuildClaims(CurrentCall.Context.Connection));
-            _requestGetter = Function("request", (_, _) => CurrentCall.Request ??= BuildRequest(CurrentCall.Context.Connection));
-            _stateGetter = Function("state", (_, _) => CurrentCall.State ??= EnterState(CurrentCall));
+            _prototype = CreatePrototype();
+            _objectCreate = _engine.Intrinsics.Object.Get("create");
         }
 
         public bool Broken { get; set; }
@@ -353,8 +357,9 @@ public sealed class ScriptPolicy : MessagePolicy, IDisposable
             var succeeded = false;
             try
             {
-                var result = _engine.Invoke(_function, data, CreateContext(context)).UnwrapIfPromise(Remaining(started));
-                var outgoing = call.Closed ? null : ToMessage(result);
+                var result = _engine.Invoke(_function, data, CreateContext()).UnwrapIfPromise(Remaining(started));
+                // The text it was given, returned unchanged (strings are immutable): forwarded as it came, not encoded again.
+                var outgoing = call.Closed ? null : ReferenceEquals(result, data) && data.IsString() ? message : ToMessage(result);
                 SaveState(call);
                 succeeded = true;
                 return new ScriptResult(outgoing, call.Closed, call.Sends);
@@ -384,22 +389,34 @@ public sealed class ScriptPolicy : MessagePolicy, IDisposable
             return left > TimeSpan.Zero ? left : TimeSpan.FromTicks(1);
         }
 
-        private JsObject CreateContext(MessageContext context)
+        private ObjectInstance CreateContext()
         {
-            var connection = context.Connection;
-            var info = new JsObject(_engine);
-            info.FastSetProperty("direction", new PropertyDescriptor(context.Direction == MessageDirection.Inbound ? "inbound" : "outbound", PropertyFlag.AllForbidden | PropertyFlag.Enumerable));
-            info.Set("route", connection.RoutePattern);
-            info.Set("connectionId", connection.Id);
-            info.Set("subject", connection.Subject is { } subject ? new JsString(subject) : JsValue.Null);
-            info.Set("source", _source);
-            info.Set("target", _target);
-            info.Set("close", _close);
-            // Built only when a script reads them: a script that does not pays nothing for them.
-            info.DefineOwnProperty("claims", new GetSetPropertyDescriptor(_claimsGetter, JsValue.Undefined, enumerable: true, configurable: false));
-            info.DefineOwnProperty("request", new GetSetPropertyDescriptor(_requestGetter, JsValue.Undefined, enumerable: true, configurable: false));
-            info.DefineOwnProperty("state", new GetSetPropertyDescriptor(_stateGetter, JsValue.Undefined, enumerable: true, configurable: false));
-            return info;
+            // An empty object over the engine's frozen prototype: the only allocation a call makes for its context.
+            // What a script writes on it stays on this call's object; what it reads comes from the current call.
+            return (ObjectInstance)_engine.Call(_objectCreate, _prototype);
+        }
+
+        private JsObject CreatePrototype()
+        {
+            var prototype = new JsObject(_engine);
+            void Getter(string name, Func<Call, JsValue> read) =>
+                prototype.DefineOwnProperty(name, new GetSetPropertyDescriptor(Function(name, (_, _) => read(CurrentCall)), JsValue.Undefined, enumerable: true, configurable: false));
+
+            Getter("direction", c => c.Context.Direction == MessageDirection.Inbound ? "inbound" : "outbound");
+            Getter("route", c => c.Context.Connection.RoutePattern);
+            Getter("connectionId", c => c.Context.Connection.Id);
+            Getter("subject", c => c.Context.Connection.Subject is { } subject ? new JsString(subject) : JsValue.Null);
+            // Built on first read in a call: a script that does not read them pays nothing for them.
+            Getter("claims", c => c.Claims ??= BuildClaims(c.Context.Connection));
+            Getter("request", c => c.Request ??= BuildRequest(c.Context.Connection));
+            Getter("state", c => c.State ??= EnterState(c));
+            foreach (var (name, value) in new (string, JsValue)[] { ("source", _source), ("target", _target), ("close", _close) })
+            {
+                prototype.DefineOwnProperty(name, new PropertyDescriptor(value, writable: false, enumerable: true, configurable: false));
+            }
+
+            prototype.PreventExtensions();
+            return prototype;
         }
 
         private WebSocketMessage? ToMessage(JsValue result)
