@@ -72,7 +72,7 @@ public sealed class ContractGateway : IAsyncLifetime
                 "drop-internal": { "type": "json-filter", "options": { "path": "/type", "in": ["internal", "debug"], "action": "drop" } },
                 "filter-close": { "type": "json-filter", "options": { "path": "/type", "equals": "forbidden", "action": "close" } },
                 "stamp": { "type": "json-transform", "options": { "set": { "/via": "sluice" }, "rename": { "/text": "/body" } } },
-                "throws": { "type": "script", "options": { "file": "throws.js" } },
+                "throws": { "type": "script", "options": { "file": "throws.js", "json": true } },
               },
             }
             """);

@@ -29,7 +29,7 @@ public sealed class EveryJsonPolicyServer : IAsyncLifetime
             Map(app, "rate-limit", new RateLimitPolicy(new RateLimitPolicyOptions { Permits = 1_000_000, Key = "/v", Action = PolicyAction.Reply }));
             Map(app, "log", new LogPolicy(new LogPolicyOptions { Redact = ["/password"] }, _loggers));
             Map(app, "when", new JsonTransformPolicy(new JsonTransformPolicyOptions { Set = new() { ["/seen"] = true } }), new PolicyCondition { Path = "/v", In = [1, "x"] });
-            Map(app, "script", new ScriptPolicy(new ScriptPolicyOptions { Source = "(message) => message" }));
+            Map(app, "script", new ScriptPolicy(new ScriptPolicyOptions { Source = "(message) => message", Json = true }));
         });
     }
 

@@ -146,13 +146,13 @@ public class JsonPolicyTests
         const string script = """
             (message, context) => {
               if (typeof message === 'string') return message.toUpperCase();
-              if (message instanceof Uint8Array) return message;
+              if (message instanceof ArrayBuffer) return message;
               if (message.type === 'secret') return undefined;
               message.seen = context.direction + ' ' + context.route;
               return message;
             }
             """;
-        await using var harness = await PolicyHarness.StartAsync(p => p.UsePolicy(new ScriptPolicy(new() { Source = script })).InboundOnly());
+        await using var harness = await PolicyHarness.StartAsync(p => p.UsePolicy(new ScriptPolicy(new() { Source = script, Json = true })).InboundOnly());
         using var client = await WebSocketClient.ConnectAsync(harness.Uri(mode));
 
         await client.SendTextAsync("""{"type":"secret"}""");

@@ -33,7 +33,7 @@ public class JsonPolicyHostileInputTests
                 "key": { "type": "rate-limit", "options": { "permits": 1000, "perSeconds": 1, "key": "/v", "action": "reply" } },
                 "when": { "type": "json-transform", "when": { "path": "/v", "in": [1, "x"] }, "options": { "set": { "/seen": true } } },
                 "filter": { "type": "json-filter", "options": { "path": "/type", "in": ["internal", 1] } },
-                "script": { "type": "script", "options": { "source": "(message) => message" } },
+                "script": { "type": "script", "options": { "source": "(message) => message", "json": true } },
                 "schema": { "type": "json-schema", "options": { "schema": { "type": "object" } } },
               },
             }

@@ -42,11 +42,33 @@ internal static class PolicyValidator
 
             if (options is not null)
             {
-                result.Add(new PolicyDefinition(name, type, options, when, $"{typeName}|{optionsNode.ToJsonString()}|{policy.When?.ToJsonString()}|{baseDirectory}"));
+                result.Add(new PolicyDefinition(name, type, options, when, $"{typeName}|{optionsNode.ToJsonString()}|{policy.When?.ToJsonString()}|{baseDirectory}|{ScriptFingerprint(options, baseDirectory)}"));
             }
         }
 
         return result;
+    }
+
+    /// <summary>
+    /// A script file's content is part of its policy's identity: a reload re-reads a changed script even when the
+    /// configuration's text did not change, and keeps an unchanged one (and its connections' state).
+    /// </summary>
+    private static string ScriptFingerprint(object options, string baseDirectory)
+    {
+        if (options is not ScriptPolicyOptions { File: { } file })
+        {
+            return string.Empty;
+        }
+
+        try
+        {
+            return Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(Path.GetFullPath(file, baseDirectory))));
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        {
+            // Creating the policy reports the missing or unreadable file with its path.
+            return string.Empty;
+        }
     }
 
     private static PolicyType? ResolveType(string typeName, string path, PluginCatalog plugins, ConfigErrors errors)
