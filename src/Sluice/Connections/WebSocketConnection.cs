@@ -41,6 +41,7 @@ public abstract partial class WebSocketConnection
 
     private protected WebSocketConnection(WebSocketRoute route, HttpContext httpContext, UpgradeContext upgrade, string? subProtocol, WebSocketLeg client, WebSocketLeg? backend)
     {
+        upgrade.ConnectionOwnsPlace = true;
         Route = route;
         _client = client;
         _backend = backend;

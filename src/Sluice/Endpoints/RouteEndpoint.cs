@@ -59,7 +59,19 @@ internal abstract class RouteEndpoint(string pattern, WebSocketPipelineBuilder b
 
         // As long as the connection; the proxy's backend handshake carries its trace context.
         using var activity = SluiceTracing.StartConnection(httpContext, route.Pattern);
-        await RunUpgradedAsync(httpContext, route, upgrade, activity);
+        try
+        {
+            await RunUpgradedAsync(httpContext, route, upgrade, activity);
+        }
+        finally
+        {
+            // However the mode failed before a connection existed (a rejection, a backend that failed, an exception),
+            // the place goes back here, once; a connection gives it back itself when it ends.
+            if (!upgrade.ConnectionOwnsPlace)
+            {
+                route.Registry.ReleaseReservation();
+            }
+        }
     }
 
     /// <summary>Mode-specific services, resolved once while the route is built.</summary>
@@ -68,8 +80,8 @@ internal abstract class RouteEndpoint(string pattern, WebSocketPipelineBuilder b
     }
 
     /// <summary>
-    /// Completes the upgrade and runs the connection. The caller holds a connection place: the mode releases
-    /// it when it fails before a connection exists (a connection releases it when it ends).
+    /// Completes the upgrade and runs the connection. The caller holds a connection place and gives it back when
+    /// this returns or throws before a connection took it over.
     /// </summary>
     protected abstract Task RunUpgradedAsync(HttpContext httpContext, WebSocketRoute route, UpgradeContext upgrade, Activity? activity);
 

@@ -26,19 +26,8 @@ internal sealed class HostedEndpoint(string pattern, WebSocketEndpointBuilder bu
 
     protected override async Task RunUpgradedAsync(HttpContext httpContext, WebSocketRoute route, UpgradeContext upgrade, Activity? activity)
     {
-        WebSocketLeg leg;
-        string? subProtocol;
-        try
-        {
-            subProtocol = ServerHandshake.SelectProtocol(ServerHandshake.GetOfferedProtocols(httpContext), route.Options.SubProtocols);
-            leg = await AcceptClientAsync(httpContext, route, subProtocol);
-        }
-        catch
-        {
-            route.Registry.ReleaseReservation();
-            throw;
-        }
-
+        var subProtocol = ServerHandshake.SelectProtocol(ServerHandshake.GetOfferedProtocols(httpContext), route.Options.SubProtocols);
+        var leg = await AcceptClientAsync(httpContext, route, subProtocol);
         var connection = new HostedConnection(this, route, httpContext, leg, upgrade, subProtocol);
         SluiceTracing.Accepted(activity, connection);
         await connection.RunAsync();

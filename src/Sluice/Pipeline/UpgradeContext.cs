@@ -44,6 +44,12 @@ public sealed class UpgradeContext
     /// (<c>${connection.id}</c>) before it exists.
     /// </summary>
     internal string ConnectionId => _connectionId ??= ConnectionIds.Next();
+
+    /// <summary>
+    /// Set when a connection took over the connection place the upgrade holds (it gives the place back when it ends);
+    /// until then the endpoint gives it back, however the upgrade fails.
+    /// </summary>
+    internal bool ConnectionOwnsPlace { get; set; }
 }
 
 /// <summary>What an upgrade step decided: go on (maybe with data for the next step) or reject the request.</summary>

@@ -59,7 +59,6 @@ internal sealed class ProxyEndpoint : RouteEndpoint
             }
             catch (FormatException ex)
             {
-                route.Registry.ReleaseReservation();
                 await route.RejectAsync(httpContext, StatusCodes.Status400BadRequest, $"The request cannot be proxied: {ex.Message}.");
                 return;
             }
@@ -83,7 +82,6 @@ internal sealed class ProxyEndpoint : RouteEndpoint
             catch (BackendConnectException ex)
             {
                 _metrics!.RecordFailure(Pattern, ex.Kind);
-                route.Registry.ReleaseReservation();
                 // The client learns what kind of failure it was, not the backend's host names or TLS details.
                 await route.RejectAsync(
                     httpContext,
@@ -103,7 +101,6 @@ internal sealed class ProxyEndpoint : RouteEndpoint
         }
         catch when (backend is not null)
         {
-            route.Registry.ReleaseReservation();
             await backend.Stream.DisposeAsync();
             throw;
         }

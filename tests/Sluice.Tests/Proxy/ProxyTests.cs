@@ -408,6 +408,34 @@ public class ProxyTests
     }
 
     [Fact]
+    public async Task AnUpgradeThatFailsAnyWay_GivesItsConnectionPlaceBack()
+    {
+        // One place only: a target selector that throws, a backend that is down and a target that cannot be formed
+        // each fail an upgrade; none may keep the place, or the last client would get 503.
+        await using var backend = await RecordingBackend.StartAsync();
+        var attempt = 0;
+        await using var proxy = await TestServer.StartAsync(
+            app => app.MapWebSocketProxy("/p", _ => Interlocked.Increment(ref attempt) switch
+            {
+                1 => throw new InvalidOperationException("the selector failed"),
+                2 => ValueTask.FromResult(new Uri($"ws://127.0.0.1:{FreePort()}/down")),
+                3 => throw new FormatException("no target"),
+                _ => ValueTask.FromResult(new Uri($"ws://{backend.Authority}/echo/x")),
+            }),
+            s => s.Configure<SluiceOptions>(o => o.MaxConnections = 1));
+
+        for (var i = 0; i < 3; i++)
+        {
+            using var failed = await RawWebSocket.ConnectAsync(proxy.WebSocketUri("/p"));
+            Assert.NotEqual(101, failed.StatusCode);
+        }
+
+        using var client = await WebSocketClient.ConnectAsync(proxy.WebSocketUri("/p"));
+        await client.SendTextAsync("the place was free");
+        Assert.Equal("the place was free", await client.ReceiveTextAsync());
+    }
+
+    [Fact]
     public async Task ConnectionCap_Refuses_Newcomers_With503_AndKeepsEveryoneElse()
     {
         await using var backend = await RecordingBackend.StartAsync();
