@@ -17,6 +17,7 @@ public partial class LayerTests
     /// </summary>
     private static readonly (string[] Folders, bool FoldersUseEachOther)[] s_layers =
     [
+        ([RootFolder], false),
         (["Messages"], false),
         (["Protocol"], false),
         (["Pipeline", "Connections", "Topics", "Diagnostics", "Endpoints"], true),
@@ -36,8 +37,12 @@ public partial class LayerTests
     [Fact]
     public void EachLayer_UsesOnlyItselfAndTheLayersBelow()
     {
-        var files = Directory.GetDirectories(SourceRoot())
-            .SelectMany(folder => Directory.GetFiles(folder, "*.cs").Select(file => (Folder: Path.GetFileName(folder), File: file, Code: StripCommentsAndStrings(File.ReadAllText(file)))))
+        // Every file, in subfolders too (each counts for its top folder), and the files at the root (the lowest layer).
+        var root = SourceRoot();
+        var files = Directory.GetFiles(root, "*.cs", SearchOption.AllDirectories)
+            .Select(file => (Folder: TopFolder(root, file), File: file))
+            .Where(f => f.Folder is not ("bin" or "obj"))
+            .Select(f => (f.Folder, f.File, Code: StripCommentsAndStrings(File.ReadAllText(f.File))))
             .ToList();
 
         // A name declared in two folders (a private nested Slot or Sink) cannot be attributed and is left out.
@@ -70,7 +75,16 @@ public partial class LayerTests
         Assert.Empty(violations);
     }
 
+    private const string RootFolder = "";
+
     private static int LayerOf(string folder) => Array.FindIndex(s_layers, l => l.Folders.Contains(folder));
+
+    private static string TopFolder(string root, string file)
+    {
+        var relative = Path.GetRelativePath(root, file);
+        var separator = relative.IndexOf(Path.DirectorySeparatorChar);
+        return separator < 0 ? RootFolder : relative[..separator];
+    }
 
     private static string SourceRoot()
     {
