@@ -69,21 +69,10 @@ internal static class OptionsBinder
 
     /// <summary>
     /// Records a problem that Sluice.Policies reports (<see cref="IPolicyOptions.Validate"/>,
-    /// <see cref="PolicyConfigurationException.Errors"/>): its public API words each as <c>member: message</c>, so this is
-    /// the one place where such a line is taken apart, to put the member under the options' path.
+    /// <see cref="PolicyConfigurationException.OptionErrors"/>) at its member's path under the options.
     /// </summary>
-    public static void AddOptionError(string optionsPath, string error, ConfigErrors errors)
-    {
-        var colon = error.IndexOf(':', StringComparison.Ordinal);
-        if (colon > 0)
-        {
-            errors.Add($"{optionsPath}.{error[..colon]}", error[(colon + 1)..].Trim());
-        }
-        else
-        {
-            errors.Add(optionsPath, error);
-        }
-    }
+    public static void AddOptionError(string optionsPath, PolicyOptionError error, ConfigErrors errors) =>
+        errors.Add(error.Member is { Length: > 0 } member ? $"{optionsPath}.{member}" : optionsPath, error.Message);
 
     private static (string Message, string? Hint) DescribeBindingError(JsonException ex, Type optionsType)
     {
