@@ -16,11 +16,11 @@ public sealed class AuditOptions : IPolicyOptions
     public List<string> Forbidden { get; set; } = [];
 
     /// <inheritdoc />
-    public IEnumerable<string> Validate()
+    public IEnumerable<PolicyOptionError> Validate()
     {
         if (string.IsNullOrWhiteSpace(Tag))
         {
-            yield return "tag: must not be empty";
+            yield return new("tag", "must not be empty");
         }
     }
 }

@@ -4,10 +4,10 @@ namespace Sluice.Policies;
 public interface IPolicyOptions
 {
     /// <summary>
-    /// Returns every problem, each starting with the option's JSON name (<c>maxBytes: must be positive</c>),
-    /// so that the gateway can prefix the path of the options in the file.
+    /// Returns every problem, each naming the option by its JSON name (<c>maxBytes</c>) apart from the message,
+    /// so that a host can put it under the path of the options in its file.
     /// </summary>
-    IEnumerable<string> Validate();
+    IEnumerable<PolicyOptionError> Validate();
 }
 
 /// <summary>Options of a message policy that has an outcome.</summary>
@@ -17,11 +17,11 @@ public abstract class ActionPolicyOptions : IPolicyOptions
     public PolicyAction Action { get; set; } = PolicyAction.Reply;
 
     /// <inheritdoc />
-    public virtual IEnumerable<string> Validate()
+    public virtual IEnumerable<PolicyOptionError> Validate()
     {
         if (!Enum.IsDefined(Action))
         {
-            yield return "action: must be drop, reply or close";
+            yield return new("action", "must be drop, reply or close");
         }
     }
 }

@@ -42,11 +42,11 @@ public sealed class PolicyCondition : IPolicyOptions
     internal bool HasEquals { get; private set; }
 
     /// <inheritdoc />
-    public IEnumerable<string> Validate()
+    public IEnumerable<PolicyOptionError> Validate()
     {
         if (Opcode is { } opcode && !Enum.IsDefined(opcode))
         {
-            yield return "opcode: must be text or binary";
+            yield return new("opcode", "must be text or binary");
         }
 
         foreach (var error in JsonCondition.Validate(Path, HasEquals, In, Exists, pathRequired: false))

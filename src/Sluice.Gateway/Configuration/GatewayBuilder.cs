@@ -32,7 +32,7 @@ internal static class GatewayBuilder
             }
             catch (PolicyConfigurationException ex)
             {
-                foreach (var error in ex.Errors)
+                foreach (var error in ex.OptionErrors)
                 {
                     OptionsBinder.AddOptionError($"{path}.options", error, errors);
                 }

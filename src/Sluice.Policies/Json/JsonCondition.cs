@@ -35,13 +35,13 @@ internal sealed class JsonCondition
     }
 
     /// <summary>The validation shared by every option set that holds a condition.</summary>
-    public static IEnumerable<string> Validate(string? path, bool hasEquals, IReadOnlyList<JsonNode?>? @in, bool? exists, bool pathRequired)
+    public static IEnumerable<PolicyOptionError> Validate(string? path, bool hasEquals, IReadOnlyList<JsonNode?>? @in, bool? exists, bool pathRequired)
     {
         if (path is null)
         {
             if (pathRequired || hasEquals || @in is not null || exists is not null)
             {
-                yield return "path: a JSON Pointer is required";
+                yield return new("path", "a JSON Pointer is required");
             }
 
             yield break;
@@ -49,13 +49,13 @@ internal sealed class JsonCondition
 
         if (!JsonPointers.IsValid(path))
         {
-            yield return $"path: '{path}' is not a JSON Pointer (RFC 6901: '' or '/a/b/0')";
+            yield return new("path", $"'{path}' is not a JSON Pointer (RFC 6901: '' or '/a/b/0')");
         }
 
         var tests = (hasEquals ? 1 : 0) + (@in is null ? 0 : 1) + (exists is null ? 0 : 1);
         if (tests != 1)
         {
-            yield return "path: give exactly one of equals, in or exists";
+            yield return new("path", "give exactly one of equals, in or exists");
         }
     }
 

@@ -60,8 +60,8 @@ internal static class LenientJson
         context.Message.IsText && LooksLikeContainer(context.Message.Payload.Span);
 
     /// <summary>The validation error of an <c>unparsable</c> option, or null.</summary>
-    public static string? ValidateUnparsable(UnparsableJson unparsable) =>
-        Enum.IsDefined(unparsable) ? null : "unparsable: must be drop or pass";
+    public static PolicyOptionError? ValidateUnparsable(UnparsableJson unparsable) =>
+        Enum.IsDefined(unparsable) ? null : new PolicyOptionError("unparsable", "must be drop or pass");
 
     /// <summary>
     /// What a policy that must not fail open does with near-JSON it could not read: passes it, or drops it (counted

@@ -46,7 +46,7 @@ public sealed class JsonFilterPolicyOptions : ActionPolicyOptions
     internal bool HasEquals { get; private set; }
 
     /// <inheritdoc />
-    public override IEnumerable<string> Validate()
+    public override IEnumerable<PolicyOptionError> Validate()
     {
         var errors = JsonCondition.Validate(Path, HasEquals, In, Exists, pathRequired: true).Concat(base.Validate());
         return LenientJson.ValidateUnparsable(Unparsable) is { } error ? errors.Append(error) : errors;

@@ -32,24 +32,24 @@ public sealed class JsonRedactPolicyOptions : IPolicyOptions
     public UnparsableJson Unparsable { get; set; } = UnparsableJson.Drop;
 
     /// <inheritdoc />
-    public IEnumerable<string> Validate()
+    public IEnumerable<PolicyOptionError> Validate()
     {
         if (Paths.Count == 0)
         {
-            yield return "paths: list at least one JSON Pointer";
+            yield return new("paths", "list at least one JSON Pointer");
         }
 
         for (var i = 0; i < Paths.Count; i++)
         {
             if (!JsonPointers.IsValid(Paths[i]) || Paths[i].Length == 0)
             {
-                yield return $"paths[{i}]: '{Paths[i]}' is not a JSON Pointer to a field";
+                yield return new($"paths[{i}]", $"'{Paths[i]}' is not a JSON Pointer to a field");
             }
         }
 
         if (!Enum.IsDefined(Mode))
         {
-            yield return "mode: must be remove or mask";
+            yield return new("mode", "must be remove or mask");
         }
 
         if (LenientJson.ValidateUnparsable(Unparsable) is { } error)

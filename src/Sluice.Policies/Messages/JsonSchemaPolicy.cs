@@ -17,11 +17,11 @@ public sealed class JsonSchemaPolicyOptions : ActionPolicyOptions
     public string? SchemaFile { get; set; }
 
     /// <inheritdoc />
-    public override IEnumerable<string> Validate()
+    public override IEnumerable<PolicyOptionError> Validate()
     {
         if ((Schema is null) == (SchemaFile is null))
         {
-            yield return "schema: give exactly one of schema (inline) and schemaFile";
+            yield return new("schema", "give exactly one of schema (inline) and schemaFile");
         }
 
         foreach (var error in base.Validate())
@@ -61,7 +61,7 @@ public sealed class JsonSchemaPolicy : MessagePolicy
             var path = Path.GetFullPath(file, baseDirectory ?? Directory.GetCurrentDirectory());
             if (!File.Exists(path))
             {
-                throw new PolicyConfigurationException(name, [$"schemaFile: '{file}' does not exist (looked for {path})"]);
+                throw new PolicyConfigurationException(name, [new("schemaFile", $"'{file}' does not exist (looked for {path})")]);
             }
 
             text = File.ReadAllText(path);
@@ -84,7 +84,7 @@ public sealed class JsonSchemaPolicy : MessagePolicy
         }
         catch (Exception ex) when (ex is JsonException or JsonSchemaException or RefResolutionException or ArgumentException or InvalidOperationException)
         {
-            throw new PolicyConfigurationException(name, [$"{(options.SchemaFile is null ? "schema" : "schemaFile")}: not a valid JSON Schema: {ex.Message}"]);
+            throw new PolicyConfigurationException(name, [new(options.SchemaFile is null ? "schema" : "schemaFile", $"not a valid JSON Schema: {ex.Message}")]);
         }
     }
 

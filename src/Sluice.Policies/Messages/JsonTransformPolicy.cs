@@ -17,23 +17,23 @@ public sealed class JsonTransformPolicyOptions : IPolicyOptions
     public Dictionary<string, string> Rename { get; set; } = [];
 
     /// <inheritdoc />
-    public IEnumerable<string> Validate()
+    public IEnumerable<PolicyOptionError> Validate()
     {
         if (Set.Count == 0 && Remove.Count == 0 && Rename.Count == 0)
         {
-            yield return "set: give at least one of set, remove and rename";
+            yield return new("set", "give at least one of set, remove and rename");
         }
 
         foreach (var pointer in Set.Keys.Where(p => !IsField(p)))
         {
-            yield return $"set: '{pointer}' is not a JSON Pointer to a field";
+            yield return new("set", $"'{pointer}' is not a JSON Pointer to a field");
         }
 
         for (var i = 0; i < Remove.Count; i++)
         {
             if (!IsField(Remove[i]))
             {
-                yield return $"remove[{i}]: '{Remove[i]}' is not a JSON Pointer to a field";
+                yield return new($"remove[{i}]", $"'{Remove[i]}' is not a JSON Pointer to a field");
             }
         }
 
@@ -41,7 +41,7 @@ public sealed class JsonTransformPolicyOptions : IPolicyOptions
         {
             if (!IsField(from) || !IsField(to))
             {
-                yield return $"rename: '{from}' -> '{to}' must map a JSON Pointer to a JSON Pointer";
+                yield return new("rename", $"'{from}' -> '{to}' must map a JSON Pointer to a JSON Pointer");
             }
         }
     }

@@ -25,23 +25,23 @@ public sealed class LogPolicyOptions : IPolicyOptions
     public bool Payload { get; set; } = true;
 
     /// <inheritdoc />
-    public IEnumerable<string> Validate()
+    public IEnumerable<PolicyOptionError> Validate()
     {
         if (!Enum.IsDefined(Level) || Level == LogLevel.None)
         {
-            yield return "level: must be trace, debug, information, warning, error or critical";
+            yield return new("level", "must be trace, debug, information, warning, error or critical");
         }
 
         if (Sample is < 0 or > 1 || double.IsNaN(Sample))
         {
-            yield return "sample: must be between 0 and 1";
+            yield return new("sample", "must be between 0 and 1");
         }
 
         for (var i = 0; i < Redact.Count; i++)
         {
             if (!JsonPointers.IsValid(Redact[i]) || Redact[i].Length == 0)
             {
-                yield return $"redact[{i}]: '{Redact[i]}' is not a JSON Pointer to a field";
+                yield return new($"redact[{i}]", $"'{Redact[i]}' is not a JSON Pointer to a field");
             }
         }
     }

@@ -53,40 +53,40 @@ public sealed class RateLimitPolicyOptions : ActionPolicyOptions
     public const int DefaultMaxKeys = 1000;
 
     /// <inheritdoc />
-    public override IEnumerable<string> Validate()
+    public override IEnumerable<PolicyOptionError> Validate()
     {
         if (Permits <= 0)
         {
-            yield return "permits: must be a positive number of messages";
+            yield return new("permits", "must be a positive number of messages");
         }
 
         if (PerSeconds <= 0 || double.IsNaN(PerSeconds) || PerSeconds > TimeSpan.MaxValue.TotalSeconds)
         {
-            yield return "perSeconds: must be a positive number of seconds";
+            yield return new("perSeconds", "must be a positive number of seconds");
         }
 
         if (Burst is <= 0)
         {
-            yield return "burst: must be positive";
+            yield return new("burst", "must be positive");
         }
 
         if (!Enum.IsDefined(PartitionBy))
         {
-            yield return "partitionBy: must be connection, subject or ip";
+            yield return new("partitionBy", "must be connection, subject or ip");
         }
 
         if (Key is not null && !JsonPointers.IsValid(Key))
         {
-            yield return $"key: '{Key}' is not a JSON Pointer";
+            yield return new("key", $"'{Key}' is not a JSON Pointer");
         }
 
         if (MaxKeys <= 0)
         {
-            yield return "maxKeys: must be a positive number of values";
+            yield return new("maxKeys", "must be a positive number of values");
         }
         else if (Key is null && MaxKeys != DefaultMaxKeys)
         {
-            yield return "maxKeys: bounds the values of key; without key there is one budget per partition";
+            yield return new("maxKeys", "bounds the values of key; without key there is one budget per partition");
         }
 
         foreach (var error in base.Validate())

@@ -42,21 +42,21 @@ public sealed class ScriptPolicyOptions : IPolicyOptions
     public bool Json { get; set; }
 
     /// <inheritdoc />
-    public IEnumerable<string> Validate()
+    public IEnumerable<PolicyOptionError> Validate()
     {
         if ((File is null) == (Source is null))
         {
-            yield return "file: give exactly one of file and source";
+            yield return new("file", "give exactly one of file and source");
         }
 
         if (TimeoutMs <= 0)
         {
-            yield return "timeoutMs: must be positive";
+            yield return new("timeoutMs", "must be positive");
         }
 
         if (MemoryLimitBytes <= 0)
         {
-            yield return "memoryLimitBytes: must be positive";
+            yield return new("memoryLimitBytes", "must be positive");
         }
     }
 }
@@ -102,7 +102,7 @@ public sealed class ScriptPolicy : MessagePolicy, IDisposable
             var path = Path.GetFullPath(file, baseDirectory ?? Directory.GetCurrentDirectory());
             if (!System.IO.File.Exists(path))
             {
-                throw new PolicyConfigurationException(name, [$"file: '{file}' does not exist (looked for {path})"]);
+                throw new PolicyConfigurationException(name, [new("file", $"'{file}' does not exist (looked for {path})")]);
             }
 
             source = System.IO.File.ReadAllText(path);
@@ -121,7 +121,7 @@ public sealed class ScriptPolicy : MessagePolicy, IDisposable
         }
         catch (Exception ex) when (ex is JintException or Acornima.ParseErrorException or InvalidOperationException)
         {
-            throw new PolicyConfigurationException(name, [$"{(options.File is null ? "source" : "file")}: {ex.Message}"]);
+            throw new PolicyConfigurationException(name, [new(options.File is null ? "source" : "file", ex.Message)]);
         }
 
         // For a disposable type the provider's pool disposes the engines it does not keep (the broken ones).

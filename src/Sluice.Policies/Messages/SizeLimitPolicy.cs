@@ -12,11 +12,11 @@ public sealed class SizeLimitPolicyOptions : ActionPolicyOptions
     public int MaxBytes { get; set; }
 
     /// <inheritdoc />
-    public override IEnumerable<string> Validate()
+    public override IEnumerable<PolicyOptionError> Validate()
     {
         if (MaxBytes <= 0)
         {
-            yield return "maxBytes: must be a positive number of bytes";
+            yield return new("maxBytes", "must be a positive number of bytes");
         }
 
         foreach (var error in base.Validate())

@@ -12,11 +12,11 @@ public sealed class TimerPolicyOptions : IPolicyOptions
     public string Field { get; set; } = "gatewayMs";
 
     /// <inheritdoc />
-    public IEnumerable<string> Validate()
+    public IEnumerable<PolicyOptionError> Validate()
     {
         if (string.IsNullOrEmpty(Field) || (Field.StartsWith('/') && !JsonPointers.IsValid(Field)))
         {
-            yield return $"field: '{Field}' is neither a member name nor a JSON Pointer";
+            yield return new("field", $"'{Field}' is neither a member name nor a JSON Pointer");
         }
     }
 }

@@ -32,32 +32,32 @@ public class ApiKeyPolicyOptions : IPolicyOptions
     public List<ApiKeyEntry> Keys { get; set; } = [];
 
     /// <inheritdoc />
-    public IEnumerable<string> Validate()
+    public IEnumerable<PolicyOptionError> Validate()
     {
         if (Header is null && Query is null)
         {
-            yield return "header: give a header, a query parameter or both";
+            yield return new("header", "give a header, a query parameter or both");
         }
 
         if (Keys.Count == 0)
         {
-            yield return "keys: list at least one key";
+            yield return new("keys", "list at least one key");
         }
 
         for (var i = 0; i < Keys.Count; i++)
         {
             if (string.IsNullOrEmpty(Keys[i].Key))
             {
-                yield return $"keys[{i}].key: must not be empty";
+                yield return new($"keys[{i}].key", "must not be empty");
             }
             else if (Keys[i].Key.StartsWith("env:", StringComparison.Ordinal) && Environment.GetEnvironmentVariable(Keys[i].Key[4..]) is not { Length: > 0 })
             {
-                yield return $"keys[{i}].key: the environment variable {Keys[i].Key[4..]} is not set";
+                yield return new($"keys[{i}].key", $"the environment variable {Keys[i].Key[4..]} is not set");
             }
 
             if (string.IsNullOrEmpty(Keys[i].Subject))
             {
-                yield return $"keys[{i}].subject: must not be empty";
+                yield return new($"keys[{i}].subject", "must not be empty");
             }
         }
     }

@@ -27,21 +27,21 @@ public sealed class ConnectionRateLimitPolicyOptions : IPolicyOptions
     public ConnectionRateLimitPartition PartitionBy { get; set; } = ConnectionRateLimitPartition.Ip;
 
     /// <inheritdoc />
-    public IEnumerable<string> Validate()
+    public IEnumerable<PolicyOptionError> Validate()
     {
         if (Permits <= 0)
         {
-            yield return "permits: must be a positive number of connections";
+            yield return new("permits", "must be a positive number of connections");
         }
 
         if (PerSeconds <= 0 || double.IsNaN(PerSeconds) || PerSeconds > TimeSpan.MaxValue.TotalSeconds)
         {
-            yield return "perSeconds: must be a positive number of seconds";
+            yield return new("perSeconds", "must be a positive number of seconds");
         }
 
         if (!Enum.IsDefined(PartitionBy))
         {
-            yield return "partitionBy: must be ip or subject";
+            yield return new("partitionBy", "must be ip or subject");
         }
     }
 }

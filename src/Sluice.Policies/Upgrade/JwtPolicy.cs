@@ -39,48 +39,48 @@ public sealed class JwtPolicyOptions : IPolicyOptions
     public bool RequireHttpsMetadata { get; set; } = true;
 
     /// <inheritdoc />
-    public IEnumerable<string> Validate()
+    public IEnumerable<PolicyOptionError> Validate()
     {
         if ((Authority is null) == (SigningKey is null))
         {
-            yield return "authority: give exactly one of authority and signingKey";
+            yield return new("authority", "give exactly one of authority and signingKey");
         }
 
         if (SigningKey is { } key)
         {
-            string? error = null;
+            string? error = null; // the signingKey problem, if any
             try
             {
                 // Microsoft.IdentityModel refuses HMAC keys shorter than the hash (HS256: 32 bytes); a shorter key would
                 // make every token fail at runtime, so it is refused here. HS384 and HS512 tokens need 48 and 64 bytes.
                 if (JwtPolicy.KeyBytes(key).Length < 32)
                 {
-                    error = "signingKey: must be at least 32 bytes (256 bits; 48 for HS384 tokens, 64 for HS512)";
+                    error = "must be at least 32 bytes (256 bits; 48 for HS384 tokens, 64 for HS512)";
                 }
             }
             catch (FormatException)
             {
-                error = "signingKey: the base64: value is not valid base64";
+                error = "the base64: value is not valid base64";
             }
             catch (InvalidOperationException ex)
             {
-                error = "signingKey: " + ex.Message;
+                error = ex.Message;
             }
 
             if (error is not null)
             {
-                yield return error;
+                yield return new("signingKey", error);
             }
         }
 
         if (Authority is not null && !Uri.TryCreate(Authority, UriKind.Absolute, out _))
         {
-            yield return $"authority: '{Authority}' is not an absolute URL";
+            yield return new("authority", $"'{Authority}' is not an absolute URL");
         }
 
         if (ClockSkewSeconds < 0)
         {
-            yield return "clockSkewSeconds: must not be negative";
+            yield return new("clockSkewSeconds", "must not be negative");
         }
     }
 }

@@ -15,18 +15,18 @@ public sealed class OriginPolicyOptions : IPolicyOptions
     public bool RequireOrigin { get; set; }
 
     /// <inheritdoc />
-    public IEnumerable<string> Validate()
+    public IEnumerable<PolicyOptionError> Validate()
     {
         if (Allow.Count == 0)
         {
-            yield return "allow: list at least one origin (or \"*\")";
+            yield return new("allow", "list at least one origin (or \"*\")");
         }
 
         for (var i = 0; i < Allow.Count; i++)
         {
             if (Allow[i] != "*" && (!Uri.TryCreate(Allow[i], UriKind.Absolute, out var uri) || uri.PathAndQuery != "/" || Allow[i].EndsWith('/')))
             {
-                yield return $"allow[{i}]: '{Allow[i]}' is not an origin (scheme://host[:port], no path)";
+                yield return new($"allow[{i}]", $"'{Allow[i]}' is not an origin (scheme://host[:port], no path)");
             }
         }
     }

@@ -37,8 +37,9 @@ internal static class AdminValidator
             errors.Add("admin.path", $"'{path}' must start with '/', not end with one, and hold no route parameters");
         }
 
-        // An unset env:NAME is reported where it is read; its placeholder is not also too short.
-        if (admin.ApiKey is { Length: < 16 } key && !key.StartsWith("env:", StringComparison.Ordinal))
+        // A value the reader already refused (an unset env:NAME, left as its placeholder) is not also judged too short;
+        // the recorded error says so, not the text of the value.
+        if (admin.ApiKey is { Length: < 16 } && !errors.AnyAtOrUnder("admin.apiKey"))
         {
             errors.Add("admin.apiKey", "must be at least 16 characters");
         }

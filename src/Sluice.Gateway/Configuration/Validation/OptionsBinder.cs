@@ -1,6 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using System.Text.Json.Serialization;
+using System.Text.Json.Serialization.Metadata;
 using Sluice.Gateway.Plugins;
 using Sluice.Policies;
 using Sluice.Policies.Json;
@@ -27,16 +27,27 @@ internal static class OptionsBinder
             return new PluginCatalog.NoOptions();
         }
 
+        var typeInfo = PolicyJson.OptionsBinding.GetTypeInfo(optionsType);
+
+        // Unknown members are found here, from the binding's own contract (so [JsonPropertyName] and case-insensitivity
+        // count), rather than recognised afterwards in the deserializer's exception text.
+        if (FindUnknownMember(node, typeInfo, path) is { } unknown)
+        {
+            var hint = ConfigError.DidYouMean(unknown.Name, unknown.Known);
+            errors.Add(unknown.Path, hint is null ? $"unknown option (known: {string.Join(", ", unknown.Known)})" : "unknown option", hint);
+            return null;
+        }
+
         object? options;
         try
         {
-            options = node.Deserialize(optionsType, PolicyJson.OptionsBinding);
+            options = node.Deserialize(typeInfo);
         }
         catch (JsonException ex)
         {
+            // With unknown members ruled out, what is left is a value of the wrong type, at ex.Path.
             var member = ex.Path is { Length: > 2 } jsonPath ? path + jsonPath[1..] : path;
-            var (message, hint) = DescribeBindingError(ex, optionsType);
-            errors.Add(member, message, hint);
+            errors.Add(member, DescribeTypeError(ex, typeInfo));
             return null;
         }
         catch (Exception ex) when (ex is NotSupportedException or InvalidOperationException or ArgumentException)
@@ -69,49 +80,85 @@ internal static class OptionsBinder
 
     /// <summary>
     /// Records a problem that Sluice.Policies reports (<see cref="IPolicyOptions.Validate"/>,
-    /// <see cref="PolicyConfigurationException.Errors"/>): its public API words each as <c>member: message</c>, so this is
-    /// the one place where such a line is taken apart, to put the member under the options' path.
+    /// <see cref="PolicyConfigurationException.OptionErrors"/>) at its member's path under the options.
     /// </summary>
-    public static void AddOptionError(string optionsPath, string error, ConfigErrors errors)
+    public static void AddOptionError(string optionsPath, PolicyOptionError error, ConfigErrors errors) =>
+        errors.Add(error.Member is { Length: > 0 } member ? $"{optionsPath}.{member}" : optionsPath, error.Message);
+
+    /// <summary>
+    /// The first member, in the order of the file, that the binding's contract for <paramref name="info"/> (or a type
+    /// under it) does not have: its path in the file, its name and the names that type does have.
+    /// </summary>
+    private static (string Path, string Name, IReadOnlyList<string> Known)? FindUnknownMember(JsonNode? node, JsonTypeInfo info, string path)
     {
-        var colon = error.IndexOf(':', StringComparison.Ordinal);
-        if (colon > 0)
+        switch (info.Kind)
         {
-            errors.Add($"{optionsPath}.{error[..colon]}", error[(colon + 1)..].Trim());
-        }
-        else
-        {
-            errors.Add(optionsPath, error);
+            case JsonTypeInfoKind.Object when node is JsonObject obj && !info.Properties.Any(p => p.IsExtensionData):
+                var comparison = info.Options.PropertyNameCaseInsensitive ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal;
+                foreach (var (name, value) in obj)
+                {
+                    var property = info.Properties.FirstOrDefault(p => string.Equals(p.Name, name, comparison));
+                    if (property is null)
+                    {
+                        return ($"{path}.{name}", name, [.. info.Properties.Where(p => p.Set is not null).Select(p => p.Name)]);
+                    }
+
+                    if (FindUnknownMember(value, info.Options.GetTypeInfo(property.PropertyType), $"{path}.{name}") is { } nested)
+                    {
+                        return nested;
+                    }
+                }
+
+                return null;
+
+            case JsonTypeInfoKind.Enumerable when node is JsonArray array:
+                var items = info.Options.GetTypeInfo(info.ElementType!);
+                for (var i = 0; i < array.Count; i++)
+                {
+                    if (FindUnknownMember(array[i], items, $"{path}[{i}]") is { } nested)
+                    {
+                        return nested;
+                    }
+                }
+
+                return null;
+
+            case JsonTypeInfoKind.Dictionary when node is JsonObject map:
+                var values = info.Options.GetTypeInfo(info.ElementType!);
+                foreach (var (key, value) in map)
+                {
+                    if (FindUnknownMember(value, values, $"{path}.{key}") is { } nested)
+                    {
+                        return nested;
+                    }
+                }
+
+                return null;
+
+            default:
+                // A value (or JsonNode) has no members; a value of the wrong kind is the deserializer's to report.
+                return null;
         }
     }
 
-    private static (string Message, string? Hint) DescribeBindingError(JsonException ex, Type optionsType)
+    private static string DescribeTypeError(JsonException ex, JsonTypeInfo info)
     {
-        if (ex.Message.Contains("could not be mapped", StringComparison.Ordinal))
-        {
-            var member = ex.Path?.Split('.', '[').LastOrDefault() ?? "?";
-            var known = optionsType.GetProperties().Where(p => p.CanWrite)
-                .Select(p => p.GetCustomAttributes(typeof(JsonPropertyNameAttribute), false).Cast<JsonPropertyNameAttribute>().FirstOrDefault()?.Name
-                    ?? JsonNamingPolicy.CamelCase.ConvertName(p.Name))
-                .ToList();
-            var hint = ConfigError.DidYouMean(member, known);
-            return hint is null ? ($"unknown option (known: {string.Join(", ", known)})", null) : ("unknown option", hint);
-        }
-
-        var name = ex.Path?.Split('.', '[').LastOrDefault();
-        var property = optionsType.GetProperties().FirstOrDefault(p => string.Equals(JsonNamingPolicy.CamelCase.ConvertName(p.Name), name, StringComparison.Ordinal));
+        // The deserializer's path names a top-level option as $.name; deeper paths get the general message.
+        var property = info.Kind == JsonTypeInfoKind.Object
+            ? info.Properties.FirstOrDefault(p => string.Equals($"$.{p.Name}", ex.Path, StringComparison.OrdinalIgnoreCase))
+            : null;
         var type = property is null ? null : Nullable.GetUnderlyingType(property.PropertyType) ?? property.PropertyType;
         if (type is { IsEnum: true })
         {
-            return ($"must be one of {string.Join(", ", Enum.GetNames(type).Select(JsonNamingPolicy.KebabCaseLower.ConvertName))}", null);
+            return $"must be one of {string.Join(", ", Enum.GetNames(type).Select(JsonNamingPolicy.KebabCaseLower.ConvertName))}";
         }
 
         if (type is not null)
         {
-            return ($"must be {TypeName(type)}", null);
+            return $"must be {TypeName(type)}";
         }
 
-        return (ConfigReader.FirstSentence(ex.Message.Replace("The JSON value could not be converted to", "expected a value of type", StringComparison.Ordinal)), null);
+        return ConfigReader.FirstSentence(ex.Message.Replace("The JSON value could not be converted to", "expected a value of type", StringComparison.Ordinal));
     }
 
     private static string TypeName(Type type) => type switch
