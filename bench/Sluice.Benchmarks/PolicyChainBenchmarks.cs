@@ -136,7 +136,7 @@ public class PolicyChainBenchmarks
         return result;
     }
 
-    private static MessageDelegate Build(Action<WebSocketPipelineBuilder> configure)
+    internal static MessageDelegate Build(Action<WebSocketPipelineBuilder> configure)
     {
         var builder = new WebSocketPipelineBuilder();
         configure(builder);

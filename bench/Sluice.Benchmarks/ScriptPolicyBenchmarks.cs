@@ -25,9 +25,9 @@ public class ScriptPolicyBenchmarks
     {
         _noopPolicy = new ScriptPolicy(new ScriptPolicyOptions { Source = "(data) => data" });
         _noopJsonPolicy = new ScriptPolicy(new ScriptPolicyOptions { Source = "(data) => data", Json = true });
-        _empty = Build(_ => { });
-        _noop = Build(b => b.UsePolicy(_noopPolicy));
-        _noopJson = Build(b => b.UsePolicy(_noopJsonPolicy));
+        _empty = PolicyChainBenchmarks.Build(_ => { });
+        _noop = PolicyChainBenchmarks.Build(b => b.UsePolicy(_noopPolicy));
+        _noopJson = PolicyChainBenchmarks.Build(b => b.UsePolicy(_noopJsonPolicy));
 
         // A no-op script reads nothing of the connection: an object without a socket will do.
         var connection = (WebSocketConnection)RuntimeHelpers.GetUninitializedObject(typeof(ProxyConnection));
@@ -63,14 +63,6 @@ public class ScriptPolicyBenchmarks
         var result = _context.Message;
         _context.Clear();
         return result;
-    }
-
-    private static MessageDelegate Build(Action<WebSocketPipelineBuilder> configure)
-    {
-        var builder = new WebSocketPipelineBuilder();
-        configure(builder);
-        using var services = new ServiceCollection().BuildServiceProvider();
-        return MessagePipeline.Build(builder.Interceptors, services).Inbound;
     }
 
     private sealed class NullSink : MessageSink
