@@ -59,6 +59,7 @@ public abstract partial class WebSocketConnection
     private string? _closeReason;
     private ConnectionCloseInitiator _initiator;
     private ITimer? _closeTimer;
+    private bool _finishing;
     private SemaphoreSlim? _sendSlots;
     private MessageContext? _outbound;
     private long _lastClientPingTicks;
@@ -565,7 +566,8 @@ public abstract partial class WebSocketConnection
     {
         lock (_stateLock)
         {
-            if (_state is not (ConnectionState.CloseSent or ConnectionState.CloseReceived))
+            // Once every pump has ended the handshake is over: the final flush has a timeout of its own.
+            if (_finishing || _state is not (ConnectionState.CloseSent or ConnectionState.CloseReceived))
             {
                 return;
             }
@@ -585,6 +587,11 @@ public abstract partial class WebSocketConnection
 
     private async Task FinishAsync(Exception? fault)
     {
+        lock (_stateLock)
+        {
+            _finishing = true;
+        }
+
         await FlushWithTimeoutAsync(_client);
         if (_backend is not null)
         {
