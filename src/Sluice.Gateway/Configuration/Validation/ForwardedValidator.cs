@@ -66,13 +66,14 @@ internal static class ForwardedValidator
             return $"'{entry}' is not an IP address or a CIDR range (10.0.0.0/8, 2001:db8::/32)";
         }
 
-        if (!IPNetwork.TryParse(entry, out network))
+        // Bits set after the prefix (10.0.0.1/8) are refused rather than masked: the author may have meant 10.0.0.1 alone.
+        var masked = Mask(prefix, length);
+        if (!masked.Equals(prefix))
         {
-            // The only other way IPNetwork refuses it: bits set after the prefix (10.0.0.1/8).
-            var masked = new IPNetwork(Mask(prefix, length), length);
-            return $"'{entry}' has bits set after its /{length} prefix: write {masked}";
+            return $"'{entry}' has bits set after its /{length} prefix: write {masked}/{length}";
         }
 
+        network = new IPNetwork(masked, length);
         return null;
     }
 
