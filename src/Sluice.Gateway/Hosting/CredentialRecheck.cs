@@ -37,17 +37,37 @@ internal static partial class CredentialRecheck
             }
 
             var checkable = policies.Where(p => p.CanRecheck).ToArray();
-            _ = Task.Run(() => RunAsync(route.Path, checkable, services, logger));
+
+            // An upgrade that passed the old policies may still be connecting to its backend when the first pass lists
+            // the open connections; a second pass, once such an upgrade has had its connect timeout, checks the
+            // connections the first did not see.
+            var settle = TimeSpan.FromMilliseconds((old.Proxy?.ConnectTimeoutMs ?? 0) + 1000);
+            _ = Task.Run(async () =>
+            {
+                var seen = await RunAsync(route.Path, checkable, services, logger, skip: null);
+                await Task.Delay(settle);
+                await RunAsync(route.Path, checkable, services, logger, skip: seen);
+            });
         }
     }
 
-    /// <summary>Checks every open connection of <paramref name="route"/>; returns how many were closed.</summary>
-    public static async Task<int> RunAsync(string route, IReadOnlyList<IUpgradePolicy> policies, IServiceProvider services, ILogger logger)
+    /// <summary>
+    /// Checks the open connections of <paramref name="route"/>, except those in <paramref name="skip"/>; returns the ids
+    /// of those it checked.
+    /// </summary>
+    public static async Task<HashSet<string>> RunAsync(string route, IReadOnlyList<IUpgradePolicy> policies, IServiceProvider services, ILogger logger, HashSet<string>? skip)
     {
         var open = services.GetRequiredService<IWebSocketConnectionRegistry>().List(route);
+        var checkedIds = new HashSet<string>(StringComparer.Ordinal);
         var closed = 0;
         foreach (var connection in open)
         {
+            if (skip is not null && skip.Contains(connection.Id))
+            {
+                continue;
+            }
+
+            checkedIds.Add(connection.Id);
             if (!connection.IsClosing && await IsRefusedAsync(connection, policies, services, logger))
             {
                 closed++;
@@ -57,8 +77,13 @@ internal static partial class CredentialRecheck
             }
         }
 
-        Log.Rechecked(logger, route, open.Count, closed);
-        return closed;
+        // The second pass is quiet unless it found something: it usually sees only connections opened under the new policies.
+        if (skip is null || closed > 0)
+        {
+            Log.Rechecked(logger, route, checkedIds.Count, closed);
+        }
+
+        return checkedIds;
     }
 
     private static async ValueTask<bool> IsRefusedAsync(WebSocketConnection connection, IReadOnlyList<IUpgradePolicy> policies, IServiceProvider services, ILogger logger)
