@@ -55,6 +55,7 @@ internal static class ConfigLoader
             BackplaneValidator.Validate(backplane, errors);
         }
 
+        var trustedProxies = model.Forwarded is { } forwarded ? ForwardedValidator.Validate(forwarded, errors) : [];
         var plugins = new PluginCatalog(baseDirectory);
         var definitions = PolicyValidator.Validate(model.Policies, plugins, baseDirectory, errors);
         var handlers = RouteValidator.Validate(routes, plugins, errors);
@@ -75,6 +76,7 @@ internal static class ConfigLoader
                 Limits = limits,
                 Admin = admin,
                 Backplane = model.Backplane,
+                TrustedProxies = trustedProxies,
                 Routes = routeConfigs,
                 Policies = policies,
                 BaseDirectory = baseDirectory,

@@ -14,6 +14,9 @@ internal sealed class GatewayConfig
 
     public BackplaneModel? Backplane { get; init; }
 
+    /// <summary><c>forwarded.trustedProxies</c>, as networks; empty when the peer is the client.</summary>
+    public IReadOnlyList<System.Net.IPNetwork> TrustedProxies { get; init; } = [];
+
     public required IReadOnlyList<RouteConfig> Routes { get; init; }
 
     public required IReadOnlyDictionary<string, PolicyInstance> Policies { get; init; }

@@ -99,6 +99,7 @@ internal static class GatewayApplication
         }
         var holder = new GatewayRuntimeHolder();
         builder.Services.AddSingleton(holder);
+        builder.Services.AddSingleton<ClientAddresses>();
         AdminEndpoints.AddServices(builder.Services, preview);
 
         var app = builder.Build();
@@ -112,6 +113,10 @@ internal static class GatewayApplication
         var loggers = app.Services.GetRequiredService<ILoggerFactory>();
         var refused = new RefusedConnectionsLog(loggers, app.Services.GetRequiredService<IOptions<KestrelServerOptions>>().Value.Limits.MaxConcurrentConnections ?? 0);
         app.Lifetime.ApplicationStopped.Register(refused.Dispose);
+        // First of all middleware: everything after it (the admin API's loopback check, every ip partition, the logs)
+        // sees the client's address, not a trusted proxy's.
+        var clientAddresses = app.Services.GetRequiredService<ClientAddresses>();
+        app.Use((context, next) => clientAddresses.InvokeAsync(context, next));
         var runtime = new GatewayRuntime(result.Config!, commandLine.ConfigPath, loggers);
         holder.Runtime = runtime;
         ((IEndpointRouteBuilder)app).DataSources.Add(runtime.Endpoints);

@@ -22,6 +22,7 @@ internal sealed partial class GatewayRuntime : IDisposable
     private readonly Lock _reloadLock = new();
     private readonly ILogger _logger;
     private IServiceProvider? _services;
+    private ConnectionLimitPolicy? _perIpCap;
     private IDisposable? _watch;
     private Timer? _debounce;
 
@@ -42,6 +43,12 @@ internal sealed partial class GatewayRuntime : IDisposable
     public void Start(IServiceProvider services)
     {
         _services = services;
+        if (Config.Limits.MaxConnectionsPerIp is { } perIp)
+        {
+            // One count across every route, kept for the process's life (the setting is read at start).
+            _perIpCap = new ConnectionLimitPolicy(new ConnectionLimitPolicyOptions { Max = perIp }, "limits.maxConnectionsPerIp");
+        }
+
         Apply(Config);
         if (ConfigPath is not null)
         {
@@ -95,6 +102,11 @@ internal sealed partial class GatewayRuntime : IDisposable
             yield return "limits.maxConnections";
         }
 
+        if (before.Limits.MaxConnectionsPerIp != after.Limits.MaxConnectionsPerIp)
+        {
+            yield return "limits.maxConnectionsPerIp";
+        }
+
         if (before.Limits.DrainSeconds != after.Limits.DrainSeconds)
         {
             yield return "limits.drainSeconds";
@@ -140,24 +152,33 @@ internal sealed partial class GatewayRuntime : IDisposable
             }
         }
 
+        var previous = Config;
         Config = config;
+        _services!.GetService<ClientAddresses>()?.Update(config.TrustedProxies);
         var tap = _services!.GetService<MessageTap>();
+        var perIpCap = _perIpCap;
         _endpoints.Update(_services!, endpoints =>
         {
             foreach (var route in config.Routes)
             {
-                Map(endpoints, route, config, _routePolicies[route.Path], tap?.For(route.Path));
+                Map(endpoints, route, config, _routePolicies[route.Path], tap?.For(route.Path), perIpCap);
             }
         });
+
+        if (!ReferenceEquals(previous, config))
+        {
+            // After the new endpoints are in place, so that no connection opened from now on escapes the new policies.
+            CredentialRecheck.Start(previous, config, _services!, _logger);
+        }
     }
 
-    private static void Map(Microsoft.AspNetCore.Routing.IEndpointRouteBuilder endpoints, RouteConfig route, GatewayConfig config, ReloadableInterceptors policies, MessageTap.RouteTap? tap)
+    private static void Map(Microsoft.AspNetCore.Routing.IEndpointRouteBuilder endpoints, RouteConfig route, GatewayConfig config, ReloadableInterceptors policies, MessageTap.RouteTap? tap, IUpgradePolicy? perIpCap)
     {
         if (route.Proxy is { } proxy)
         {
             endpoints.MapWebSocketProxy(route.Path, proxy.Target, p =>
             {
-                Configure(p, route, config, policies, tap);
+                Configure(p, route, config, policies, tap, perIpCap);
                 p.ConnectTimeout = TimeSpan.FromMilliseconds(proxy.ConnectTimeoutMs);
                 p.EnableBackendCompression = proxy.Compression;
                 foreach (var header in proxy.ForwardHeaders)
@@ -171,12 +192,12 @@ internal sealed partial class GatewayRuntime : IDisposable
         var handler = route.Handler!;
         endpoints.MapWebSocket(route.Path, ws =>
         {
-            Configure(ws, route, config, policies, tap);
+            Configure(ws, route, config, policies, tap, perIpCap);
             handler.Map(ws);
         });
     }
 
-    private static void Configure(WebSocketPipelineBuilder builder, RouteConfig route, GatewayConfig config, ReloadableInterceptors policies, MessageTap.RouteTap? tap)
+    private static void Configure(WebSocketPipelineBuilder builder, RouteConfig route, GatewayConfig config, ReloadableInterceptors policies, MessageTap.RouteTap? tap, IUpgradePolicy? perIpCap)
     {
         var limits = config.Limits;
         builder.ConfigureOptions(o =>
@@ -187,6 +208,12 @@ internal sealed partial class GatewayRuntime : IDisposable
             o.CloseTimeout = TimeSpan.FromSeconds(limits.CloseTimeoutSeconds);
             o.EnableCompression = route.Compression;
         });
+
+        // The per-address cap first: a client over it is refused before its credentials are looked at.
+        if (perIpCap is not null)
+        {
+            builder.UseUpgradePolicy(perIpCap);
+        }
 
         foreach (var name in route.Upgrade)
         {

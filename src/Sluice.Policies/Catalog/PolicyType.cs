@@ -70,10 +70,11 @@ public static class BuiltInPolicyTypes
     /// <summary>Gets every built-in policy type by name.</summary>
     public static IReadOnlyDictionary<string, PolicyType> All { get; } = new Dictionary<string, PolicyType>(StringComparer.Ordinal)
     {
-        ["api-key"] = PolicyType.Create<ApiKeyPolicyOptions>("api-key", PolicyKind.Upgrade, (o, c) => new ApiKeyPolicy(o, c.PolicyName)),
+        ["api-key"] = PolicyType.Create<ApiKeyPolicyOptions>("api-key", PolicyKind.Upgrade, (o, c) => new ApiKeyPolicy(o, c.PolicyName, Time(c))),
         ["jwt"] = PolicyType.Create<JwtPolicyOptions>("jwt", PolicyKind.Upgrade, (o, c) => new JwtPolicy(o, c.Services.GetRequiredService<ILoggerFactory>(), c.PolicyName, Time(c))),
         ["origin"] = PolicyType.Create<OriginPolicyOptions>("origin", PolicyKind.Upgrade, (o, c) => new OriginPolicy(o, c.PolicyName)),
         ["connection-rate-limit"] = PolicyType.Create<ConnectionRateLimitPolicyOptions>("connection-rate-limit", PolicyKind.Upgrade, (o, c) => new ConnectionRateLimitPolicy(o, c.PolicyName, Time(c))),
+        ["connection-limit"] = PolicyType.Create<ConnectionLimitPolicyOptions>("connection-limit", PolicyKind.Upgrade, (o, c) => new ConnectionLimitPolicy(o, c.PolicyName)),
         ["size-limit"] = PolicyType.Create<SizeLimitPolicyOptions>("size-limit", PolicyKind.Message, (o, c) => new SizeLimitPolicy(o, c.PolicyName)),
         ["rate-limit"] = PolicyType.Create<RateLimitPolicyOptions>("rate-limit", PolicyKind.Message, (o, c) => new RateLimitPolicy(o, c.PolicyName, Time(c))),
         ["json-schema"] = PolicyType.Create<JsonSchemaPolicyOptions>("json-schema", PolicyKind.Message, (o, c) => new JsonSchemaPolicy(o, c.PolicyName, c.BaseDirectory)),

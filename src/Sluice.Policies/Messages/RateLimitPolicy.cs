@@ -276,7 +276,7 @@ public sealed class RateLimitPolicy : MessagePolicy, IDisposable
             case MessageRateLimitPartition.Subject when connection.Subject is { } subject:
                 return "s:" + subject;
             case MessageRateLimitPartition.Subject or MessageRateLimitPartition.Ip:
-                return "i:" + connection.RemoteIpAddress;
+                return ClientPartitions.IpKey(connection.RemoteIpAddress);
             default:
                 // A connection's budgets are no one else's: they go with it, so that reconnecting cannot pile up
                 // partitions of maxKeys values each until the forget time (which may be a day) has passed.

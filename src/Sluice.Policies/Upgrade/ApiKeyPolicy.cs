@@ -17,6 +17,12 @@ public sealed class ApiKeyEntry
 
     /// <summary>Gets or sets the subject a client with this key becomes.</summary>
     public string Subject { get; set; } = string.Empty;
+
+    /// <summary>
+    /// Gets or sets when the key stops being accepted (ISO 8601 in JSON). After it the key is refused with 401, and the
+    /// connections opened with it are closed with 1008 <c>key expired</c>. Null: it never expires.
+    /// </summary>
+    public DateTimeOffset? ExpiresAt { get; set; }
 }
 
 /// <summary>Options of <see cref="ApiKeyPolicy"/> (<c>api-key</c>) and of the API key authentication scheme.</summary>
@@ -69,19 +75,25 @@ public class ApiKeyPolicyOptions : IPolicyOptions
 /// </summary>
 internal sealed class ApiKeyValidator
 {
-    private readonly (byte[] Hash, string Subject)[] _keys;
+    private readonly (byte[] Hash, string Subject, DateTimeOffset? ExpiresAt)[] _keys;
     private readonly string? _header;
     private readonly string? _query;
+    private readonly TimeProvider _time;
 
-    public ApiKeyValidator(ApiKeyPolicyOptions options)
+    public ApiKeyValidator(ApiKeyPolicyOptions options, TimeProvider? time = null)
     {
         _header = options.Header;
         _query = options.Query;
-        _keys = [.. options.Keys.Select(k => (SHA256.HashData(Encoding.UTF8.GetBytes(Resolve(k.Key))), k.Subject))];
+        _time = time ?? TimeProvider.System;
+        _keys = [.. options.Keys.Select(k => (SHA256.HashData(Encoding.UTF8.GetBytes(Resolve(k.Key))), k.Subject, k.ExpiresAt))];
     }
 
-    public string? Authenticate(HttpRequest request)
+    public string? Authenticate(HttpRequest request) => Authenticate(request, out _);
+
+    /// <summary>The subject of the presented key, and when it expires; null when no key, a wrong one or an expired one is presented.</summary>
+    public string? Authenticate(HttpRequest request, out DateTimeOffset? expiresAt)
     {
+        expiresAt = null;
         var presented = _header is not null && request.Headers.TryGetValue(_header, out var header) ? header.ToString() : null;
         if (string.IsNullOrEmpty(presented) && _query is not null)
         {
@@ -96,11 +108,14 @@ internal sealed class ApiKeyValidator
         Span<byte> hash = stackalloc byte[SHA256.HashSizeInBytes];
         SHA256.HashData(Encoding.UTF8.GetBytes(presented), hash);
         string? subject = null;
-        foreach (var (stored, candidate) in _keys)
+        var now = _time.GetUtcNow();
+        foreach (var (stored, candidate, expiry) in _keys)
         {
-            if (CryptographicOperations.FixedTimeEquals(stored, hash))
+            // Every key is compared, expired or not, so that the time does not tell which keys have expired.
+            if (CryptographicOperations.FixedTimeEquals(stored, hash) && (expiry is null || expiry > now) && subject is null)
             {
-                subject ??= candidate;
+                subject = candidate;
+                expiresAt = expiry;
             }
         }
 
@@ -122,15 +137,29 @@ internal sealed class ApiKeyValidator
 /// </summary>
 public sealed class ApiKeyPolicy : IUpgradePolicy
 {
+    private const string ExpiryItem = "Sluice.Policies.ApiKeyExpiry";
+    private static readonly TimeSpan MaxTimerStep = TimeSpan.FromDays(30);
+
     private readonly ApiKeyValidator _validator;
+    private readonly TimeProvider _time;
 
     /// <summary>Creates the policy.</summary>
     public ApiKeyPolicy(ApiKeyPolicyOptions options, string name = "api-key")
+        : this(options, name, null)
+    {
+    }
+
+    /// <summary>Creates the policy.</summary>
+    /// <param name="options">The options.</param>
+    /// <param name="name">The policy's name, in logs.</param>
+    /// <param name="timeProvider">The clock keys expire by (<see cref="ApiKeyEntry.ExpiresAt"/>). Null: <see cref="TimeProvider.System"/>.</param>
+    public ApiKeyPolicy(ApiKeyPolicyOptions options, string name, TimeProvider? timeProvider)
     {
         ArgumentNullException.ThrowIfNull(options);
         PolicyValidation.ThrowIfInvalid(options, name);
         Name = name;
-        _validator = new ApiKeyValidator(options);
+        _time = timeProvider ?? TimeProvider.System;
+        _validator = new ApiKeyValidator(options, _time);
     }
 
     /// <inheritdoc />
@@ -140,14 +169,50 @@ public sealed class ApiKeyPolicy : IUpgradePolicy
     public ValueTask<UpgradeResult> EvaluateAsync(UpgradeContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        if (_validator.Authenticate(context.HttpContext.Request) is not { } subject)
+        if (_validator.Authenticate(context.HttpContext.Request, out var expiresAt) is not { } subject)
         {
             return new ValueTask<UpgradeResult>(UpgradeResult.Reject(StatusCodes.Status401Unauthorized, "missing or invalid API key"));
         }
 
         context.Subject = subject;
         context.HttpContext.User = ApiKeyValidator.Principal(subject, "ApiKey");
+        if (expiresAt is { } expiry)
+        {
+            context.Items[ExpiryItem] = expiry;
+        }
+
         return new ValueTask<UpgradeResult>(UpgradeResult.Continue());
+    }
+
+    /// <inheritdoc />
+    /// <remarks>A connection opened with a key that expires is closed with 1008 <c>key expired</c> when it does.</remarks>
+    public ValueTask OnConnectedAsync(WebSocketConnection connection)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        if (connection.Items.Remove(ExpiryItem, out var value) && value is DateTimeOffset expiry)
+        {
+            _ = CloseAtExpiryAsync(connection, expiry);
+        }
+
+        return default;
+    }
+
+    private async Task CloseAtExpiryAsync(WebSocketConnection connection, DateTimeOffset expiry)
+    {
+        try
+        {
+            // Timers take at most about 49.7 days: wait in steps, so a far expiry neither throws nor closes early.
+            for (var wait = expiry - _time.GetUtcNow(); wait > TimeSpan.Zero; wait = expiry - _time.GetUtcNow())
+            {
+                await Task.Delay(wait < MaxTimerStep ? wait : MaxTimerStep, _time, connection.Closed);
+            }
+
+            await connection.CloseAsync(System.Net.WebSockets.WebSocketCloseStatus.PolicyViolation, "key expired");
+        }
+        catch (OperationCanceledException)
+        {
+            // The connection ended before its key expired.
+        }
     }
 }
 
@@ -170,7 +235,7 @@ public sealed class ApiKeyAuthenticationHandler(IOptionsMonitor<ApiKeyAuthentica
     /// <inheritdoc />
     protected override Task<AuthenticateResult> HandleAuthenticateAsync()
     {
-        _validator ??= new ApiKeyValidator(Options.Keys);
+        _validator ??= new ApiKeyValidator(Options.Keys, Options.TimeProvider);
         return Task.FromResult(_validator.Authenticate(Request) is { } subject
             ? AuthenticateResult.Success(new AuthenticationTicket(ApiKeyValidator.Principal(subject, Scheme.Name), Scheme.Name))
             : AuthenticateResult.NoResult());

@@ -7,7 +7,7 @@ namespace Sluice.Policies;
 /// <summary>How a connection rate limit groups upgrade requests into budgets.</summary>
 public enum ConnectionRateLimitPartition
 {
-    /// <summary>One budget per client IP address.</summary>
+    /// <summary>One budget per client IP address (per /64 network for IPv6).</summary>
     Ip,
 
     /// <summary>One budget per subject (set by an earlier upgrade policy such as api-key); anonymous clients by IP.</summary>
@@ -115,6 +115,10 @@ public sealed class ConnectionRateLimitPolicy : IUpgradePolicy, IDisposable
     }
 
     /// <inheritdoc />
+    /// <remarks>False: a re-check would take a place in the window for a connection already counted.</remarks>
+    public bool CanRecheck => false;
+
+    /// <inheritdoc />
     public void Dispose() => _sweep.Dispose();
 
     private void Sweep()
@@ -135,7 +139,7 @@ public sealed class ConnectionRateLimitPolicy : IUpgradePolicy, IDisposable
     private string Key(UpgradeContext context) =>
         _options.PartitionBy == ConnectionRateLimitPartition.Subject && context.Subject is { } subject
             ? "s:" + subject
-            : "i:" + context.HttpContext.Connection.RemoteIpAddress;
+            : ClientPartitions.IpKey(context.HttpContext.Connection.RemoteIpAddress);
 
     /// <summary>A window: when it started (a <see cref="TimeProvider"/> timestamp) and the connections it has let in.</summary>
     private readonly record struct Window(long Start, int Count);

@@ -13,8 +13,16 @@ public sealed class UpgradeContext
     private Dictionary<object, object?>? _items;
     private string? _connectionId;
 
-    internal UpgradeContext(HttpContext httpContext, string routePattern)
+    /// <summary>
+    /// Creates the context of an upgrade request. Sluice creates one per upgrade; create one yourself to run upgrade
+    /// policies again on a request (the gateway re-checks open connections when their policies change) or in tests.
+    /// </summary>
+    /// <param name="httpContext">The upgrade request.</param>
+    /// <param name="routePattern">The route pattern of the endpoint.</param>
+    public UpgradeContext(HttpContext httpContext, string routePattern)
     {
+        ArgumentNullException.ThrowIfNull(httpContext);
+        ArgumentNullException.ThrowIfNull(routePattern);
         HttpContext = httpContext;
         RoutePattern = routePattern;
     }

@@ -141,12 +141,12 @@ internal sealed class ProxyEndpoint : RouteEndpoint
             }
         }
 
-        // X-Forwarded-For appends the client's address to whatever earlier proxies recorded.
-        var remote = httpContext.Connection.RemoteIpAddress?.ToString();
-        var forwardedFor = request.Headers["X-Forwarded-For"].ToString();
-        if (remote is not null)
+        // X-Forwarded-For: the chain something in front validated (the gateway's trusted proxies), or the client's
+        // address alone. The request's own header is never copied: its client writes it, and a backend that reads the
+        // first entry would believe whatever address the client chose.
+        if ((httpContext.Features.Get<ForwardedForFeature>()?.Chain ?? httpContext.Connection.RemoteIpAddress?.ToString()) is { } forwardedFor)
         {
-            headers.Add(new("X-Forwarded-For", string.IsNullOrEmpty(forwardedFor) ? remote : $"{forwardedFor}, {remote}"));
+            headers.Add(new("X-Forwarded-For", forwardedFor));
         }
 
         headers.Add(new("X-Forwarded-Proto", request.Scheme));

@@ -31,6 +31,9 @@ internal sealed record GatewayFile
     [Description("Shares pub/sub topics between gateway nodes. Read at start.")]
     public BackplaneModel? Backplane { get; init; }
 
+    [Description("Proxies in front of the gateway whose X-Forwarded-For and X-Forwarded-Proto are believed.")]
+    public ForwardedModel? Forwarded { get; init; }
+
     [Required(ErrorMessage = "is required: list at least one route")]
     [MinLength(1, ErrorMessage = "list at least one route")]
     [Description("The WebSocket routes: each proxies to a backend or runs a built-in or plugin handler.")]
@@ -58,6 +61,10 @@ internal sealed record LimitsModel
     [Range(1, int.MaxValue)]
     [Description("The most WebSocket connections at once; more are answered 503. Default: from the open-file limit. Read at start.")]
     public int? MaxConnections { get; init; }
+
+    [Range(1, int.MaxValue)]
+    [Description("The most WebSocket connections open at once per client address (per /64 network for IPv6); more are answered 429 with Retry-After. Default: no limit. Read at start.")]
+    public int? MaxConnectionsPerIp { get; init; }
 
     [Range(0, 3600)]
     [Description("On shutdown, how long open connections get to close (seconds). Default 10. Read at start.")]
@@ -173,3 +180,10 @@ internal sealed record PubSubHandlerOptions
 /// <summary>A key whose value may be one string instead of a list of strings.</summary>
 [AttributeUsage(AttributeTargets.Property)]
 internal sealed class SingleOrListAttribute : Attribute;
+
+/// <summary>The file's <c>forwarded</c>.</summary>
+internal sealed record ForwardedModel
+{
+    [Description("IP addresses and CIDR ranges (10.0.0.0/8, 2001:db8::/32) of the proxies in front of the gateway. When the peer is one of them, the client's address is taken from X-Forwarded-For (walking back through the trusted proxies it lists) and its scheme from X-Forwarded-Proto. Without it the peer is the client.")]
+    public IReadOnlyList<string> TrustedProxies { get; init; } = [];
+}

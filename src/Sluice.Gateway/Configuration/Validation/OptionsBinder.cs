@@ -148,6 +148,12 @@ internal static class OptionsBinder
             ? info.Properties.FirstOrDefault(p => string.Equals($"$.{p.Name}", ex.Path, StringComparison.OrdinalIgnoreCase))
             : null;
         var type = property is null ? null : Nullable.GetUnderlyingType(property.PropertyType) ?? property.PropertyType;
+        if (type is null && TypeAt(info, ex.Path) is { } deep && (Nullable.GetUnderlyingType(deep) ?? deep) == typeof(DateTimeOffset))
+        {
+            // A member of a list item, such as api-key's keys[i].expiresAt.
+            type = typeof(DateTimeOffset);
+        }
+
         if (type is { IsEnum: true })
         {
             return $"must be one of {string.Join(", ", Enum.GetNames(type).Select(JsonNamingPolicy.KebabCaseLower.ConvertName))}";
@@ -161,8 +167,45 @@ internal static class OptionsBinder
         return ConfigReader.FirstSentence(ex.Message.Replace("The JSON value could not be converted to", "expected a value of type", StringComparison.Ordinal));
     }
 
+    /// <summary>The type the binding's contract has at a deserializer path such as <c>$.keys[0].expiresAt</c>, or null.</summary>
+    private static Type? TypeAt(JsonTypeInfo info, string? path)
+    {
+        if (path is null || !path.StartsWith('$'))
+        {
+            return null;
+        }
+
+        var current = info;
+        foreach (var segment in path[1..].Replace("[", ".[", StringComparison.Ordinal).Split('.', StringSplitOptions.RemoveEmptyEntries))
+        {
+            if (segment.StartsWith('['))
+            {
+                if (current.Kind != JsonTypeInfoKind.Enumerable)
+                {
+                    return null;
+                }
+
+                current = current.Options.GetTypeInfo(current.ElementType!);
+                continue;
+            }
+
+            var property = current.Kind == JsonTypeInfoKind.Object
+                ? current.Properties.FirstOrDefault(p => string.Equals(p.Name, segment, StringComparison.OrdinalIgnoreCase))
+                : null;
+            if (property is null)
+            {
+                return null;
+            }
+
+            current = current.Options.GetTypeInfo(property.PropertyType);
+        }
+
+        return current.Type;
+    }
+
     private static string TypeName(Type type) => type switch
     {
+        _ when type == typeof(DateTimeOffset) => "a date and time in ISO 8601 (2026-12-31T23:59:59Z)",
         _ when type == typeof(string) => "a string",
         _ when type == typeof(bool) => "true or false",
         _ when type == typeof(int) || type == typeof(long) => "a whole number",
