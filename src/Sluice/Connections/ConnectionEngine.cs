@@ -549,8 +549,9 @@ public abstract partial class WebSocketConnection
         var other = fromClient ? _backend : _client;
         if (other is not null)
         {
-            SendCloseInBackground(other, status, reason);
+            // The echo is queued first: the other leg's answer, relayed back by its own pump, must not take its place.
             source.SendClose(frame.CloseStatus, frame.CloseReason);
+            SendCloseInBackground(other, status, reason);
         }
         else
         {
