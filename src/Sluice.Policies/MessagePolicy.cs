@@ -24,6 +24,12 @@ public abstract class MessagePolicy : IMessageInterceptor
     /// <summary>Gets the policy's name: the key in the gateway file, or the type name (e.g. <c>size-limit</c>).</summary>
     public string Name { get; }
 
+    /// <summary>
+    /// Gets the control frames the policy asks to see besides data messages; <see cref="PolicyPipelineExtensions.UsePolicy"/>
+    /// opts its registration in to them (<see cref="InterceptorRegistration.WithControlFrames"/>). Default: none.
+    /// </summary>
+    public virtual ControlFrames ControlFrames => ControlFrames.None;
+
     /// <inheritdoc />
     public ValueTask InboundAsync(MessageContext context, MessageDelegate next) => ApplyAsync(context, next);
 

@@ -4,7 +4,8 @@ namespace Sluice.Policies;
 public static class PolicyPipelineExtensions
 {
     /// <summary>
-    /// Adds a message policy, named in logs and metrics by its <see cref="MessagePolicy.Name"/>, and limited to the
+    /// Adds a message policy, named in logs and metrics by its <see cref="MessagePolicy.Name"/>, seeing the control
+    /// frames of its <see cref="MessagePolicy.ControlFrames"/>, and limited to the
     /// messages that match <paramref name="when"/> if given. Place it in one direction with
     /// <see cref="InterceptorRegistration.InboundOnly"/> or <see cref="InterceptorRegistration.OutboundOnly"/>.
     /// </summary>
@@ -16,6 +17,10 @@ public static class PolicyPipelineExtensions
         if (policy is MessagePolicy named)
         {
             registration.WithName(named.Name);
+            if (named.ControlFrames != ControlFrames.None)
+            {
+                registration.WithControlFrames(named.ControlFrames);
+            }
         }
 
         if (when is not null)

@@ -24,9 +24,20 @@ public sealed class LogPolicyOptions : IPolicyOptions
     /// </summary>
     public bool Payload { get; set; } = true;
 
+    /// <summary>
+    /// Gets or sets the control frames logged besides data messages: <c>ping</c>, <c>pong</c>, <c>close</c> (type, and
+    /// for a close its code and, when <see cref="Payload"/> is on, its reason). Default: none.
+    /// </summary>
+    public List<string> Frames { get; set; } = [];
+
     /// <inheritdoc />
     public IEnumerable<PolicyOptionError> Validate()
     {
+        foreach (var error in ControlFrameOptions.Validate(Frames))
+        {
+            yield return error;
+        }
+
         if (!Enum.IsDefined(Level) || Level == LogLevel.None)
         {
             yield return new("level", "must be trace, debug, information, warning, error or critical");
@@ -70,7 +81,11 @@ public sealed partial class LogPolicy : MessagePolicy
         _options = options;
         _redact = [.. options.Redact.Select((p, i) => JsonPointers.Parse(p, $"redact[{i}]"))];
         _logger = loggerFactory.CreateLogger("Sluice.Policies.Log");
+        ControlFrames = ControlFrameOptions.Parse(options.Frames);
     }
+
+    /// <inheritdoc />
+    public override ControlFrames ControlFrames { get; }
 
     /// <inheritdoc />
     protected override ValueTask ApplyAsync(MessageContext context, MessageDelegate next)
@@ -79,12 +94,29 @@ public sealed partial class LogPolicy : MessagePolicy
         {
             var connection = context.Connection;
             var message = context.Message;
+            if (message.IsControl)
+            {
+                // Already under IsEnabled: the arguments are worked out only for a frame that is logged.
+                var frame = FrameName(message.Type);
+                int? code = message.CloseStatus is { } status ? (int)status : null;
+                var reason = _options.Payload ? message.CloseDescription : null;
+                Log.Frame(_logger, _options.Level, Name, context.Direction, frame, code, reason, connection.RoutePattern, connection.Subject, connection.Id);
+                return next(context);
+            }
+
             Log.Message(_logger, _options.Level, Name, context.Direction, message.IsText ? "text" : "binary", message.Length, connection.RoutePattern,
                 connection.Subject, connection.Id, _options.Payload ? SafeDescribe(context) : null);
         }
 
         return next(context);
     }
+
+    private static string FrameName(MessageType type) => type switch
+    {
+        MessageType.Close => "close",
+        MessageType.Ping => "ping",
+        _ => "pong",
+    };
 
     private string? SafeDescribe(MessageContext context)
     {
@@ -144,5 +176,8 @@ public sealed partial class LogPolicy : MessagePolicy
     {
         [LoggerMessage(EventId = 600, Message = "{Policy}: {Direction} {Opcode} message, {Size} bytes, on {Route} from {Subject} ({ConnectionId}) {Payload}")]
         public static partial void Message(ILogger logger, LogLevel level, string policy, MessageDirection direction, string opcode, int size, string route, string? subject, string connectionId, string? payload);
+
+        [LoggerMessage(EventId = 601, Message = "{Policy}: {Direction} {Frame} frame, code {CloseCode}, reason {CloseReason}, on {Route} from {Subject} ({ConnectionId})")]
+        public static partial void Frame(ILogger logger, LogLevel level, string policy, MessageDirection direction, string frame, int? closeCode, string? closeReason, string route, string? subject, string connectionId);
     }
 }

@@ -41,9 +41,22 @@ public sealed class ScriptPolicyOptions : IPolicyOptions
     /// </summary>
     public bool Json { get; set; }
 
+    /// <summary>
+    /// Gets or sets the control frames the script sees besides data messages: <c>ping</c>, <c>pong</c>, <c>close</c>.
+    /// For those, <c>data</c> is null and <c>context.frame</c> is <c>{type, code, reason}</c>; returning undefined
+    /// swallows a ping (no pong) or a pong, returning <c>{code, reason}</c> replaces a close's code and reason sent
+    /// on, and any other value lets the frame go on unchanged. Default: none.
+    /// </summary>
+    public List<string> Frames { get; set; } = [];
+
     /// <inheritdoc />
     public IEnumerable<PolicyOptionError> Validate()
     {
+        foreach (var error in ControlFrameOptions.Validate(Frames))
+        {
+            yield return error;
+        }
+
         if ((File is null) == (Source is null))
         {
             yield return new("file", "give exactly one of file and source");
@@ -113,6 +126,7 @@ public sealed class ScriptPolicy : MessagePolicy, IDisposable
         }
 
         _maxStateBytes = options.MemoryLimitBytes;
+        ControlFrames = ControlFrameOptions.Parse(options.Frames);
         var engines = new EnginePolicy(source, options, name, this);
         ScriptEngine first;
         try
@@ -128,6 +142,9 @@ public sealed class ScriptPolicy : MessagePolicy, IDisposable
         _engines = new DefaultObjectPoolProvider { MaximumRetained = Environment.ProcessorCount * 2 }.Create(engines);
         _engines.Return(first);
     }
+
+    /// <inheritdoc />
+    public override ControlFrames ControlFrames { get; }
 
     /// <inheritdoc />
     public void Dispose() => (_engines as IDisposable)?.Dispose();
@@ -348,9 +365,12 @@ public sealed class ScriptPolicy : MessagePolicy, IDisposable
             _engine.Constraints.Reset();
             var started = Stopwatch.GetTimestamp();
             var message = context.Message;
-            JsValue data = message.IsBinary
-                ? _engine.Intrinsics.ArrayBuffer.Construct(message.Payload.ToArray())
-                : _json && context.IsJson ? Parse(message.Text) : new JsString(message.Text);
+            // A control frame (frames option) has no data: the script reads context.frame.
+            JsValue data = message.IsControl
+                ? JsValue.Null
+                : message.IsBinary
+                    ? _engine.Intrinsics.ArrayBuffer.Construct(message.Payload.ToArray())
+                    : _json && context.IsJson ? Parse(message.Text) : new JsString(message.Text);
 
             var call = new Call(context);
             _call = call;
@@ -359,7 +379,9 @@ public sealed class ScriptPolicy : MessagePolicy, IDisposable
             {
                 var result = _engine.Invoke(_function, data, CreateContext()).UnwrapIfPromise(Remaining(started));
                 // The text it was given, returned unchanged (strings are immutable): forwarded as it came, not encoded again.
-                var outgoing = call.Closed ? null : ReferenceEquals(result, data) && data.IsString() ? message : ToMessage(result);
+                var outgoing = call.Closed ? null
+                    : message.IsControl ? ToControl(result, message)
+                    : ReferenceEquals(result, data) && data.IsString() ? message : ToMessage(result);
                 SaveState(call);
                 succeeded = true;
                 return new ScriptResult(outgoing, call.Closed, call.Sends);
@@ -410,6 +432,7 @@ public sealed class ScriptPolicy : MessagePolicy, IDisposable
             Getter("claims", c => c.Claims ??= BuildClaims(c.Context.Connection));
             Getter("request", c => c.Request ??= BuildRequest(c.Context.Connection));
             Getter("state", c => c.State ??= EnterState(c));
+            Getter("frame", c => Frame(c.Context.Message));
             foreach (var (name, value) in new (string, JsValue)[] { ("source", _source), ("target", _target), ("close", _close) })
             {
                 prototype.DefineOwnProperty(name, new PropertyDescriptor(value, writable: false, enumerable: true, configurable: false));
@@ -448,6 +471,67 @@ public sealed class ScriptPolicy : MessagePolicy, IDisposable
             }
 
             return WebSocketMessage.FromText(Encoding.UTF8.GetBytes(json.AsString()));
+        }
+
+        /// <summary>
+        /// What a script's result makes of a control frame: undefined swallows a ping or pong (a close cannot be
+        /// swallowed: the engine completes it as received); <c>{code, reason}</c> replaces a close; anything else lets
+        /// the frame go on unchanged. The engine checks the code and reason of a replaced close before sending it.
+        /// </summary>
+        private static WebSocketMessage? ToControl(JsValue result, WebSocketMessage frame)
+        {
+            if (result.IsUndefined() || result.IsNull())
+            {
+                return frame.Type == MessageType.Close ? frame : null;
+            }
+
+            if (frame.Type != MessageType.Close || !result.IsObject())
+            {
+                return frame;
+            }
+
+            var returned = result.AsObject();
+            var code = returned.Get("code");
+            var reason = returned.Get("reason");
+            if (code.IsUndefined() && reason.IsUndefined())
+            {
+                return frame;
+            }
+
+            System.Net.WebSockets.WebSocketCloseStatus? status = frame.CloseStatus;
+            if (!code.IsUndefined())
+            {
+                var number = code.IsNumber() ? code.AsNumber() : double.NaN;
+                if (number != Math.Floor(number) || number is < 0 or > ushort.MaxValue)
+                {
+                    throw new InvalidOperationException($"the script returned the close code {TypeConverter.ToString(code)}, which is not a 16-bit number");
+                }
+
+                status = (System.Net.WebSockets.WebSocketCloseStatus)(int)number;
+            }
+
+            var text = reason.IsUndefined() ? frame.CloseDescription : reason.IsNull() ? null : TypeConverter.ToString(reason);
+            if (status is null && !string.IsNullOrEmpty(text))
+            {
+                throw new InvalidOperationException("the script returned a close reason without a code");
+            }
+
+            return WebSocketMessage.FromClose(status, text);
+        }
+
+        /// <summary><c>context.frame</c>: <c>{type, code, reason}</c> for a control frame, null for a data message.</summary>
+        private JsValue Frame(WebSocketMessage message)
+        {
+            if (!message.IsControl)
+            {
+                return JsValue.Null;
+            }
+
+            var frame = new JsObject(_engine);
+            frame.Set("type", message.Type switch { MessageType.Close => "close", MessageType.Ping => "ping", _ => "pong" });
+            frame.Set("code", message.CloseStatus is { } code ? new JsNumber((int)code) : JsValue.Null);
+            frame.Set("reason", message.CloseDescription is { } reason ? new JsString(reason) : JsValue.Null);
+            return frame;
         }
 
         private static byte[]? TryGetBytes(JsValue value) => value switch

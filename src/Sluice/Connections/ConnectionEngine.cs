@@ -125,9 +125,16 @@ public abstract partial class WebSocketConnection
     /// it is full, <see cref="WebSocketEndpointOptions.SendQueueFullMode"/> says whether this call waits, drops the
     /// message or closes the connection with 1008.
     /// </remarks>
+    /// <exception cref="ArgumentException">The message is a control frame: the outbound chain carries data messages.</exception>
     public ValueTask SendAsync(WebSocketMessage message, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(message);
+        if (message.IsControl)
+        {
+            // The outbound chain's interceptors see data messages only.
+            throw new ArgumentException("SendAsync sends data messages; send a ping or pong with SendToClientAsync, close with CloseAsync.", nameof(message));
+        }
+
         if (IsClosing)
         {
             return default;
@@ -279,6 +286,12 @@ public abstract partial class WebSocketConnection
     /// <summary>Queues a message on a leg; a message to the client counts as sent to it.</summary>
     private protected void Write(WebSocketLeg leg, WebSocketMessage message)
     {
+        if (message.Type == MessageType.Close)
+        {
+            // Written as a message it would bypass the close handshake.
+            throw new InvalidOperationException("A close frame is not sent as a message: call MessageContext.Close or WebSocketConnection.CloseAsync.");
+        }
+
         if (leg.Send(message.Type, message.Payload.Span) && ReferenceEquals(leg, _client))
         {
             CountOutbound(message.Length);
@@ -346,9 +359,28 @@ public abstract partial class WebSocketConnection
                 {
                     if (frame.IsClose)
                     {
-                        OnCloseReceived(source, frame);
+                        // Interceptors that opted in to closes may rewrite the code and reason sent on (ControlFrameHandling.cs).
+                        var (status, reason) = !IsClosing && ControlChain(fromClient) is { } closeChain
+                            ? await RunCloseChainAsync(closeChain, source, frame, fromClient, holder ??= MessageContextScope.Enter())
+                            : (frame.CloseStatus, frame.CloseReason);
+                        OnCloseReceived(source, frame, status, reason);
                         await source.FlushAsync(aborted);
                         return null;
+                    }
+
+                    if (frame.IsPingOrPong)
+                    {
+                        if (!IsClosing && ControlChain(fromClient) is { } controlChain)
+                        {
+                            await OnPingOrPongAsync(controlChain, source, frame, fromClient, holder ??= MessageContextScope.Enter());
+                        }
+                        else if (frame.Type == MessageType.Ping)
+                        {
+                            // RFC 6455 5.5.2: answer with the same payload. The pump flushes at the end of its batch.
+                            source.SendPong(frame.Payload.Span);
+                        }
+
+                        continue;
                     }
 
                     if (IsClosing)
@@ -503,7 +535,11 @@ public abstract partial class WebSocketConnection
         }
     }
 
-    private void OnCloseReceived(WebSocketLeg source, LegFrame frame)
+    /// <param name="source">The leg the close came from.</param>
+    /// <param name="frame">The close as received: recorded, and echoed to <paramref name="source"/> in proxy mode.</param>
+    /// <param name="status">The code sent on: to the other leg in proxy mode, in the answer in host mode.</param>
+    /// <param name="reason">The reason sent with <paramref name="status"/>.</param>
+    private void OnCloseReceived(WebSocketLeg source, LegFrame frame, WebSocketCloseStatus? status, string? reason)
     {
         var fromClient = ReferenceEquals(source, _client);
         TryStartClosing(ConnectionState.CloseReceived, frame.CloseStatus, frame.CloseReason, fromClient ? ConnectionCloseInitiator.Client : ConnectionCloseInitiator.Backend);
@@ -513,10 +549,15 @@ public abstract partial class WebSocketConnection
         var other = fromClient ? _backend : _client;
         if (other is not null)
         {
-            SendCloseInBackground(other, frame.CloseStatus, frame.CloseReason);
+            // The echo is queued first: the other leg's answer, relayed back by its own pump, must not take its place.
+            source.SendClose(frame.CloseStatus, frame.CloseReason);
+            SendCloseInBackground(other, status, reason);
         }
-
-        source.SendClose(frame.CloseStatus, frame.CloseReason);
+        else
+        {
+            // Host mode: the answer is the close the server sends, as the interceptors left it.
+            source.SendClose(status, reason);
+        }
         ArmCloseTimeout();
     }
 

@@ -141,10 +141,13 @@ public abstract partial class WebSocketConnection
     /// <summary>
     /// Injects a message into the client leg after the outbound chain: no interceptor sees it. Safe from any thread;
     /// completes when the socket has taken it. Discarded once the connection is closing.
+    /// A ping or a pong (<see cref="WebSocketMessage.FromPing"/>) is sent as that control frame.
     /// </summary>
+    /// <exception cref="ArgumentException">The message is a close frame: close with <c>CloseAsync</c>.</exception>
     public ValueTask SendToClientAsync(WebSocketMessage message, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(message);
+        ThrowIfClose(message);
         if (IsClosing || !ClientLeg.Send(message.Type, message.Payload.Span))
         {
             return default;
@@ -152,6 +155,15 @@ public abstract partial class WebSocketConnection
 
         CountOutbound(message.Length);
         return FlushClientAsync(cancellationToken);
+    }
+
+    /// <summary>A close written as a message would bypass the close handshake.</summary>
+    private protected static void ThrowIfClose(WebSocketMessage message)
+    {
+        if (message.Type == MessageType.Close)
+        {
+            throw new ArgumentException("A close frame is not sent as a message: call CloseAsync.", nameof(message));
+        }
     }
 
     /// <summary>Sends a text message to the client. See <see cref="SendAsync(WebSocketMessage, CancellationToken)"/>.</summary>

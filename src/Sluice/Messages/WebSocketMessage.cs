@@ -1,3 +1,5 @@
+using System.Buffers.Binary;
+using System.Net.WebSockets;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
@@ -5,7 +7,8 @@ using System.Text.Json.Serialization.Metadata;
 namespace Sluice;
 
 /// <summary>
-/// One complete WebSocket data message: its type and its payload bytes.
+/// One complete WebSocket data message: its type and its payload bytes; or, for the interceptors that ask for
+/// them (<see cref="InterceptorRegistration.WithControlFrames"/>), a control frame: close, ping or pong.
 /// </summary>
 /// <remarks>
 /// <para>
@@ -32,7 +35,7 @@ public sealed class WebSocketMessage
         IsBorrowed = borrowed;
     }
 
-    /// <summary>Gets whether this is a text or a binary message.</summary>
+    /// <summary>Gets whether this is a text or a binary message, or which control frame it is.</summary>
     public MessageType Type { get; }
 
     /// <summary>Gets the payload bytes; UTF-8 for a text message.</summary>
@@ -46,6 +49,20 @@ public sealed class WebSocketMessage
 
     /// <summary>Gets whether this is a binary message.</summary>
     public bool IsBinary => Type == MessageType.Binary;
+
+    /// <summary>Gets whether this is a control frame (close, ping or pong) rather than a data message.</summary>
+    public bool IsControl => Type >= MessageType.Close;
+
+    /// <summary>
+    /// Gets the code of a close frame; null for a close frame without one (received as 1005) and for every
+    /// other message.
+    /// </summary>
+    public WebSocketCloseStatus? CloseStatus =>
+        Type == MessageType.Close && Payload.Length >= 2 ? (WebSocketCloseStatus)BinaryPrimitives.ReadUInt16BigEndian(Payload.Span) : null;
+
+    /// <summary>Gets the reason of a close frame; null when it has none and for every other message.</summary>
+    public string? CloseDescription =>
+        Type == MessageType.Close && Payload.Length > 2 ? _text ??= Encoding.UTF8.GetString(Payload.Span[2..]) : null;
 
     /// <summary>
     /// Gets whether the payload is borrowed from a receive buffer and therefore valid only while the
@@ -94,6 +111,50 @@ public sealed class WebSocketMessage
         return new WebSocketMessage(type, payload, text: null, borrowed: false);
     }
 
+    /// <summary>
+    /// Creates a close frame with <paramref name="status"/> and <paramref name="reason"/>; a null status is a close
+    /// frame without a code. An interceptor that replaces a close with it changes what is sent on. The code and
+    /// the reason are checked when the frame is sent: a code that may not be sent (1005, 1006, 1015, outside
+    /// 1000-4999) or a reason over 123 bytes of UTF-8 is refused there, and the original close goes on instead.
+    /// </summary>
+    /// <exception cref="ArgumentException">A reason without a code, or a code outside 0-65535.</exception>
+    public static WebSocketMessage FromClose(WebSocketCloseStatus? status, string? reason = null)
+    {
+        if (status is null)
+        {
+            if (!string.IsNullOrEmpty(reason))
+            {
+                throw new ArgumentException("A close frame without a code has no reason.", nameof(reason));
+            }
+
+            return new WebSocketMessage(MessageType.Close, ReadOnlyMemory<byte>.Empty, text: null, borrowed: false);
+        }
+
+        if ((uint)status.Value > ushort.MaxValue)
+        {
+            throw new ArgumentOutOfRangeException(nameof(status), status, "A close code is a 16-bit number.");
+        }
+
+        var reasonBytes = string.IsNullOrEmpty(reason) ? 0 : Encoding.UTF8.GetByteCount(reason);
+        var payload = new byte[2 + reasonBytes];
+        BinaryPrimitives.WriteUInt16BigEndian(payload, (ushort)status.Value);
+        if (reasonBytes > 0)
+        {
+            Encoding.UTF8.GetBytes(reason, payload.AsSpan(2));
+        }
+
+        return new WebSocketMessage(MessageType.Close, payload, string.IsNullOrEmpty(reason) ? null : reason, borrowed: false);
+    }
+
+    /// <summary>Creates a ping carrying <paramref name="payload"/> (at most 125 bytes), which the caller will not change afterwards.</summary>
+    public static WebSocketMessage FromPing(ReadOnlyMemory<byte> payload = default) => Control(MessageType.Ping, payload);
+
+    /// <summary>
+    /// Creates a pong carrying <paramref name="payload"/> (at most 125 bytes): reply with it to answer a ping, with
+    /// the ping's payload as RFC 6455 requires.
+    /// </summary>
+    public static WebSocketMessage FromPong(ReadOnlyMemory<byte> payload = default) => Control(MessageType.Pong, payload);
+
     /// <summary>Creates a text message holding <paramref name="value"/> serialized as JSON.</summary>
     [System.Diagnostics.CodeAnalysis.RequiresUnreferencedCode("JSON serialization of arbitrary types may need types that trimming removes; use the JsonTypeInfo overload.")]
     [System.Diagnostics.CodeAnalysis.RequiresDynamicCode("JSON serialization of arbitrary types may need runtime code generation; use the JsonTypeInfo overload.")]
@@ -121,8 +182,23 @@ public sealed class WebSocketMessage
         IsBorrowed ? new WebSocketMessage(Type, Payload.ToArray(), _text, borrowed: false) : this;
 
     /// <summary>Describes the message without its payload, so that it is safe to log.</summary>
-    public override string ToString() =>
-        $"{(Type == MessageType.Text ? "text" : "binary")} message, {Length} bytes";
+    public override string ToString() => Type switch
+    {
+        MessageType.Text => $"text message, {Length} bytes",
+        MessageType.Binary => $"binary message, {Length} bytes",
+        MessageType.Close => $"close frame, code {(CloseStatus is { } status ? ((int)status).ToString(System.Globalization.CultureInfo.InvariantCulture) : "none")}",
+        _ => $"{(Type == MessageType.Ping ? "ping" : "pong")} frame, {Length} bytes",
+    };
+
+    private static WebSocketMessage Control(MessageType type, ReadOnlyMemory<byte> payload)
+    {
+        if (payload.Length > 125)
+        {
+            throw new ArgumentException("A control frame carries at most 125 bytes.", nameof(payload));
+        }
+
+        return new WebSocketMessage(type, payload, text: null, borrowed: false);
+    }
 
     // The receive loop hands out views of its pooled buffer; see the ownership remarks above.
     internal static WebSocketMessage Borrow(MessageType type, ReadOnlyMemory<byte> payload) =>

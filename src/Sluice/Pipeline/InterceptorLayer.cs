@@ -14,6 +14,15 @@ internal abstract class InterceptorLayer
     public virtual bool HandlesOutbound => true;
 
     public abstract MessageDelegate Wrap(MessageDirection direction, MessageDelegate next, int index);
+
+    /// <summary>
+    /// The control frames the layer takes part in whatever its registration says: a reloadable set, whose own
+    /// interceptors opt in or not, takes part in all of them.
+    /// </summary>
+    public virtual ControlFrames InnerControlFrames => ControlFrames.None;
+
+    /// <summary>Wraps the rest of a chain of control frames; the same closure as for data messages unless the layer composes inner chains.</summary>
+    public virtual MessageDelegate WrapControl(MessageDirection direction, MessageDelegate next, int index) => Wrap(direction, next, index);
 }
 
 internal sealed class ClassInterceptorLayer : InterceptorLayer

@@ -21,6 +21,8 @@ public sealed class InterceptorRegistration
 
     internal Func<MessageContext, bool>? Predicate { get; private set; }
 
+    internal ControlFrames ControlFrames { get; private set; }
+
     /// <summary>
     /// Runs the interceptor only for messages that satisfy <paramref name="predicate"/>; other messages go
     /// straight to the next interceptor. Calling it again adds a condition that must also hold.
@@ -44,6 +46,36 @@ public sealed class InterceptorRegistration
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(name);
         Name = name;
+        return this;
+    }
+
+    /// <summary>
+    /// Lets the interceptor see <paramref name="frames"/> as well as data messages: as a <see cref="WebSocketMessage"/>
+    /// of type <see cref="MessageType.Close"/>, <see cref="MessageType.Ping"/> or <see cref="MessageType.Pong"/>,
+    /// received from the client (inbound) or, in proxy mode, from the backend (outbound). Calling it again adds frames.
+    /// </summary>
+    /// <remarks>
+    /// <para>Only interceptors that opt in see control frames; the chain of data messages is unchanged. In the chain of
+    /// a control frame, calling <c>next</c> lets it go on: a ping is answered with a pong, a close is relayed (proxy
+    /// mode) or answered (host mode) with the code and reason of the message at the end of the chain, so an
+    /// interceptor rewrites them by setting <see cref="MessageContext.Message"/> to <see cref="WebSocketMessage.FromClose"/>.
+    /// Not calling <c>next</c> swallows a ping (no pong) or a pong; <see cref="MessageContext.Reply"/> answers the
+    /// sender.</para>
+    /// <para>The protocol holds whatever an interceptor does: a close is always completed (dropping it, or throwing,
+    /// relays it as it came), a rewritten close with a code that may not be sent or a reason over 123 bytes is
+    /// logged and relayed as it came, and keep-alive reads a leg's liveness before the chain runs. An interceptor
+    /// that throws on a control frame is logged; the connection carries on.</para>
+    /// <para>A leg that negotiated permessage-deflate is run by System.Net.WebSockets, which answers pings itself:
+    /// on such a leg interceptors see closes only.</para>
+    /// </remarks>
+    public InterceptorRegistration WithControlFrames(ControlFrames frames)
+    {
+        if ((frames & ~ControlFrames.All) != 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(frames), frames, "Control frames are Ping, Pong and Close.");
+        }
+
+        ControlFrames |= frames;
         return this;
     }
 

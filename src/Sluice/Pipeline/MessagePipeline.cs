@@ -8,13 +8,20 @@ internal sealed class MessagePipeline
 {
     public static readonly MessagePipeline Empty = new(MessageContext.Terminal, MessageContext.Terminal, [], []);
 
-    private MessagePipeline(MessageDelegate inbound, MessageDelegate outbound, string[] inboundNames, string[] outboundNames)
+    private MessagePipeline(MessageDelegate inbound, MessageDelegate outbound, string[] inboundNames, string[] outboundNames, ControlChains? control = null)
     {
         Inbound = inbound;
         Outbound = outbound;
         InboundNames = inboundNames;
         OutboundNames = outboundNames;
+        Control = control;
     }
+
+    /// <summary>
+    /// The chains of control frames, composed of the interceptors that opted in (<see cref="InterceptorRegistration.WithControlFrames"/>);
+    /// null when none did, and then control frames are handled as the protocol says, without a chain.
+    /// </summary>
+    public ControlChains? Control { get; }
 
     public MessageDelegate Inbound { get; }
 
@@ -63,11 +70,57 @@ internal sealed class MessagePipeline
         // added is the outermost both ways.
         outbound.Reverse();
 
+        // The control chains are separate delegates of the opted-in layers only, so the data chains stay as they were.
+        var inboundControl = inbound.FindAll(static entry => FramesOf(entry) != ControlFrames.None);
+        var outboundControl = outbound.FindAll(static entry => FramesOf(entry) != ControlFrames.None);
+        var control = inboundControl.Count == 0 && outboundControl.Count == 0
+            ? null
+            : new ControlChains(
+                inboundControl.Count == 0 ? null : ComposeControl(inboundControl, MessageDirection.Inbound, terminal),
+                outboundControl.Count == 0 ? null : ComposeControl(outboundControl, MessageDirection.Outbound, terminal),
+                inboundControl.ConvertAll(entry => entry.Registration.Name).ToArray(),
+                outboundControl.ConvertAll(entry => entry.Registration.Name).ToArray());
+
         return new MessagePipeline(
             Compose(inbound, MessageDirection.Inbound, terminal),
             Compose(outbound, MessageDirection.Outbound, terminal),
             inbound.ConvertAll(entry => entry.Registration.Name).ToArray(),
-            outbound.ConvertAll(entry => entry.Registration.Name).ToArray());
+            outbound.ConvertAll(entry => entry.Registration.Name).ToArray(),
+            control);
+    }
+
+    /// <summary>The control frames a frame of <paramref name="type"/> is, for the registrations' masks.</summary>
+    internal static ControlFrames FrameOf(MessageType type) => type switch
+    {
+        MessageType.Ping => ControlFrames.Ping,
+        MessageType.Pong => ControlFrames.Pong,
+        MessageType.Close => ControlFrames.Close,
+        _ => ControlFrames.None,
+    };
+
+    private static ControlFrames FramesOf((InterceptorLayer Layer, InterceptorRegistration Registration) entry) =>
+        entry.Registration.ControlFrames | entry.Layer.InnerControlFrames;
+
+    private static MessageDelegate ComposeControl(List<(InterceptorLayer Layer, InterceptorRegistration Registration)> layers, MessageDirection direction, MessageDelegate terminal)
+    {
+        var next = terminal;
+        for (var i = layers.Count - 1; i >= 0; i--)
+        {
+            var entry = layers[i];
+            var frames = FramesOf(entry);
+            var wrapped = entry.Layer.WrapControl(direction, next, i);
+            var predicate = entry.Registration.Predicate;
+            if (frames != ControlFrames.All || predicate is not null)
+            {
+                var inner = wrapped;
+                var skip = next;
+                wrapped = context => (FrameOf(context.Message.Type) & frames) != 0 && (predicate is null || predicate(context)) ? inner(context) : skip(context);
+            }
+
+            next = wrapped;
+        }
+
+        return next;
     }
 
     private static MessageDelegate Compose(List<(InterceptorLayer Layer, InterceptorRegistration Registration)> layers, MessageDirection direction, MessageDelegate terminal)
@@ -90,3 +143,6 @@ internal sealed class MessagePipeline
         return next;
     }
 }
+
+/// <summary>The chains of control frames of a pipeline, by direction: null where no interceptor opted in.</summary>
+internal sealed record ControlChains(MessageDelegate? Inbound, MessageDelegate? Outbound, string[] InboundNames, string[] OutboundNames);

@@ -72,11 +72,11 @@ public sealed class ReloadableInterceptors
 
     internal InterceptorLayer CreateLayer(IServiceProvider services) => new Layer(this, services);
 
-    private Slot Register(IServiceProvider services, MessageDirection direction, MessageDelegate next)
+    private Slot Register(IServiceProvider services, MessageDirection direction, MessageDelegate next, bool control)
     {
         lock (_lock)
         {
-            var slot = new Slot(services, direction, next);
+            var slot = new Slot(services, direction, next, control);
             slot.Prepare(_configuration.Interceptors);
             slot.Commit();
             _slots.RemoveAll(static reference => !reference.TryGetTarget(out _));
@@ -108,14 +108,17 @@ public sealed class ReloadableInterceptors
         private readonly IServiceProvider _services;
         private readonly MessageDirection _direction;
         private readonly MessageDelegate _exit;
+        private readonly bool _control;
         private MessageDelegate _chain;
         private string[] _names = [];
         private (MessageDelegate Chain, string[] Names)? _prepared;
 
-        public Slot(IServiceProvider services, MessageDirection direction, MessageDelegate next)
+        // control: whether the slot runs control frames; then it holds the set's chain of those.
+        public Slot(IServiceProvider services, MessageDirection direction, MessageDelegate next, bool control)
         {
             _services = services;
             _direction = direction;
+            _control = control;
             _chain = next;
 
             // The inner chain ends where the outer chain continues; it resets the names on the way out so that
@@ -134,6 +137,16 @@ public sealed class ReloadableInterceptors
         public void Prepare(IReadOnlyList<InterceptorRegistration> registrations)
         {
             var pipeline = MessagePipeline.Build(registrations, _services, _exit);
+            if (_control)
+            {
+                // No interceptor of the set opted in: control frames pass straight through it.
+                var control = pipeline.Control;
+                _prepared = _direction == MessageDirection.Inbound
+                    ? (control?.Inbound ?? _exit, control?.InboundNames ?? [])
+                    : (control?.Outbound ?? _exit, control?.OutboundNames ?? []);
+                return;
+            }
+
             _prepared = _direction == MessageDirection.Inbound
                 ? (pipeline.Inbound, pipeline.InboundNames)
                 : (pipeline.Outbound, pipeline.OutboundNames);
@@ -150,9 +163,17 @@ public sealed class ReloadableInterceptors
 
     private sealed class Layer(ReloadableInterceptors owner, IServiceProvider services) : InterceptorLayer
     {
-        public override MessageDelegate Wrap(MessageDirection direction, MessageDelegate next, int index)
+        // Which of the set's interceptors opt in changes with each reload, so the set takes part in every control chain.
+        public override ControlFrames InnerControlFrames => ControlFrames.All;
+
+        public override MessageDelegate Wrap(MessageDirection direction, MessageDelegate next, int index) =>
+            Wrap(owner.Register(services, direction, next, control: false), index);
+
+        public override MessageDelegate WrapControl(MessageDirection direction, MessageDelegate next, int index) =>
+            Wrap(owner.Register(services, direction, next, control: true), index);
+
+        private static MessageDelegate Wrap(Slot slot, int index)
         {
-            var slot = owner.Register(services, direction, next);
             return context =>
             {
                 context.Layer = index;

@@ -179,6 +179,12 @@ internal sealed class ManagedLeg : WebSocketLeg
 
     public override bool Send(MessageType type, ReadOnlySpan<byte> payload)
     {
+        if (type >= MessageType.Close)
+        {
+            // System.Net.WebSockets sends no control frame on request but its close.
+            return false;
+        }
+
         lock (_lock)
         {
             if (_closeQueued || _fault is not null)
@@ -194,6 +200,9 @@ internal sealed class ManagedLeg : WebSocketLeg
     }
 
     public override bool SendPing() => false;
+
+    // System.Net.WebSockets answers pings itself and never hands them out.
+    public override bool SendPong(ReadOnlySpan<byte> payload) => false;
 
     public override bool SendClose(WebSocketCloseStatus? status, string? reason)
     {

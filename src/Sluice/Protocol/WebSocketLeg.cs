@@ -4,7 +4,7 @@ using System.Text;
 
 namespace Sluice.Protocol;
 
-/// <summary>What a leg received: a whole data message, or the peer's close frame.</summary>
+/// <summary>What a leg received: a whole data message, a ping or pong, or the peer's close frame.</summary>
 internal readonly struct LegFrame
 {
     private LegFrame(bool isClose, MessageType type, ReadOnlyMemory<byte> payload, WebSocketCloseStatus? closeStatus, string? closeReason)
@@ -17,6 +17,9 @@ internal readonly struct LegFrame
     }
 
     public bool IsClose { get; }
+
+    /// <summary>A ping or a pong (<see cref="Type"/>); the engine answers pings, through the chain of control frames if any.</summary>
+    public bool IsPingOrPong => Type >= MessageType.Ping;
 
     public MessageType Type { get; }
 
@@ -35,7 +38,8 @@ internal readonly struct LegFrame
 
 /// <summary>
 /// One WebSocket of a connection: the client's, or in proxy mode also the backend's. One receive loop reads
-/// a leg; any thread may send on it. Control frames (ping, pong) are handled inside the leg.
+/// a leg; any thread may send on it. Pings and pongs are handed to the engine, which answers pings (a leg run by
+/// System.Net.WebSockets handles them itself and hands out neither).
 /// </summary>
 internal abstract class WebSocketLeg : IDisposable
 {
@@ -54,6 +58,9 @@ internal abstract class WebSocketLeg : IDisposable
     /// </summary>
     public virtual bool SendFramed(byte[] frame, int headerLength, MessageType type) =>
         Send(type, frame.AsSpan(headerLength));
+
+    /// <summary>Queues a pong, answering a ping. False once closed, or if the leg answers pings itself.</summary>
+    public abstract bool SendPong(ReadOnlySpan<byte> payload);
 
     /// <summary>Queues a keep-alive ping. False if the leg cannot send one (it keeps itself alive).</summary>
     public abstract bool SendPing();
@@ -131,9 +138,12 @@ internal sealed class FramedLeg : WebSocketLeg
                     frame = LegFrame.Message(raw.MessageType, raw.Payload);
                     return true;
                 case FrameKind.Ping:
-                    // RFC 6455 5.5.2: answer with the same payload. The owner flushes at the end of its batch.
-                    _writer.WritePong(raw.Payload.Span);
-                    break;
+                    // The engine answers (RFC 6455 5.5.2), unless an interceptor that opted in to pings drops it.
+                    frame = LegFrame.Message(MessageType.Ping, raw.Payload);
+                    return true;
+                case FrameKind.Pong:
+                    frame = LegFrame.Message(MessageType.Pong, raw.Payload);
+                    return true;
                 case FrameKind.Close:
                     frame = ParseClose(raw.Payload.Span);
                     return true;
@@ -152,6 +162,8 @@ internal sealed class FramedLeg : WebSocketLeg
         _isServer ? _writer.WriteFramed(frame) : _writer.Write(type, frame.AsSpan(headerLength));
 
     public override bool SendPing() => _writer.WritePing(default);
+
+    public override bool SendPong(ReadOnlySpan<byte> payload) => _writer.WritePong(payload);
 
     public override bool SendClose(WebSocketCloseStatus? status, string? reason) => _writer.WriteClose(status, reason);
 

@@ -23,10 +23,13 @@ public sealed class ProxyConnection : WebSocketConnection
     /// <summary>
     /// Injects a message into the backend leg, after the inbound chain (no interceptor sees it). Safe from any
     /// thread; completes when the backend's socket has taken it. Discarded once the connection is closing.
+    /// A ping or a pong (<see cref="WebSocketMessage.FromPing"/>) is sent as that control frame.
     /// </summary>
+    /// <exception cref="ArgumentException">The message is a close frame: close with <c>CloseAsync</c>.</exception>
     public ValueTask SendToBackendAsync(WebSocketMessage message, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(message);
+        ThrowIfClose(message);
         var backend = BackendLeg!;
         if (IsClosing || !backend.Send(message.Type, message.Payload.Span))
         {
