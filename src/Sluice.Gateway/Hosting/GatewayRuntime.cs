@@ -141,6 +141,7 @@ internal sealed partial class GatewayRuntime : IDisposable
         }
 
         Config = config;
+        _services!.GetService<Tls.ListenerCertificate>()?.Use(config);
         var tap = _services!.GetService<MessageTap>();
         _endpoints.Update(_services!, endpoints =>
         {
@@ -160,6 +161,7 @@ internal sealed partial class GatewayRuntime : IDisposable
                 Configure(p, route, config, policies, tap);
                 p.ConnectTimeout = TimeSpan.FromMilliseconds(proxy.ConnectTimeoutMs);
                 p.EnableBackendCompression = proxy.Compression;
+                p.BackendTls = route.BackendTls;
                 foreach (var header in proxy.ForwardHeaders)
                 {
                     p.ForwardHeaders.Add(header);
