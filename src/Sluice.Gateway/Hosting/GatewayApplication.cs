@@ -186,6 +186,10 @@ internal static class GatewayApplication
         if (demo)
         {
             output.WriteLine($"  {"demo page:",-12} {http}/  (open it in two tabs and chat through /demo/{{room}})");
+            if (addresses.Any(ListenValidator.IsHttps))
+            {
+                output.WriteLine($"  {"tls:",-12} a self-signed certificate made for this run (browsers warn about it); a file's \"tls\" names a real one");
+            }
         }
 
         output.WriteLine($"  limits: messages up to {config.Limits.MaxMessageBytes} bytes, {maxConnections} connections; Ctrl+C closes every connection with 1001 and exits");

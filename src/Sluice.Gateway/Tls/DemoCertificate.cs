@@ -13,7 +13,7 @@ internal static class DemoCertificate
     public static LoadedCertificate Create()
     {
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var request = new CertificateRequest("CN=localhost (Sluice demo, self-signed)", key, HashAlgorithmName.SHA256);
+        var request = new CertificateRequest("CN=Sluice demo self-signed", key, HashAlgorithmName.SHA256);
         var names = new SubjectAlternativeNameBuilder();
         names.AddDnsName("localhost");
         names.AddIpAddress(IPAddress.Loopback);
