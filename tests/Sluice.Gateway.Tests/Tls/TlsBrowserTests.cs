@@ -15,7 +15,8 @@ public class TlsBrowserTests
     {
         var port = GatewayProcess.FreePort();
         await using var gateway = await GatewayProcess.StartAsync(configPath: null, urls: $"https://127.0.0.1:{port}");
-        Assert.Contains($"demo page:   https://127.0.0.1:{port}/", gateway.Output, StringComparison.Ordinal);
+        await gateway.WaitForOutputAsync($"demo page:   https://127.0.0.1:{port}/");
+        await gateway.WaitForOutputAsync("a self-signed certificate made for this run");
         var screenshots = Directory.CreateTempSubdirectory("sluice-tls-browser-").FullName;
         try
         {

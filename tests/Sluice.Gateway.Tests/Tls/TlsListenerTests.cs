@@ -26,8 +26,7 @@ public class TlsListenerTests
 
         Assert.Equal("OK order", await tls.RunPeerAsync(PeerKind.Python, "/echo", "order"));
         Assert.Equal("OK order", await tls.RunPeerAsync(PeerKind.Node, "/echo", "order"));
-        Assert.Contains($"https://127.0.0.1:{tls.HttpsPort}", tls.Gateway.Output, StringComparison.Ordinal);
-        Assert.Contains($"wss://127.0.0.1:{tls.HttpsPort}/echo", tls.Gateway.Output, StringComparison.Ordinal);
+        await tls.Gateway.WaitForOutputAsync($"wss://127.0.0.1:{tls.HttpsPort}/echo");
     }
 
     [Fact]
