@@ -10,7 +10,8 @@ internal sealed record GatewayCommandLine(string? ConfigPath, string? Urls, bool
                           the dashboard, and a page at / to try it in a browser
           --config FILE   run the routes and policies of FILE (JSON; comments and trailing commas allowed);
                           FILE is watched and reloaded when it changes
-          --urls URLS     where to listen (default http://127.0.0.1:5080; also "listen" in FILE; the flag wins)
+          --urls URLS     where to listen (default http://127.0.0.1:5080; also "listen" in FILE; the flag wins);
+                          https:// uses the certificate of "tls" in FILE (the demo makes a self-signed one)
           --check         validate FILE and exit: 0 and a summary when valid, 1 and every error otherwise
           --help          this text
         """;
@@ -42,9 +43,9 @@ internal sealed record GatewayCommandLine(string? ConfigPath, string? Urls, bool
                     foreach (var url in urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
                     {
                         // Only the scheme: Kestrel's own forms (http://*:80, http://+:80) are not URIs.
-                        if (!url.StartsWith("http://", StringComparison.OrdinalIgnoreCase))
+                        if (!url.StartsWith("http://", StringComparison.OrdinalIgnoreCase) && !url.StartsWith("https://", StringComparison.OrdinalIgnoreCase))
                         {
-                            return Failed($"--urls: '{url}' is not an http:// URL (terminate TLS in front of the gateway)");
+                            return Failed($"--urls: '{url}' is not an http:// or https:// URL");
                         }
                     }
 

@@ -27,7 +27,7 @@ if (commandLine.Help)
 
 if (commandLine.Check)
 {
-    return GatewayApplication.Check(commandLine.ConfigPath!);
+    return GatewayApplication.Check(commandLine);
 }
 
 DemoBackend? demo = null;

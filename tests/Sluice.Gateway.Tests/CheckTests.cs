@@ -59,7 +59,7 @@ public class CheckTests
     [InlineData("--frobnicate")]
     [InlineData("--check")]
     [InlineData("--config")]
-    [InlineData("--urls", "https://127.0.0.1:8443")]
+    [InlineData("--urls", "ws://127.0.0.1:8443")]
     [InlineData("--urls", "not a url")]
     public async Task BadArguments_Exit2_WithUsage(params string[] arguments)
     {

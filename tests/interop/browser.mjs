@@ -1,6 +1,6 @@
 // Drives the demo page and the dashboard in Debian's headless Chromium (playwright-core, no downloaded browser).
 //
-//   node browser.mjs demo BASE_URL SCREENSHOT_DIR             the demo page: join, chat, every "try" button
+//   node browser.mjs demo BASE_URL SCREENSHOT_DIR             the demo page: join, chat, every "try" button (http or https)
 //   node browser.mjs dashboard BASE_URL ADMIN_KEY SCREENSHOT_DIR  login, live numbers, the connection list, Close
 //   node browser.mjs login BASE_URL ADMIN_KEY PATH...          signs in from each admin URL given (e.g. /_sluice and /_sluice/)
 //
@@ -11,7 +11,11 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 const [mode, base, ...rest] = process.argv.slice(2);
-const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
+// An https BASE_URL is the gateway's self-signed demo certificate: Chromium is told to accept it.
+const browser = await chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  args: ['--no-sandbox', ...(base.startsWith('https:') ? ['--ignore-certificate-errors'] : [])],
+});
 const errors = [];
 
 function fail(message) {
@@ -29,6 +33,8 @@ async function newPage() {
 
 async function demo(shots) {
   const page = await newPage();
+  const sockets = [];
+  page.on('websocket', (ws) => sockets.push(ws.url()));
   await page.goto(base + '/');
   await page.fill('#name', 'ann');
   await page.click('#connect');
@@ -49,7 +55,9 @@ async function demo(shots) {
 
   await page.screenshot({ path: join(shots, 'demo.png'), fullPage: true });
   if (errors.length) fail('the page logged errors');
-  console.log('OK demo');
+  // Over https, say which schemes the page's WebSockets used (the test expects wss only).
+  const schemes = [...new Set(sockets.map((u) => u.split(':')[0]))].join(',');
+  console.log(base.startsWith('https:') ? `OK demo over ${schemes}` : 'OK demo');
 }
 
 // The rate chart's y axis (named in the canvas's aria-label): five different, falling values ending at 0.

@@ -8,9 +8,10 @@ namespace Sluice.Gateway.Admin;
 /// <summary>
 /// Guards every admin path but <c>healthz</c> (docs/gateway-contract.md, "Admin"). With <c>admin.apiKey</c>: the key
 /// as <c>Authorization: Bearer KEY</c> or <c>X-Api-Key: KEY</c>, or the dashboard's cookie, else 401. Without a key:
-/// loopback clients only, else 403. The key is read from the running configuration, so a reload changes it.
+/// loopback clients only, else 403. The key is read from the running configuration, so a reload changes it. Failed
+/// attempts to present the key are throttled per client address (<see cref="LoginThrottle"/>).
 /// </summary>
-internal sealed class AdminAuthentication(GatewayRuntime runtime)
+internal sealed class AdminAuthentication(GatewayRuntime runtime, LoginThrottle throttle)
 {
     public const string CookieName = "sluice-admin";
 
@@ -35,6 +36,10 @@ internal sealed class AdminAuthentication(GatewayRuntime runtime)
 
     private async Task GuardAsync(HttpContext context, RequestDelegate next, PathString rest)
     {
+        // No admin page may be framed by another site (clickjacking the Close button or the login form). X-Frame-Options
+        // says the same to browsers that predate frame-ancestors.
+        context.Response.Headers.ContentSecurityPolicy = "frame-ancestors 'none'";
+        context.Response.Headers.XFrameOptions = "DENY";
         if (!rest.HasValue && (HttpMethods.IsGet(context.Request.Method) || HttpMethods.IsHead(context.Request.Method)))
         {
             // The pages use relative URLs (the login form's "login", the dashboard's "connections/..."), which from
@@ -62,7 +67,22 @@ internal sealed class AdminAuthentication(GatewayRuntime runtime)
             return;
         }
 
+        var isLogin = rest.Equals("/login", StringComparison.OrdinalIgnoreCase) && HttpMethods.IsPost(context.Request.Method);
+        var presentsKey = isLogin || PresentsKey(context.Request);
+        if (presentsKey && throttle.RetryAfter(context.Connection.RemoteIpAddress) is { } wait && wait > TimeSpan.Zero)
+        {
+            // Right or wrong, the key is not checked while the address is throttled: the answer reveals nothing.
+            context.Response.StatusCode = StatusCodes.Status429TooManyRequests;
+            context.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(wait.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
+            await context.Response.WriteAsync("Too many failed attempts at the admin key from this address; try again later.\n");
+            return;
+        }
+
         var credential = Authenticate(context.Request, key);
+        if (credential == Credential.None && presentsKey && !isLogin)
+        {
+            throttle.Failed(context.Connection.RemoteIpAddress);
+        }
         if (credential == Credential.Cookie && !IsSafe(context.Request.Method) && !IsFromOwnPages(context.Request))
         {
             // The browser sends the cookie with any request to the admin path; SameSite=Strict is one barrier against
@@ -108,6 +128,7 @@ internal sealed class AdminAuthentication(GatewayRuntime runtime)
         var expected = runtime.Config.Admin.ApiKey;
         if (expected is null || key is null || !Same(key, expected))
         {
+            throttle.Failed(context.Connection.RemoteIpAddress);
             return Results.Redirect($"{Path}/?failed=1");
         }
 
@@ -137,6 +158,9 @@ internal sealed class AdminAuthentication(GatewayRuntime runtime)
 
         return request.Cookies.TryGetValue(CookieName, out var cookie) && Same(cookie, CookieValue(key)) ? Credential.Cookie : Credential.None;
     }
+
+    private static bool PresentsKey(HttpRequest request) =>
+        request.Headers.Authorization.ToString().StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) || request.Headers.ContainsKey("X-Api-Key");
 
     private static bool IsSafe(string method) =>
         HttpMethods.IsGet(method) || HttpMethods.IsHead(method) || HttpMethods.IsOptions(method) || HttpMethods.IsTrace(method);

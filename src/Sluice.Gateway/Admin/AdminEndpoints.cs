@@ -52,7 +52,7 @@ internal static class AdminEndpoints
     public static void Map(WebApplication app, GatewayRuntime runtime)
     {
         var path = runtime.Config.Admin.Path;
-        var authentication = new AdminAuthentication(runtime);
+        var authentication = new AdminAuthentication(runtime, new LoginThrottle(app.Services.GetService<TimeProvider>() ?? TimeProvider.System));
         app.Use((context, next) => authentication.InvokeAsync(context, next));
         app.Services.GetRequiredService<DashboardState>();
 

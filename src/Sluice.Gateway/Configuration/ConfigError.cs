@@ -21,7 +21,7 @@ internal sealed record ConfigError(string Path, string Message, string? Hint = n
 internal sealed class ConfigErrors
 {
     // Listed by part of the file, policies before the routes that name them; see InFileOrder.
-    private static readonly string[] s_sections = ["listen", "limits", "admin", "backplane", "policies", "routes"];
+    private static readonly string[] s_sections = ["listen", "tls", "limits", "admin", "backplane", "policies", "routes"];
 
     private readonly List<Entry> _errors = [];
     private readonly HashSet<string> _paths = new(StringComparer.Ordinal);

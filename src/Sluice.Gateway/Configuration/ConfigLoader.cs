@@ -48,7 +48,10 @@ internal static class ConfigLoader
         var limits = model.Limits ?? new LimitsModel();
         var admin = model.Admin ?? new AdminModel();
         var routes = model.Routes ?? [];
-        ListenValidator.Validate(model.Listen, errors);
+        ListenValidator.Validate(model.Listen, model.Tls is not null, errors);
+        var now = (services.GetService(typeof(TimeProvider)) as TimeProvider ?? TimeProvider.System).GetUtcNow();
+        var certificate = TlsValidator.LoadServer(model.Tls, baseDirectory, now, errors);
+        var backendTls = TlsValidator.LoadBackends(routes, baseDirectory, now, errors);
         AdminValidator.Validate(admin, errors);
         if (model.Backplane is { } backplane)
         {
@@ -62,6 +65,7 @@ internal static class ConfigLoader
         var policies = GatewayBuilder.CreatePolicies(definitions, services, baseDirectory, previous, errors);
         PolicyReferenceValidator.Validate(routes, policies, errors);
         var routeConfigs = GatewayBuilder.CreateRoutes(routes, handlers, services, errors);
+        routeConfigs = [.. routeConfigs.Select(r => r with { BackendTls = backendTls[r.Index] })];
 
         if (errors.Count > 0)
         {
@@ -73,6 +77,8 @@ internal static class ConfigLoader
             new GatewayConfig
             {
                 Listen = model.Listen,
+                Tls = model.Tls,
+                Certificate = certificate,
                 Limits = limits,
                 Admin = admin,
                 Backplane = model.Backplane,

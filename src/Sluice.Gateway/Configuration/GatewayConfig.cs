@@ -8,6 +8,12 @@ internal sealed class GatewayConfig
 {
     public required IReadOnlyList<string> Listen { get; init; }
 
+    /// <summary>The file's <c>tls</c>, as written (the runtime watches its files).</summary>
+    public TlsModel? Tls { get; init; }
+
+    /// <summary>The certificate of the https:// listeners, loaded from <see cref="Tls"/>.</summary>
+    public Tls.LoadedCertificate? Certificate { get; init; }
+
     public required LimitsModel Limits { get; init; }
 
     public required AdminModel Admin { get; init; }
@@ -44,6 +50,9 @@ internal sealed record RouteConfig
     public required IReadOnlyList<string> Inbound { get; init; }
 
     public required IReadOnlyList<string> Outbound { get; init; }
+
+    /// <summary>TLS options for a wss:// backend, from <c>proxy.tls</c>; null for the defaults (the system's trust store).</summary>
+    public Func<Uri, System.Net.Security.SslClientAuthenticationOptions>? BackendTls { get; init; }
 
     /// <summary>permessage-deflate with clients (an addition to the contract).</summary>
     public bool Compression { get; init; }

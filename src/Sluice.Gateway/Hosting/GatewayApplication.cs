@@ -3,8 +3,11 @@ using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Options;
 using Sluice.Gateway.Admin;
+using Microsoft.Extensions.Logging.Abstractions;
 using Sluice.Gateway.Configuration;
+using Sluice.Gateway.Configuration.Validation;
 using Sluice.Gateway.Demo;
+using Sluice.Gateway.Tls;
 
 namespace Sluice.Gateway.Hosting;
 
@@ -20,15 +23,22 @@ internal static class GatewayApplication
     public static readonly TimeSpan RequestHeadersTimeout = TimeSpan.FromSeconds(10);
 
     /// <summary><c>--check</c>: 0 and a one-line summary on stdout when valid; 1 and every error on stderr otherwise.</summary>
-    public static int Check(string path)
+    public static int Check(GatewayCommandLine commandLine)
     {
+        var path = commandLine.ConfigPath!;
         using var services = CheckServices();
         var result = ConfigLoader.Load(path, services);
-        if (!result.IsValid)
+        IReadOnlyList<ConfigError> errors = result.IsValid ? UrlErrors(commandLine.Urls, result.Config!) : result.Errors;
+        if (errors.Count > 0)
         {
-            foreach (var error in result.Errors)
+            foreach (var error in errors)
             {
                 Console.Error.WriteLine(error);
+            }
+
+            if (result.Config is { } invalid)
+            {
+                ConfigLoader.DisposeNew(invalid.Policies.Values, null);
             }
 
             return 1;
@@ -64,10 +74,27 @@ internal static class GatewayApplication
 
             preview = check.Config!;
             ConfigLoader.DisposeNew(preview.Policies.Values, null);
+            if (demoConfiguration is null && UrlErrors(commandLine.Urls, preview) is { Count: > 0 } urlErrors)
+            {
+                errors = urlErrors;
+                return null;
+            }
         }
 
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
-        builder.WebHost.UseUrls(commandLine.Urls ?? (preview.Listen.Count > 0 ? string.Join(';', preview.Listen) : DefaultUrls));
+        var urls = commandLine.Urls ?? (preview.Listen.Count > 0 ? string.Join(';', preview.Listen) : DefaultUrls);
+        builder.WebHost.UseUrls(urls);
+        ListenerCertificate? certificate = null;
+        if (urls.Split(';', StringSplitOptions.TrimEntries).Any(ListenValidator.IsHttps))
+        {
+            // The embedded demo has no file to name a certificate in: it makes a self-signed one for this run.
+            var initial = preview.Certificate ?? DemoCertificate.Create();
+            certificate = new ListenerCertificate(initial, NullLogger.Instance, TimeProvider.System);
+            builder.WebHost.UseKestrelHttpsConfiguration();
+            builder.WebHost.ConfigureKestrel(certificate.Configure);
+            builder.Services.AddSingleton(certificate);
+        }
+
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o =>
         {
@@ -111,6 +138,12 @@ internal static class GatewayApplication
         }
 
         var loggers = app.Services.GetRequiredService<ILoggerFactory>();
+        if (certificate is not null)
+        {
+            certificate.Logger = loggers.CreateLogger("Sluice.Gateway.Tls");
+            app.Lifetime.ApplicationStopped.Register(certificate.Dispose);
+        }
+
         var refused = new RefusedConnectionsLog(loggers, app.Services.GetRequiredService<IOptions<KestrelServerOptions>>().Value.Limits.MaxConcurrentConnections ?? 0);
         app.Lifetime.ApplicationStopped.Register(refused.Dispose);
         // First of all middleware: everything after it (the admin API's loopback check, every ip partition, the logs)
@@ -158,10 +191,22 @@ internal static class GatewayApplication
         if (demo)
         {
             output.WriteLine($"  {"demo page:",-12} {http}/  (open it in two tabs and chat through /demo/{{room}})");
+            if (addresses.Any(ListenValidator.IsHttps))
+            {
+                output.WriteLine($"  {"tls:",-12} a self-signed certificate made for this run (browsers warn about it); a file's \"tls\" names a real one");
+            }
         }
 
         output.WriteLine($"  limits: messages up to {config.Limits.MaxMessageBytes} bytes, {maxConnections} connections; Ctrl+C closes every connection with 1001 and exits");
     }
+
+    /// <summary>An https:// address in <c>--urls</c> needs the file's <c>tls</c>, as one in <c>listen</c> does.</summary>
+    private static List<ConfigError> UrlErrors(string? urls, GatewayConfig config) =>
+    [
+        .. (urls ?? string.Empty).Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Where(url => ListenValidator.IsHttps(url) && config.Certificate is null)
+            .Select(url => new ConfigError("--urls", $"'{url}' needs a certificate: add \"tls\": {{ \"certificate\": \"FILE.pem\", \"key\": \"FILE.key\" }} to the configuration file")),
+    ];
 
     private static ServiceProvider CheckServices() => new ServiceCollection().AddLogging().BuildServiceProvider();
 

@@ -155,6 +155,7 @@ internal sealed partial class GatewayRuntime : IDisposable
         var previous = Config;
         Config = config;
         _services!.GetService<ClientAddresses>()?.Update(config.TrustedProxies);
+        _services!.GetService<Tls.ListenerCertificate>()?.Use(config);
         var tap = _services!.GetService<MessageTap>();
         var perIpCap = _perIpCap;
         _endpoints.Update(_services!, endpoints =>
@@ -181,6 +182,7 @@ internal sealed partial class GatewayRuntime : IDisposable
                 Configure(p, route, config, policies, tap, perIpCap);
                 p.ConnectTimeout = TimeSpan.FromMilliseconds(proxy.ConnectTimeoutMs);
                 p.EnableBackendCompression = proxy.Compression;
+                p.BackendTls = route.BackendTls;
                 foreach (var header in proxy.ForwardHeaders)
                 {
                     p.ForwardHeaders.Add(header);

@@ -31,6 +31,13 @@ public sealed class WebSocketProxyBuilder : WebSocketPipelineBuilder
     /// </summary>
     public bool EnableBackendCompression { get; set; }
 
-    /// <summary>Gets or sets a callback that supplies TLS options for a <c>wss://</c> backend.</summary>
+    /// <summary>
+    /// Gets or sets a callback that supplies TLS options for a <c>wss://</c> backend, called for each connection with
+    /// the backend's URL: return a new instance each time. For a private CA, set
+    /// <see cref="SslClientAuthenticationOptions.CertificateChainPolicy"/> with
+    /// <see cref="System.Security.Cryptography.X509Certificates.X509ChainTrustMode.CustomRootTrust"/>; for mutual TLS,
+    /// <see cref="SslClientAuthenticationOptions.ClientCertificateContext"/>. <c>TargetHost</c> defaults to the URL's host.
+    /// Default: null (the system's trusted roots, no client certificate).
+    /// </summary>
     public Func<Uri, SslClientAuthenticationOptions>? BackendTls { get; set; }
 }

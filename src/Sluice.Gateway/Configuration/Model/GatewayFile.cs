@@ -19,8 +19,11 @@ internal sealed record GatewayFile
     public string? Schema { get; init; }
 
     [SingleOrList]
-    [Description("Addresses to listen on (http:// only; terminate TLS in front of the gateway). A string or a list. Read at start; --urls wins. Default http://127.0.0.1:5080.")]
+    [Description("Addresses to listen on, http:// or https:// (https needs tls). A string or a list. Read at start; --urls wins. Default http://127.0.0.1:5080.")]
     public IReadOnlyList<string> Listen { get; init; } = [];
+
+    [Description("The certificate of the https:// listeners: PEM files, reloaded when they change.")]
+    public TlsModel? Tls { get; init; }
 
     [Description("Limits that apply to every route.")]
     public LimitsModel? Limits { get; init; }
@@ -142,6 +145,34 @@ internal sealed record ProxyModel
 
     [Description("Negotiate permessage-deflate with the backend. Default false.")]
     public bool Compression { get; init; }
+
+    [Description("TLS for wss:// backends: a CA bundle to trust instead of the system's, and a client certificate for mutual TLS.")]
+    public ProxyTlsModel? Tls { get; init; }
+}
+
+/// <summary>The file's <c>tls</c>: the certificate of the gateway's https:// listeners.</summary>
+internal sealed record TlsModel
+{
+    [Required]
+    [Description("The certificate, a PEM file (relative to this file's folder); certificates after the first are sent as its chain.")]
+    public string Certificate { get; init; } = string.Empty;
+
+    [Required]
+    [Description("The certificate's private key, a PEM file (relative to this file's folder), unencrypted; or env:NAME holding the PEM text or a path.")]
+    public string Key { get; init; } = string.Empty;
+}
+
+/// <summary>A route's <c>proxy.tls</c>: how the gateway connects to a wss:// backend.</summary>
+internal sealed record ProxyTlsModel
+{
+    [Description("A PEM bundle of CA certificates: the backend's certificate must chain to one of them (the system's store is then not used).")]
+    public string? Ca { get; init; }
+
+    [Description("A client certificate (PEM) the gateway presents to the backend (mutual TLS); needs clientKey.")]
+    public string? ClientCertificate { get; init; }
+
+    [Description("The client certificate's private key (PEM, unencrypted); or env:NAME holding the PEM text or a path.")]
+    public string? ClientKey { get; init; }
 }
 
 /// <summary>A route's <c>handler</c>.</summary>

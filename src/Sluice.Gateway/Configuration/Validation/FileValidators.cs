@@ -8,22 +8,30 @@ namespace Sluice.Gateway.Configuration.Validation;
 /// <summary>Checks <c>listen</c>.</summary>
 internal static class ListenValidator
 {
-    public static void Validate(IReadOnlyList<string> listen, ConfigErrors errors)
+    public static void Validate(IReadOnlyList<string> listen, bool hasTls, ConfigErrors errors)
     {
         for (var i = 0; i < listen.Count; i++)
         {
             // Kestrel's forms (http://*:80, http://+:80, http://localhost:80) are not all URIs: check the scheme only.
-            if (listen[i].StartsWith("https://", StringComparison.OrdinalIgnoreCase))
+            if (IsHttps(listen[i]))
             {
-                // TLS is not configured by the file (no certificate settings yet): terminate it in front of the gateway.
-                errors.Add($"listen[{i}]", $"'{listen[i]}': https is not supported in the file yet; terminate TLS in front of the gateway (a load balancer, nginx) and listen on http://");
+                if (!hasTls)
+                {
+                    errors.Add($"listen[{i}]", $"'{listen[i]}' needs a certificate: add \"tls\": {{ \"certificate\": \"FILE.pem\", \"key\": \"FILE.key\" }}");
+                }
+                else if (listen[i].Length <= "https://".Length)
+                {
+                    errors.Add($"listen[{i}]", $"'{listen[i]}' is not an https:// URL");
+                }
             }
             else if (!listen[i].StartsWith("http://", StringComparison.OrdinalIgnoreCase) || listen[i].Length <= "http://".Length)
             {
-                errors.Add($"listen[{i}]", $"'{listen[i]}' is not an http:// URL");
+                errors.Add($"listen[{i}]", $"'{listen[i]}' is not an http:// or https:// URL");
             }
         }
     }
+
+    public static bool IsHttps(string url) => url.StartsWith("https://", StringComparison.OrdinalIgnoreCase);
 }
 
 /// <summary>Checks <c>admin</c>.</summary>
