@@ -60,7 +60,7 @@ internal static class ConfigLoader
         var handlers = RouteValidator.Validate(routes, plugins, errors);
         var policies = GatewayBuilder.CreatePolicies(definitions, services, baseDirectory, previous, errors);
         PolicyReferenceValidator.Validate(routes, policies, errors);
-        var routeConfigs = GatewayBuilder.CreateRoutes(routes, handlers, services, errors);
+        var routeConfigs = GatewayBuilder.CreateRoutes(routes, handlers, limits, services, errors);
 
         if (errors.Count > 0)
         {

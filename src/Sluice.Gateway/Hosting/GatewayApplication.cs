@@ -5,6 +5,8 @@ using Microsoft.Extensions.Options;
 using Sluice.Gateway.Admin;
 using Sluice.Gateway.Configuration;
 using Sluice.Gateway.Demo;
+using Sluice.Gateway.Integrations;
+using Sluice.Policies;
 
 namespace Sluice.Gateway.Hosting;
 
@@ -97,6 +99,8 @@ internal static class GatewayApplication
             // Read at start only, as the listen addresses are: a node does not change clusters on reload.
             sluice.AddRedisBackplane(backplane.Connection, o => o.ChannelPrefix = backplane.ChannelPrefix);
         }
+        builder.Services.AddSluiceHttpCallouts();
+        builder.Services.AddSingleton<LifecycleWebhooks>();
         var holder = new GatewayRuntimeHolder();
         builder.Services.AddSingleton(holder);
         AdminEndpoints.AddServices(builder.Services, preview);
@@ -123,6 +127,8 @@ internal static class GatewayApplication
         }
 
         app.Lifetime.ApplicationStopped.Register(runtime.Dispose);
+        // After the connections have closed (ApplicationStopping closes them), so their disconnect events are queued.
+        app.Lifetime.ApplicationStopped.Register(() => app.Services.GetRequiredService<LifecycleWebhooks>().Drain());
         errors = [];
         return app;
     }
@@ -158,7 +164,7 @@ internal static class GatewayApplication
         output.WriteLine($"  limits: messages up to {config.Limits.MaxMessageBytes} bytes, {maxConnections} connections; Ctrl+C closes every connection with 1001 and exits");
     }
 
-    private static ServiceProvider CheckServices() => new ServiceCollection().AddLogging().BuildServiceProvider();
+    private static ServiceProvider CheckServices() => new ServiceCollection().AddLogging().AddSluiceHttpCallouts().BuildServiceProvider();
 
     private static string Plural(int count, string one, string? many = null) => $"{count} {(count == 1 ? one : many ?? one + "s")}";
 }
