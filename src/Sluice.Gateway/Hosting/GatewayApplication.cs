@@ -77,6 +77,9 @@ internal static class GatewayApplication
             o.TimestampFormat = "HH:mm:ss ";
         });
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        // The callout client (http-auth, webhooks, HTTP routes) would log every request and attempt; Sluice logs failures itself.
+        builder.Logging.AddFilter("System.Net.Http.HttpClient", LogLevel.Warning);
+        builder.Logging.AddFilter("Polly", LogLevel.None);
         // Off entirely, not just quiet: while this category is enabled at any level, ASP.NET Core gives every request
         // an Activity and log scopes, and a WebSocket request keeps them for the connection's whole life (about
         // 0.6 KiB each). Sluice logs connections itself (events 100-109).
