@@ -24,7 +24,7 @@ internal sealed partial class HttpRouteHandler : IMessageHandler
 {
     public const string TypeName = "http";
 
-    private static readonly MediaTypeHeaderValue s_json = new("application/json") { CharSet = "utf-8" };
+    private static readonly MediaTypeHeaderValue s_json = new("application/json"); // always UTF-8 (RFC 8259): no charset
     private static readonly MediaTypeHeaderValue s_text = new("text/plain") { CharSet = "utf-8" };
     private static readonly MediaTypeHeaderValue s_binary = new("application/octet-stream");
 

@@ -91,19 +91,21 @@ internal sealed partial class LifecycleWebhooks : IDisposable
         }
 
         var all = Task.WhenAll(_queues.Values.SelectMany(q => q.Workers));
-        if (!all.Wait(DrainTimeout))
+        if (Task.WaitAny([all], DrainTimeout) == 0)
         {
-            _stopping.Cancel();
-            all.Wait(TimeSpan.FromSeconds(1));
+            return;
         }
 
-        foreach (var queue in _queues.Values)
+        // What is still queued or being retried now will not be delivered: count it before the workers stop.
+        var left = _queues.Values.Select(q => (Queue: q, Count: q.Channel.Reader.Count + q.InFlight)).ToList();
+        _stopping.Cancel();
+        Task.WaitAny([all], TimeSpan.FromSeconds(1));
+        foreach (var (queue, count) in left)
         {
-            var left = queue.Channel.Reader.Count + queue.InFlight;
-            if (left > 0)
+            if (count > 0)
             {
-                IntegrationMetrics.WebhookDropped(queue.Route, "shutdown", left);
-                Log.UndeliveredAtShutdown(_logger, queue.Route, queue.Url, left);
+                IntegrationMetrics.WebhookDropped(queue.Route, "shutdown", count);
+                Log.UndeliveredAtShutdown(_logger, queue.Route, queue.Url, count);
             }
         }
     }
@@ -252,6 +254,12 @@ internal sealed partial class LifecycleWebhooks : IDisposable
                     try
                     {
                         await _owner.DeliverAsync(this, pending);
+                    }
+                    catch (Exception ex) when (ex is not OperationCanceledException)
+                    {
+                        // Whatever went wrong with this event, the worker goes on with the next one.
+                        IntegrationMetrics.WebhookDropped(Route, "gave_up", 1);
+                        Log.GaveUp(_owner._logger, Route, Url, 0, ex.Message);
                     }
                     finally
                     {

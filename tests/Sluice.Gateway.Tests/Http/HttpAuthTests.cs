@@ -83,7 +83,7 @@ public sealed class HttpAuthTests(HttpAuthTests.Services services) : IClassFixtu
 
         Assert.Equal(502, status);
         await services.Gateway.WaitForOutputAsync("over 65536 bytes", TimeSpan.FromSeconds(20));
-        var written = await services.HugeWritten.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        var written = await services.Huge.Written.Task.WaitAsync(TimeSpan.FromSeconds(30));
         Assert.True(written < 50L * 1024 * 1024, $"the service wrote {written} bytes: the gateway read on");
         Assert.True(services.Gateway.ResidentBytes() - before < 50L * 1024 * 1024, "the gateway's memory grew by the answer's size");
     }
@@ -114,7 +114,7 @@ public sealed class HttpAuthTests(HttpAuthTests.Services services) : IClassFixtu
 
         public HttpService Cached { get; private set; } = null!;
 
-        public TaskCompletionSource<long> HugeWritten { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public HugeAnswerService Huge { get; } = new();
 
         public GatewayProcess Gateway { get; private set; } = null!;
 
@@ -138,28 +138,7 @@ public sealed class HttpAuthTests(HttpAuthTests.Services services) : IClassFixtu
                 return Task.CompletedTask;
             }));
             var slow = await Add(HttpService.StartAsync(async (context, _) => await Task.Delay(TimeSpan.FromSeconds(30), context.RequestAborted)));
-            var huge = await Add(HttpService.StartAsync(async (context, _) =>
-            {
-                var chunk = new byte[64 * 1024];
-                Array.Fill(chunk, (byte)' ');
-                long written = 0;
-                try
-                {
-                    context.Response.ContentType = "application/json";
-                    while (written < 100L * 1024 * 1024)
-                    {
-                        await context.Response.Body.WriteAsync(chunk, context.RequestAborted);
-                        written += chunk.Length;
-                    }
-                }
-                catch (Exception ex) when (ex is OperationCanceledException or IOException or Microsoft.AspNetCore.Connections.ConnectionResetException)
-                {
-                }
-                finally
-                {
-                    HugeWritten.TrySetResult(written);
-                }
-            }));
+            var huge = Huge.Url("/huge");
 
             // Generous timeouts (a loaded machine), except where the timeout is the test.
             string Policy(HttpService service, string extra = ", \"timeoutMs\": 15000") =>
@@ -188,7 +167,7 @@ public sealed class HttpAuthTests(HttpAuthTests.Services services) : IClassFixtu
                     "subjectnumber": {{Policy(subjectNumber)}},
                     "redirect": {{Policy(redirect)}},
                     "slow": {{Policy(slow, ", \"timeoutMs\": 1000")}},
-                    "huge": { "type": "http-auth", "options": { "url": "{{huge.Url("/auth")}}", "timeoutMs": 20000 } },
+                    "huge": { "type": "http-auth", "options": { "url": "{{huge}}", "timeoutMs": 20000 } },
                     "down": { "type": "http-auth", "options": { "url": "http://127.0.0.1:{{GatewayProcess.FreePort()}}/auth" } },
                     "cached": {{Policy(Cached, ", \"timeoutMs\": 15000, \"cacheSeconds\": 600")}},
                     "who": { "type": "script", "options": { "source": "(data, context) => JSON.stringify({ subject: context.subject, role: context.claims.role, groups: context.claims.groups })" } }
@@ -207,6 +186,7 @@ public sealed class HttpAuthTests(HttpAuthTests.Services services) : IClassFixtu
             }
 
             _folder.Dispose();
+            Huge.Dispose();
         }
 
         private async Task<HttpService> Add(Task<HttpService> starting)

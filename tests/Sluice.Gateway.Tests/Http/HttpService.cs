@@ -11,7 +11,10 @@ using Microsoft.Extensions.Logging;
 namespace Sluice.Gateway.Tests.Http;
 
 /// <summary>One request an <see cref="HttpService"/> received.</summary>
-public sealed record HttpCall(string Path, IReadOnlyDictionary<string, string> Headers, string ContentType, string Body);
+public sealed record HttpCall(string Path, IReadOnlyDictionary<string, string> Headers, string ContentType, byte[] Bytes)
+{
+    public string Body => System.Text.Encoding.UTF8.GetString(Bytes);
+}
 
 /// <summary>
 /// A real Kestrel HTTP service on 127.0.0.1, in the test process, standing for the auth service, the webhook target
@@ -43,12 +46,13 @@ public sealed class HttpService : IAsyncDisposable
         HttpService? service = null;
         app.Run(async context =>
         {
-            using var reader = new StreamReader(context.Request.Body);
+            using var body = new MemoryStream();
+            await context.Request.Body.CopyToAsync(body, context.RequestAborted);
             var call = new HttpCall(
                 context.Request.Path.Value ?? string.Empty,
                 context.Request.Headers.ToDictionary(h => h.Key, h => h.Value.ToString(), StringComparer.OrdinalIgnoreCase),
                 context.Request.ContentType ?? string.Empty,
-                await reader.ReadToEndAsync(context.RequestAborted));
+                body.ToArray());
             service!.Calls.Writer.TryWrite(call);
             await respond(context, call);
         });
