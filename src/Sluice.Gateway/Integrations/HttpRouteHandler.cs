@@ -107,21 +107,15 @@ internal sealed partial class HttpRouteHandler : IMessageHandler
             return Fail(connection, "too_large", $"the answer is over limits.maxMessageBytes ({_maxMessageBytes} bytes)", "the service's answer is too large");
         }
 
+        var binary = response.Content.Headers.ContentType?.MediaType == "application/octet-stream";
+        if (!binary && !System.Text.Unicode.Utf8.IsValid(body))
+        {
+            // A text frame must be UTF-8: the client gets an error frame rather than a broken frame.
+            return Fail(connection, "not_utf8", "the answer is text but not UTF-8 (answer application/octet-stream for binary)", "the service's answer is not UTF-8 text");
+        }
+
         IntegrationMetrics.HttpRouteRequest(connection.RoutePattern, "ok");
-        if (body.Length == 0)
-        {
-            return null;
-        }
-
-        if (response.Content.Headers.ContentType?.MediaType == "application/octet-stream")
-        {
-            return WebSocketMessage.FromBinary(body);
-        }
-
-        // A text frame must be UTF-8; a service that answers otherwise gets an error frame rather than a broken frame.
-        return System.Text.Unicode.Utf8.IsValid(body)
-            ? WebSocketMessage.FromText(body)
-            : Fail(connection, "not_utf8", "the answer is text but not UTF-8 (answer application/octet-stream for binary)", "the service's answer is not UTF-8 text");
+        return body.Length == 0 ? null : binary ? WebSocketMessage.FromBinary(body) : WebSocketMessage.FromText(body);
     }
 
     private WebSocketMessage Fail(WebSocketConnection connection, string outcome, string reason, string clientMessage)
