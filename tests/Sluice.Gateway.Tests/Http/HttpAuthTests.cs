@@ -51,6 +51,8 @@ public sealed class HttpAuthTests(HttpAuthTests.Services services) : IClassFixtu
         var (answer, head, _) = await HttpTestHelpers.UpgradeAsync(services.Gateway.Ws(route));
 
         Assert.Equal(status, answer);
+        var metrics = await services.Gateway.MetricsAsync(m => m.Sum("sluice_http_auth_decisions_total", "outcome=\"refused\"", $"policy=\"{route[1..]}\"") >= 1);
+        Assert.True(metrics.Sum("sluice_http_auth_decisions_total", "outcome=\"refused\"", $"policy=\"{route[1..]}\"") >= 1);
         if (status == 401)
         {
             Assert.Contains("WWW-Authenticate: Bearer realm=\"test\"", head, StringComparison.OrdinalIgnoreCase);

@@ -102,6 +102,18 @@ public sealed class HttpRouteTests(HttpRouteTests.Services services) : IClassFix
     }
 
     [Fact]
+    public async Task Outcomes_AreCountedInMetrics()
+    {
+        using var client = await WebSocketClient.ConnectAsync(services.Gateway.Ws("/fail"));
+        await client.SendTextAsync("hello");
+        await client.ReceiveTextAsync(TimeSpan.FromSeconds(30));
+
+        var metrics = await services.Gateway.MetricsAsync(m => m.Sum("sluice_http_route_requests_total", "outcome=\"status\"", "route=\"/fail\"") >= 1);
+
+        Assert.True(metrics.Sum("sluice_http_route_requests_total", "outcome=\"status\"", "route=\"/fail\"") >= 1);
+    }
+
+    [Fact]
     public async Task AnswerOverMaxMessageBytes_IsNotReadWhole()
     {
         var before = services.Gateway.ResidentBytes();
