@@ -30,3 +30,15 @@ internal static class PolicyMetrics
 
     public static void Untrack(RateLimitPolicy policy) => s_rateLimits.TryRemove(policy, out _);
 }
+
+/// <summary>The <c>http-auth</c> policy's instrument on Sluice's meter.</summary>
+internal static class HttpAuthMetrics
+{
+    private static readonly Meter s_meter = new("Sluice");
+
+    private static readonly Counter<long> s_decisions = s_meter.CreateCounter<long>(
+        "sluice.http_auth.decisions", "{request}", "Upgrade requests an http-auth policy decided, by outcome: allowed, refused (401/403), failed (502), cached.");
+
+    public static void Decided(string policy, string outcome) =>
+        s_decisions.Add(1, new KeyValuePair<string, object?>("policy", policy), new KeyValuePair<string, object?>("outcome", outcome));
+}

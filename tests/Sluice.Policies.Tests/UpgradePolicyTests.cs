@@ -214,7 +214,7 @@ public class UpgradePolicyTests
     [Fact]
     public void Catalog_HasEveryContractType_WithTheRightKind()
     {
-        var upgrade = new[] { "api-key", "jwt", "origin", "connection-rate-limit", "connection-limit" };
+        var upgrade = new[] { "api-key", "jwt", "origin", "connection-rate-limit", "connection-limit", "http-auth" };
         var message = new[] { "size-limit", "rate-limit", "json-schema", "json-redact", "json-filter", "json-transform", "log", "timer", "script" };
         Assert.Equal(upgrade.Concat(message).Order(), BuiltInPolicyTypes.All.Keys.Order());
         Assert.All(upgrade, n => Assert.Equal(PolicyKind.Upgrade, BuiltInPolicyTypes.All[n].Kind));

@@ -64,7 +64,7 @@ internal static class ConfigLoader
         var handlers = RouteValidator.Validate(routes, plugins, errors);
         var policies = GatewayBuilder.CreatePolicies(definitions, services, baseDirectory, previous, errors);
         PolicyReferenceValidator.Validate(routes, policies, errors);
-        var routeConfigs = GatewayBuilder.CreateRoutes(routes, handlers, services, errors);
+        var routeConfigs = GatewayBuilder.CreateRoutes(routes, handlers, limits, services, errors);
         routeConfigs = [.. routeConfigs.Select(r => r with { BackendTls = backendTls[r.Index] })];
 
         if (errors.Count > 0)

@@ -1,4 +1,7 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Sluice.Gateway.Configuration.Model;
+using Sluice.Gateway.Integrations;
 using Sluice.Gateway.Configuration.Validation;
 using Sluice.Gateway.Plugins;
 using Sluice.Policies;
@@ -46,7 +49,7 @@ internal static class GatewayBuilder
         return result;
     }
 
-    public static List<RouteConfig> CreateRoutes(IReadOnlyList<RouteModel?> routes, IReadOnlyList<HandlerDefinition?> handlers, IServiceProvider services, ConfigErrors errors)
+    public static List<RouteConfig> CreateRoutes(IReadOnlyList<RouteModel?> routes, IReadOnlyList<HandlerDefinition?> handlers, LimitsModel limits, IServiceProvider services, ConfigErrors errors)
     {
         var result = new List<RouteConfig>();
         for (var i = 0; i < routes.Count; i++)
@@ -61,19 +64,32 @@ internal static class GatewayBuilder
                 Index = i,
                 Path = route.Path,
                 Proxy = route.Proxy,
-                Handler = handlers[i] is { } handler ? CreateHandler(handler, $"routes[{i}].handler", services, errors) : null,
+                Handler = handlers[i] is { } handler ? CreateHandler(handler, $"routes[{i}].handler", limits, services, errors) : null,
                 Upgrade = route.Upgrade,
                 Inbound = route.Inbound,
                 Outbound = route.Outbound,
                 Compression = route.Compression,
+                Events = route.Events,
             });
         }
 
         return result;
     }
 
-    private static HandlerRouteConfig? CreateHandler(HandlerDefinition handler, string path, IServiceProvider services, ConfigErrors errors)
+    private static HandlerRouteConfig? CreateHandler(HandlerDefinition handler, string path, LimitsModel limits, IServiceProvider services, ConfigErrors errors)
     {
+        if (handler.Options is HttpRouteSettings http)
+        {
+            if (services.GetService<IHttpClientFactory>() is not { } clients)
+            {
+                errors.Add(path, "could not be created: the HTTP client of AddSluiceHttpCallouts is not registered");
+                return null;
+            }
+
+            var instance = new HttpRouteHandler(http, limits.MaxMessageBytes, clients, services.GetRequiredService<ILoggerFactory>());
+            return new HandlerRouteConfig(handler.Type, builder => builder.OnMessage(instance));
+        }
+
         if (handler.BuiltIn is { } builtIn)
         {
             return new HandlerRouteConfig(handler.Type, builder => builtIn.Map(builder, handler.Options));

@@ -56,6 +56,9 @@ internal sealed record RouteConfig
 
     /// <summary>permessage-deflate with clients (an addition to the contract).</summary>
     public bool Compression { get; init; }
+
+    /// <summary>The route's lifecycle webhooks, if any.</summary>
+    public EventsModel? Events { get; init; }
 }
 
 /// <param name="Type">The handler's type as the file names it (<c>echo</c>, or a plugin type name).</param>

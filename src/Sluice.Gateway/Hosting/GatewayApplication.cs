@@ -7,7 +7,9 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Sluice.Gateway.Configuration;
 using Sluice.Gateway.Configuration.Validation;
 using Sluice.Gateway.Demo;
+using Sluice.Gateway.Integrations;
 using Sluice.Gateway.Tls;
+using Sluice.Policies;
 
 namespace Sluice.Gateway.Hosting;
 
@@ -102,6 +104,9 @@ internal static class GatewayApplication
             o.TimestampFormat = "HH:mm:ss ";
         });
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        // The callout client (http-auth, webhooks, HTTP routes) would log every request and attempt; Sluice logs failures itself.
+        builder.Logging.AddFilter("System.Net.Http.HttpClient", LogLevel.Warning);
+        builder.Logging.AddFilter("Polly", LogLevel.None);
         // Off entirely, not just quiet: while this category is enabled at any level, ASP.NET Core gives every request
         // an Activity and log scopes, and a WebSocket request keeps them for the connection's whole life (about
         // 0.6 KiB each). Sluice logs connections itself (events 100-109).
@@ -124,6 +129,8 @@ internal static class GatewayApplication
             // Read at start only, as the listen addresses are: a node does not change clusters on reload.
             sluice.AddRedisBackplane(backplane.Connection, o => o.ChannelPrefix = backplane.ChannelPrefix);
         }
+        builder.Services.AddSluiceHttpCallouts();
+        builder.Services.AddSingleton<LifecycleWebhooks>();
         var holder = new GatewayRuntimeHolder();
         builder.Services.AddSingleton(holder);
         builder.Services.AddSingleton<ClientAddresses>();
@@ -161,6 +168,8 @@ internal static class GatewayApplication
         }
 
         app.Lifetime.ApplicationStopped.Register(runtime.Dispose);
+        // After the connections have closed (ApplicationStopping closes them), so their disconnect events are queued.
+        app.Lifetime.ApplicationStopped.Register(() => app.Services.GetRequiredService<LifecycleWebhooks>().Drain());
         errors = [];
         return app;
     }
@@ -208,7 +217,7 @@ internal static class GatewayApplication
             .Select(url => new ConfigError("--urls", $"'{url}' needs a certificate: add \"tls\": {{ \"certificate\": \"FILE.pem\", \"key\": \"FILE.key\" }} to the configuration file")),
     ];
 
-    private static ServiceProvider CheckServices() => new ServiceCollection().AddLogging().BuildServiceProvider();
+    private static ServiceProvider CheckServices() => new ServiceCollection().AddLogging().AddSluiceHttpCallouts().BuildServiceProvider();
 
     private static string Plural(int count, string one, string? many = null) => $"{count} {(count == 1 ? one : many ?? one + "s")}";
 }

@@ -5,6 +5,7 @@ using Microsoft.Extensions.Logging;
 using Sluice.Gateway.Admin;
 using Microsoft.Extensions.Primitives;
 using Sluice.Gateway.Configuration;
+using Sluice.Gateway.Integrations;
 using Sluice.Policies;
 
 namespace Sluice.Gateway.Hosting;
@@ -175,11 +176,13 @@ internal sealed partial class GatewayRuntime : IDisposable
 
     private static void Map(Microsoft.AspNetCore.Routing.IEndpointRouteBuilder endpoints, RouteConfig route, GatewayConfig config, ReloadableInterceptors policies, MessageTap.RouteTap? tap, IUpgradePolicy? perIpCap)
     {
+        var webhooks = route.Events is null ? null : endpoints.ServiceProvider.GetRequiredService<LifecycleWebhooks>();
         if (route.Proxy is { } proxy)
         {
             endpoints.MapWebSocketProxy(route.Path, proxy.Target, p =>
             {
                 Configure(p, route, config, policies, tap, perIpCap);
+                webhooks?.Attach(p, route.Path, route.Events!);
                 p.ConnectTimeout = TimeSpan.FromMilliseconds(proxy.ConnectTimeoutMs);
                 p.EnableBackendCompression = proxy.Compression;
                 p.BackendTls = route.BackendTls;
@@ -195,6 +198,7 @@ internal sealed partial class GatewayRuntime : IDisposable
         endpoints.MapWebSocket(route.Path, ws =>
         {
             Configure(ws, route, config, policies, tap, perIpCap);
+            webhooks?.Attach(ws, route.Path, route.Events!);
             handler.Map(ws);
         });
     }

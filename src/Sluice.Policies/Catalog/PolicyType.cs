@@ -1,5 +1,6 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using System.Net.Http;
 
 namespace Sluice.Policies;
 
@@ -73,6 +74,7 @@ public static class BuiltInPolicyTypes
         ["api-key"] = PolicyType.Create<ApiKeyPolicyOptions>("api-key", PolicyKind.Upgrade, (o, c) => new ApiKeyPolicy(o, c.PolicyName, Time(c))),
         ["jwt"] = PolicyType.Create<JwtPolicyOptions>("jwt", PolicyKind.Upgrade, (o, c) => new JwtPolicy(o, c.Services.GetRequiredService<ILoggerFactory>(), c.PolicyName, Time(c))),
         ["origin"] = PolicyType.Create<OriginPolicyOptions>("origin", PolicyKind.Upgrade, (o, c) => new OriginPolicy(o, c.PolicyName)),
+        ["http-auth"] = PolicyType.Create<HttpAuthPolicyOptions>("http-auth", PolicyKind.Upgrade, (o, c) => new HttpAuthPolicy(o, Clients(c), c.Services.GetRequiredService<ILoggerFactory>(), c.PolicyName, Time(c))),
         ["connection-rate-limit"] = PolicyType.Create<ConnectionRateLimitPolicyOptions>("connection-rate-limit", PolicyKind.Upgrade, (o, c) => new ConnectionRateLimitPolicy(o, c.PolicyName, Time(c))),
         ["connection-limit"] = PolicyType.Create<ConnectionLimitPolicyOptions>("connection-limit", PolicyKind.Upgrade, (o, c) => new ConnectionLimitPolicy(o, c.PolicyName)),
         ["size-limit"] = PolicyType.Create<SizeLimitPolicyOptions>("size-limit", PolicyKind.Message, (o, c) => new SizeLimitPolicy(o, c.PolicyName)),
@@ -85,6 +87,10 @@ public static class BuiltInPolicyTypes
         ["timer"] = PolicyType.Create<TimerPolicyOptions>("timer", PolicyKind.Message, (o, c) => new TimerPolicy(o, c.PolicyName)),
         ["script"] = PolicyType.Create<ScriptPolicyOptions>("script", PolicyKind.Message, (o, c) => new ScriptPolicy(o, c.PolicyName, c.BaseDirectory)),
     };
+
+    private static IHttpClientFactory Clients(PolicyCreationContext context) =>
+        context.Services.GetService<IHttpClientFactory>()
+        ?? throw new InvalidOperationException("http-auth needs the HTTP client of services.AddSluiceHttpCallouts()");
 
     // The app's clock when it registers one (tests register a fake one), the system's otherwise.
     private static TimeProvider Time(PolicyCreationContext context) => context.Services.GetService<TimeProvider>() ?? TimeProvider.System;

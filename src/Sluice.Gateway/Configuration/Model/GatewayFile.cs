@@ -127,6 +127,28 @@ internal sealed record RouteModel
 
     [Description("Negotiate permessage-deflate with clients. Default false.")]
     public bool Compression { get; init; }
+
+    [Description("Lifecycle webhooks: POST each connect and disconnect of this route to an HTTP service, at least once, in the background.")]
+    public EventsModel? Events { get; init; }
+}
+
+/// <summary>A route's <c>events</c> (docs/integrations.md).</summary>
+internal sealed record EventsModel
+{
+    [Required]
+    [Description("The URL (http:// or https://) events are POSTed to as JSON.")]
+    public string Url { get; init; } = string.Empty;
+
+    [Description("The events to send: connect, disconnect. Default both.")]
+    public IReadOnlyList<string> On { get; init; } = ["connect", "disconnect"];
+
+    [Range(1, 600_000)]
+    [Description("How long one delivery attempt may take (milliseconds). Failed attempts are retried with backoff for up to a minute. Default 2000.")]
+    public int TimeoutMs { get; init; } = 2000;
+
+    [Range(1, 1_000_000)]
+    [Description("How many events wait for delivery at most; beyond it new events are dropped, counted and logged. Default 10000.")]
+    public int QueueSize { get; init; } = 10_000;
 }
 
 /// <summary>A route's <c>proxy</c>.</summary>
@@ -179,11 +201,22 @@ internal sealed record ProxyTlsModel
 internal sealed record HandlerModel
 {
     [Required]
-    [Description("A built-in handler (echo, pubsub) or a plugin type 'Namespace.Type, Assembly'.")]
+    [Description("A built-in handler (echo, pubsub, http) or a plugin type 'Namespace.Type, Assembly'.")]
     public string Type { get; init; } = string.Empty;
 
-    [Description("The handler's options: pubsub takes maxSubscriptions, echo none; a plugin's bind to its options class.")]
+    [Description("The handler's options: pubsub takes maxSubscriptions, echo and http none; a plugin's bind to its options class.")]
     public JsonNode? Options { get; init; }
+
+    [Description("The http handler only: the URL (http:// or https://) each message is POSTed to.")]
+    public string? Url { get; init; }
+
+    [Range(1, 600_000)]
+    [Description("The http handler only: how long the service may take per message (milliseconds) before the client gets an error frame. Default 5000.")]
+    public int? TimeoutMs { get; init; }
+
+    [Range(1, 100_000)]
+    [Description("The http handler only: how many requests of this route may be in flight at once, across connections. Default 64.")]
+    public int? MaxConcurrentRequests { get; init; }
 }
 
 /// <summary>One of the file's <c>policies</c>.</summary>

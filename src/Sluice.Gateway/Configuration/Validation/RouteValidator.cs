@@ -1,5 +1,6 @@
 using Microsoft.AspNetCore.Routing.Patterns;
 using Sluice.Gateway.Configuration.Model;
+using Sluice.Gateway.Integrations;
 using Sluice.Gateway.Plugins;
 using Sluice.Proxy;
 
@@ -50,6 +51,11 @@ internal static class RouteValidator
             {
                 handlers[i] = ResolveHandler(handler, $"{path}.handler", plugins, errors);
             }
+
+            if (route.Events is { } events)
+            {
+                ValidateEvents(events, $"{path}.events", errors);
+            }
         }
 
         return handlers;
@@ -90,9 +96,46 @@ internal static class RouteValidator
         }
     }
 
+    private static void ValidateEvents(EventsModel events, string path, ConfigErrors errors)
+    {
+        // A missing url is read as "" and already reported.
+        if (events.Url.Length > 0 && !IsHttpUrl(events.Url))
+        {
+            errors.Add($"{path}.url", $"'{events.Url}' is not an absolute http:// or https:// URL");
+        }
+
+        if (events.On.Count == 0)
+        {
+            errors.Add($"{path}.on", "list at least one event: connect, disconnect");
+        }
+
+        for (var i = 0; i < events.On.Count; i++)
+        {
+            if (events.On[i] is not (LifecycleEvents.Connect or LifecycleEvents.Disconnect))
+            {
+                errors.Add($"{path}.on[{i}]", $"unknown event '{events.On[i]}' (events: connect, disconnect)");
+            }
+        }
+    }
+
+    private static bool IsHttpUrl(string url) =>
+        Uri.TryCreate(url, UriKind.Absolute, out var uri) && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps);
+
     private static HandlerDefinition? ResolveHandler(HandlerModel handler, string path, PluginCatalog plugins, ConfigErrors errors)
     {
         var type = handler.Type;
+        if (type == HttpRouteHandler.TypeName)
+        {
+            return ResolveHttpHandler(handler, path, errors);
+        }
+
+        foreach (var (key, value) in new (string Key, object? Value)[] { ("url", handler.Url), ("timeoutMs", handler.TimeoutMs), ("maxConcurrentRequests", handler.MaxConcurrentRequests) })
+        {
+            if (value is not null)
+            {
+                errors.Add($"{path}.{key}", $"only the http handler takes {key}");
+            }
+        }
         if (BuiltInHandlers.All.TryGetValue(type, out var builtIn))
         {
             if (builtIn.OptionsType is null)
@@ -113,7 +156,7 @@ internal static class RouteValidator
 
         if (!PluginCatalog.IsTypeName(type))
         {
-            errors.Add($"{path}.type", $"unknown handler '{type}' (built-in: {string.Join(", ", BuiltInHandlers.All.Keys)}; or a plugin type 'Namespace.Type, Assembly')");
+            errors.Add($"{path}.type", $"unknown handler '{type}' (built-in: {string.Join(", ", BuiltInHandlers.All.Keys)}, {HttpRouteHandler.TypeName}; or a plugin type 'Namespace.Type, Assembly')");
             return null;
         }
 
@@ -136,5 +179,27 @@ internal static class RouteValidator
         }
 
         return new HandlerDefinition(type, null, handlerType, pluginOptions);
+    }
+
+    private static HandlerDefinition? ResolveHttpHandler(HandlerModel handler, string path, ConfigErrors errors)
+    {
+        var before = errors.Count;
+        if (handler.Options is not null)
+        {
+            errors.Add($"{path}.options", "the http handler takes no options: give url, timeoutMs and maxConcurrentRequests beside type");
+        }
+
+        if (handler.Url is null)
+        {
+            errors.Add($"{path}.url", "is required for the http handler: the URL each message is POSTed to");
+        }
+        else if (!IsHttpUrl(handler.Url))
+        {
+            errors.Add($"{path}.url", $"'{handler.Url}' is not an absolute http:// or https:// URL");
+        }
+
+        return errors.Count == before
+            ? new HandlerDefinition(HttpRouteHandler.TypeName, null, null, new HttpRouteSettings(new Uri(handler.Url!), handler.TimeoutMs ?? 5000, handler.MaxConcurrentRequests ?? 64))
+            : null;
     }
 }
