@@ -39,6 +39,8 @@ internal sealed class PubSubProtocol
         _presence = options.Presence || options.JoinLeave;
     }
 
+    private string Ops => _presence ? "subscribe, unsubscribe, publish or presence" : "subscribe, unsubscribe or publish";
+
     public async ValueTask<object?> HandleAsync(MessageContext context)
     {
         if (context.Message.IsBinary || context.Json is not JsonObject root)
@@ -48,7 +50,7 @@ internal sealed class PubSubProtocol
 
         if (!TryGetString(root, "op", out var op))
         {
-            return Error("\"op\" must be subscribe, unsubscribe, publish or presence");
+            return Error($"\"op\" must be {Ops}");
         }
 
         if (!TryGetString(root, "topic", out var topic))
@@ -122,7 +124,7 @@ internal sealed class PubSubProtocol
 
                 return await PresenceAsync(bus, topic, key, connection.Closed);
             default:
-                return Error($"unknown op '{op}': expected subscribe, unsubscribe, publish or presence");
+                return Error($"unknown op '{op}': expected {Ops}");
         }
     }
 
