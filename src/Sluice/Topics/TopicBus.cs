@@ -3,6 +3,7 @@ using System.Diagnostics.Metrics;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using Sluice.Diagnostics;
+using Sluice.Protocol;
 
 namespace Sluice.Topics;
 
@@ -116,6 +117,29 @@ internal sealed class TopicBus : IWebSocketTopics, ITopicDelivery, ITopicHistory
     public void DeliverFromHistory(string topic, long offset, WebSocketMessage message, string? excludeConnectionId)
     {
         Metrics.Published.Add(1);
+        if (_topics.TryGetValue(topic, out var entry))
+        {
+            // Offsets arrive in order; one skipped means this node missed messages (its Redis subscription was
+            // down a moment): its subscribers would have a silent gap, so they are closed and come back with since.
+            // A lower offset is a new epoch (the history was lost), which the message itself says.
+            var last = Interlocked.Exchange(ref entry.LastOffset, offset);
+            if (last != 0 && offset > last + 1)
+            {
+                WebSocketConnection[] gapped;
+                lock (entry)
+                {
+                    gapped = [.. entry.Subscribers];
+                }
+
+                foreach (var subscriber in gapped)
+                {
+                    subscriber.BeginClose(WebSocketProtocol.TryAgainLater, "missed topic messages: subscribe again with since", ConnectionCloseInitiator.Server);
+                }
+
+                return;
+            }
+        }
+
         Deliver(topic, TopicFrame.Create(message, offset), exclude: null, excludeConnectionId);
     }
 
@@ -285,6 +309,9 @@ internal sealed class TopicBus : IWebSocketTopics, ITopicDelivery, ITopicHistory
 
         /// <summary>Subscribers still catching up with the history (copied on change, read without the lock by publishers).</summary>
         public volatile Dictionary<WebSocketConnection, TopicRecovery>? Recovering;
+
+        /// <summary>The offset of the last history message delivered here, to notice one this node never received.</summary>
+        public long LastOffset;
 
         public bool Removed { get; set; }
     }
