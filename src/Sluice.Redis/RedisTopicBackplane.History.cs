@@ -52,6 +52,8 @@ internal sealed partial class RedisTopicBackplane : ITopicHistoryBackplane
         """);
 
     private readonly ConcurrentDictionary<string, TaskCompletionSource> _receiving = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<(string, long, TopicHistoryLimits), SharedRead> _pendingReads = new();
+    private readonly SemaphoreSlim _readSlots = new(16);
     private ITopicHistoryDelivery? _historyDelivery;
 
     public void Attach(ITopicHistoryDelivery delivery) => _historyDelivery = delivery;
@@ -88,7 +90,59 @@ internal sealed partial class RedisTopicBackplane : ITopicHistoryBackplane
         }
     }
 
+    /// <summary>
+    /// Reads the history; clients recovering the same topic from the same offset at the same moment (a node
+    /// restart, a network blip) share one read. A caller joins only a read not yet sent, so the read still happens
+    /// after its subscription and misses nothing it needs; distinct reads are limited in number, so that a
+    /// thousand replays do not queue behind each other on the connection until they time out.
+    /// </summary>
     public async ValueTask<TopicHistoryRead> ReadAsync(string topic, long afterOffset, TopicHistoryLimits limits, CancellationToken cancellationToken)
+    {
+        var key = (topic, afterOffset, limits);
+        SharedRead read;
+        bool first;
+        while (true)
+        {
+            read = _pendingReads.GetOrAdd(key, static _ => new SharedRead());
+            lock (read)
+            {
+                if (!read.Sent)
+                {
+                    first = read.Joined++ == 0;
+                    break;
+                }
+            }
+
+            _pendingReads.TryRemove(new KeyValuePair<(string, long, TopicHistoryLimits), SharedRead>(key, read));
+        }
+
+        if (first)
+        {
+            await _readSlots.WaitAsync(cancellationToken);
+            try
+            {
+                lock (read)
+                {
+                    read.Sent = true;
+                }
+
+                _pendingReads.TryRemove(new KeyValuePair<(string, long, TopicHistoryLimits), SharedRead>(key, read));
+                read.Result.TrySetResult(await ReadOnceAsync(topic, afterOffset, limits));
+            }
+            catch (Exception ex)
+            {
+                read.Result.TrySetException(ex);
+            }
+            finally
+            {
+                _readSlots.Release();
+            }
+        }
+
+        return await read.Result.Task.WaitAsync(cancellationToken);
+    }
+
+    private async Task<TopicHistoryRead> ReadOnceAsync(string topic, long afterOffset, TopicHistoryLimits limits)
     {
         var database = Database();
         var result = await database.ScriptEvaluateAsync(s_read, new
@@ -178,4 +232,13 @@ internal sealed partial class RedisTopicBackplane : ITopicHistoryBackplane
     private RedisKey HistoryKey(string topic) => _options.ChannelPrefix + ":history:" + topic;
 
     private RedisKey HistoryMetaKey(string topic) => _options.ChannelPrefix + ":history-meta:" + topic;
+
+    private sealed class SharedRead
+    {
+        public TaskCompletionSource<TopicHistoryRead> Result { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public int Joined { get; set; }
+
+        public bool Sent { get; set; }
+    }
 }
