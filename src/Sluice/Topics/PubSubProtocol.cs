@@ -185,7 +185,11 @@ internal sealed class PubSubProtocol
         }
         catch (Exception ex) when (ex is not OperationCanceledException || !connection.Closed.IsCancellationRequested)
         {
-            connection.Unsubscribe(key);
+            if (connection.Unsubscribe(key) && _presence)
+            {
+                await LeaveAsync(connection, bus, topic, key);
+            }
+
             return Error($"the history is unavailable ({ex.GetType().Name}); try again", status: 503);
         }
 

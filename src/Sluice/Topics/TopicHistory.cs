@@ -78,7 +78,7 @@ namespace Sluice.Topics
         // recovers; a day idle and the topic is forgotten.
         private static readonly TimeSpan s_idleTopicLifetime = TimeSpan.FromDays(1);
 
-        private readonly Dictionary<string, Stream> _streams = new(StringComparer.Ordinal);
+        private readonly Dictionary<string, HeldTopic> _streams = new(StringComparer.Ordinal);
         private long _lastSweep;
 
         public void Append(string topic, TopicHistoryMessage message, TopicHistoryLimits limits, Action<long, WebSocketMessage> deliver)
@@ -122,7 +122,7 @@ namespace Sluice.Topics
         /// <summary>A new epoch: random, short, and safe in JSON and Redis keys.</summary>
         public static string NewEpoch() => Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
 
-        private Stream Get(string topic, DateTimeOffset now)
+        private HeldTopic Get(string topic, DateTimeOffset now)
         {
             lock (_streams)
             {
@@ -137,7 +137,7 @@ namespace Sluice.Topics
 
                 if (!_streams.TryGetValue(topic, out var stream))
                 {
-                    stream = new Stream(NewEpoch(), now);
+                    stream = new HeldTopic(NewEpoch(), now);
                     _streams[topic] = stream;
                 }
 
@@ -145,7 +145,7 @@ namespace Sluice.Topics
             }
         }
 
-        private static void Trim(Stream stream, TopicHistoryLimits limits, DateTimeOffset now)
+        private static void Trim(HeldTopic stream, TopicHistoryLimits limits, DateTimeOffset now)
         {
             while (stream.Entries.Count > limits.Size || (stream.Entries.TryPeek(out var oldest) && now - oldest.At > limits.TimeToLive))
             {
@@ -153,7 +153,7 @@ namespace Sluice.Topics
             }
         }
 
-        private sealed class Stream(string epoch, DateTimeOffset touched)
+        private sealed class HeldTopic(string epoch, DateTimeOffset touched)
         {
             public string Epoch { get; } = epoch;
 
