@@ -4,7 +4,7 @@
 # core 1. See docs/benchmarks.md for what each figure means and the latest results.
 #
 #   bench/run.sh                  everything: echo, proxies, memory, fanout (about 15 minutes)
-#   bench/run.sh proxies          one part: echo | proxies | memory | fanout | fanout-redis
+#   bench/run.sh proxies          one part: echo | proxies | memory | fanout | fanout-redis | recovery
 #   SECONDS_PER_RUN=5 bench/run.sh proxies    shorter runs
 #
 # Results: artifacts/bench/<part>.json (one object per target), <part>.md (a table), proxies.svg (the chart).
@@ -237,6 +237,22 @@ for part in "${parts[@]}"; do
     stop "$redis"
     collect fanout-redis
     ;;
-  *) echo "unknown part: $part (echo, proxies, memory, fanout, fanout-redis)" >&2; exit 2 ;;
+  recovery)
+    # History recovery: 1,000 clients that missed 1,000 messages published on node A reconnect at once to node B
+    # with since; time until all are live, deliveries/s, node B's and redis-server's CPU. Nodes on core 0.
+    : >"$out/recovery.jsonl"
+    REDIS_PORT=7379
+    start redis 1 $REDIS_PORT redis-server --port $REDIS_PORT --bind 127.0.0.1 --save "" --appendonly no
+    redis=$started
+    start node-a 0 7001 "${LOAD[@]}" fanout-server --kind sluice --port 7001 --redis 127.0.0.1:$REDIS_PORT --history 2000
+    node_a=$started
+    start node-b 0 7002 "${LOAD[@]}" fanout-server --kind sluice --port 7002 --redis 127.0.0.1:$REDIS_PORT --history 2000
+    node_b=$started
+    taskset -c 1 "${LOAD[@]}" recovery --url "ws://127.0.0.1:7002/ws" --publish-url "ws://127.0.0.1:7001/ws" \
+      --clients 1000 --missed 1000 --pid "$node_b" --redis-pid "$redis" | tee -a "$out/recovery.jsonl" || true
+    stop "$node_a"; stop "$node_b"; stop "$redis"
+    collect recovery
+    ;;
+  *) echo "unknown part: $part (echo, proxies, memory, fanout, fanout-redis, recovery)" >&2; exit 2 ;;
   esac
 done

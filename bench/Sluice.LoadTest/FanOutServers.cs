@@ -31,7 +31,11 @@ internal static class FanOutServers
                         sluice.AddRedisBackplane(redis);
                     }
                 });
-                app.MapWebSocket("/ws", ws => ws.UsePubSubProtocol());
+                var history = args.Int("history", 0);
+                app.MapWebSocket("/ws", ws => ws.UsePubSubProtocol(new PubSubProtocolOptions
+                {
+                    History = history > 0 ? new TopicHistoryOptions { Size = history } : null,
+                }));
                 await app.RunAsync();
                 return 0;
             }

@@ -13,6 +13,7 @@ return args.FirstOrDefault() switch
     "handwritten" => await Servers.HandWrittenProxyAsync(Arguments.Parse(args[1..])),
     "fanout-server" => await FanOutServers.RunAsync(Arguments.Parse(args[1..])),
     "fanout" => await FanOutClient.RunAsync(Arguments.Parse(args[1..])),
+    "recovery" => await RecoveryClient.RunAsync(Arguments.Parse(args[1..])),
     "chart" => Chart.Write(args[1], args[2]),
     "table" => Chart.Table(args[1]),
     _ => Usage(),
@@ -25,8 +26,9 @@ static int Usage()
         sluice-load idle --url WS --connections N --seconds S
         sluice-load echo|host-echo --port P
         sluice-load yarp|handwritten --port P --backend WS
-        sluice-load fanout-server --kind sluice|signalr|bare --port P
+        sluice-load fanout-server --kind sluice|signalr|bare --port P [--redis HOST:PORT] [--history SIZE]
         sluice-load fanout --url WS --kind sluice|signalr|bare|node --subscribers N --publishes N [--rate PER_S]
+        sluice-load recovery --url WS --publish-url WS --clients N --missed N [--pid P] [--redis-pid P]
         sluice-load chart RESULTS.json OUT.svg
         sluice-load table RESULTS.json          (a markdown table of any results file)
         """);

@@ -32,6 +32,8 @@ public static class RedisBackplaneExtensions
         });
         builder.Services.AddSingleton<RedisTopicBackplane>();
         builder.Services.AddSingleton<ITopicBackplane>(services => services.GetRequiredService<RedisTopicBackplane>());
+        builder.Services.AddSingleton<ITopicHistoryBackplane>(services => services.GetRequiredService<RedisTopicBackplane>());
+        builder.Services.AddSingleton<ITopicPresenceBackplane>(services => services.GetRequiredService<RedisTopicBackplane>());
         builder.Services.AddHostedService(services => services.GetRequiredService<RedisTopicBackplane>());
         builder.Services.AddHealthChecks().AddCheck<RedisBackplaneHealthCheck>("redis-backplane", HealthStatus.Degraded);
         return builder;

@@ -81,6 +81,7 @@ internal sealed partial class RedisTopicBackplane : ITopicBackplane, IHostedServ
             {
                 Interlocked.Exchange(ref _publishFailing, 0);
                 Log.Reconnected(_logger, e.EndPoint?.ToString());
+                RestorePresence();
                 // Redis may have restarted empty: write this node's counts again.
                 foreach (var topic in _localCounts.Keys)
                 {
@@ -115,6 +116,7 @@ internal sealed partial class RedisTopicBackplane : ITopicBackplane, IHostedServ
                 var database = _redis.GetDatabase();
                 var cleanup = _localCounts.Keys.Select(topic => database.HashDeleteAsync(CountsKey(topic), _nodeField)).ToList();
                 cleanup.Add(database.KeyDeleteAsync(NodeKey(_nodeField)));
+                cleanup.Add(CleanupPresenceAsync(database));
                 await Task.WhenAll(cleanup).WaitAsync(TimeSpan.FromSeconds(5), cancellationToken);
             }
             catch (Exception ex) when (ex is RedisException or TimeoutException)
@@ -227,10 +229,12 @@ internal sealed partial class RedisTopicBackplane : ITopicBackplane, IHostedServ
                     queue = await _redis!.GetSubscriber().SubscribeAsync(Channel(topic));
                     queue.OnMessage(Receive);
                     _subscriptions[topic] = queue;
+                    MarkReceiving(topic);
                 }
                 else if (count == 0 && subscribed)
                 {
                     _subscriptions.Remove(topic);
+                    ForgetReceiving(topic);
                     await queue!.UnsubscribeAsync();
                 }
 
@@ -329,6 +333,13 @@ internal sealed partial class RedisTopicBackplane : ITopicBackplane, IHostedServ
     private void Receive(ChannelMessage received)
     {
         byte[]? envelope = received.Message;
+        if (envelope is { Length: > 0 } && envelope[0] == HistoryEnvelopeVersion)
+        {
+            // Delivered here too when this node published it: the channel's order is the offsets' order.
+            ReceiveHistory(((string)received.Channel!)[ChannelPrefix.Length..], envelope);
+            return;
+        }
+
         if (envelope is not { Length: >= EnvelopeHeaderLength } || envelope[0] != EnvelopeVersion)
         {
             _failures.Add(1, new KeyValuePair<string, object?>("operation", "decode"));

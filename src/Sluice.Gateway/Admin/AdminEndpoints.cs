@@ -9,6 +9,7 @@ using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
 using OpenTelemetry.Trace;
 using Sluice.Gateway.Configuration;
+using Sluice.Gateway.Configuration.Model;
 using Sluice.Gateway.Hosting;
 using Sluice.Topics;
 
@@ -125,7 +126,7 @@ internal static class AdminEndpoints
             return Results.Accepted();
         });
 
-        admin.MapPost("/topics/{topic}", async (string topic, HttpRequest request, IWebSocketTopics topics, IOptions<TopicOptions> topicOptions) =>
+        admin.MapPost("/topics/{topic}", async (string topic, string? @namespace, HttpRequest request, IWebSocketTopics topics, IOptions<TopicOptions> topicOptions) =>
         {
             // The pubsub handler's rule, so the admin API publishes to exactly the topics clients can subscribe to.
             if (TopicName.GetError(topic, topicOptions.Value.MaxTopicLength) is { } invalid)
@@ -143,8 +144,24 @@ internal static class AdminEndpoints
                 return Results.BadRequest(new { error = $"the body must be JSON: {ex.Message}" });
             }
 
-            await topics.PublishAsync(topic, PubSubProtocolExtensions.CreatePubSubMessage(topic, data));
-            return Results.Json(new { topic, subscribers = topics.GetSubscriberCount(topic) }, s_json);
+            // As the pubsub route of that namespace would publish it: with an offset when the route keeps history.
+            var route = runtime.Config.Routes.Select(r => r.Handler?.Type == "pubsub" ? r.Handler.Options as PubSubHandlerOptions ?? new PubSubHandlerOptions() : null)
+                .FirstOrDefault(o => o is not null && o.Namespace == @namespace);
+            if (route is null && @namespace is not null)
+            {
+                return Results.NotFound(new { error = $"no pubsub route has the namespace '{@namespace}'" });
+            }
+
+            try
+            {
+                await topics.PublishPubSubAsync(topic, data, PubSubPermissions.ToProtocolOptions(route ?? new PubSubHandlerOptions()));
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException and not ArgumentException)
+            {
+                return Results.Json(new { error = $"not published: the history is unavailable ({ex.GetType().Name})" }, s_json, statusCode: StatusCodes.Status503ServiceUnavailable);
+            }
+
+            return Results.Json(new { topic, subscribers = topics.GetSubscriberCount(TopicName.InNamespace(@namespace, topic)) }, s_json);
         });
 
         admin.MapPost("/tap", (string route, bool? enabled, MessageTap tap) =>

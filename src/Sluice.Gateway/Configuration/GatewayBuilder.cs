@@ -92,7 +92,7 @@ internal static class GatewayBuilder
 
         if (handler.BuiltIn is { } builtIn)
         {
-            return new HandlerRouteConfig(handler.Type, builder => builtIn.Map(builder, handler.Options));
+            return new HandlerRouteConfig(handler.Type, builder => builtIn.Map(builder, handler.Options), handler.Options);
         }
 
         try

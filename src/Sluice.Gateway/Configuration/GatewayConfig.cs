@@ -63,7 +63,8 @@ internal sealed record RouteConfig
 
 /// <param name="Type">The handler's type as the file names it (<c>echo</c>, or a plugin type name).</param>
 /// <param name="Map">Sets up the route's messages.</param>
-internal sealed record HandlerRouteConfig(string Type, Action<WebSocketEndpointBuilder> Map);
+/// <param name="Options">A built-in handler's options record (<see cref="Model.PubSubHandlerOptions"/>...), or null.</param>
+internal sealed record HandlerRouteConfig(string Type, Action<WebSocketEndpointBuilder> Map, object? Options = null);
 
 /// <summary>A created policy, with what identifies its configuration so that a reload can keep it if unchanged.</summary>
 internal sealed class PolicyInstance(string name, PolicyKind kind, object policy, PolicyCondition? when, string fingerprint)

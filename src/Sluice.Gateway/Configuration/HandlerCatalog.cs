@@ -38,16 +38,6 @@ internal static class BuiltInHandlers
     public static IReadOnlyDictionary<string, HandlerType> All { get; } = new Dictionary<string, HandlerType>(StringComparer.Ordinal)
     {
         ["echo"] = HandlerType.Create("echo", ws => ws.OnMessage((message, _) => message)),
-        ["pubsub"] = HandlerType.Create<PubSubHandlerOptions>("pubsub", (ws, o) =>
-        {
-            if (o.MaxSubscriptions is { } maxSubscriptions)
-            {
-                ws.UsePubSubProtocol(maxSubscriptions);
-            }
-            else
-            {
-                ws.UsePubSubProtocol();
-            }
-        }),
+        ["pubsub"] = HandlerType.Create<PubSubHandlerOptions>("pubsub", (ws, o) => ws.UsePubSubProtocol(PubSubPermissions.ToProtocolOptions(o))),
     };
 }

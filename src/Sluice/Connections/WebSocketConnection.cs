@@ -184,7 +184,7 @@ public abstract partial class WebSocketConnection
     public bool Subscribe(string topic) => TrySubscribe(topic, int.MaxValue) == SubscribeResult.Subscribed;
 
     /// <summary>Subscribes unless the connection already holds <paramref name="limit"/> topics (checked under the same lock as the add).</summary>
-    internal SubscribeResult TrySubscribe(string topic, int limit)
+    internal SubscribeResult TrySubscribe(string topic, int limit, TopicRecovery? recovery = null)
     {
         // Validated before the connection records it: an invalid name must not stay in the connection's set.
         Route.Topics.Validate(topic);
@@ -209,7 +209,7 @@ public abstract partial class WebSocketConnection
             topics.Add(topic);
         }
 
-        if (!Route.Topics.Subscribe(this, topic))
+        if (!Route.Topics.Subscribe(this, topic, recovery))
         {
             return SubscribeResult.AlreadySubscribed;
         }
@@ -302,11 +302,11 @@ public abstract partial class WebSocketConnection
 
     private ValueTask FlushClientAsync(CancellationToken cancellationToken) => FlushQuietlyAsync(_client, cancellationToken);
 
-    internal void DeliverTopic(TopicFrame frame)
+    internal void DeliverTopic(TopicFrame frame, bool replay = false)
     {
         if (!IsClosing)
         {
-            (_outbox ?? EnsureOutbox()).Enqueue(frame);
+            (_outbox ?? EnsureOutbox()).Enqueue(frame, replay);
         }
     }
 

@@ -8,12 +8,16 @@ namespace Sluice.Topics;
 /// </summary>
 internal sealed class TopicFrame
 {
-    private TopicFrame(WebSocketMessage message, byte[] bytes, int headerLength)
+    private TopicFrame(WebSocketMessage message, byte[] bytes, int headerLength, long offset)
     {
         Message = message;
         Bytes = bytes;
         HeaderLength = headerLength;
+        Offset = offset;
     }
+
+    /// <summary>The message's offset in its topic's history, or 0 for a topic without history (or an event like join).</summary>
+    public long Offset { get; }
 
     /// <summary>The message, owning its payload, for subscribers whose route runs outbound interceptors.</summary>
     public WebSocketMessage Message { get; }
@@ -23,7 +27,7 @@ internal sealed class TopicFrame
 
     public int HeaderLength { get; }
 
-    public static TopicFrame Create(WebSocketMessage message)
+    public static TopicFrame Create(WebSocketMessage message, long offset = 0)
     {
         var payload = message.Payload.Span;
         var headerLength = payload.Length < 126 ? 2 : payload.Length <= ushort.MaxValue ? 4 : 10;
@@ -48,6 +52,6 @@ internal sealed class TopicFrame
 
         // The frame's payload bytes double as the message's: one copy of the published data, whatever happens.
         var owned = WebSocketMessage.Create(message.Type, bytes.AsMemory(headerLength));
-        return new TopicFrame(owned, bytes, headerLength);
+        return new TopicFrame(owned, bytes, headerLength, offset);
     }
 }

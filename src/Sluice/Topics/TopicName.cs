@@ -44,4 +44,44 @@ public static class TopicName
 
         return null;
     }
+
+    // A control character cannot be in a topic name, so a namespaced name never equals a plain one or another
+    // namespace's.
+    private const char NamespaceSeparator = '\u001F';
+
+    /// <summary>
+    /// Gets the name under which the topic <paramref name="topic"/> of namespace <paramref name="namespace"/> is
+    /// published and subscribed (what <see cref="PubSubProtocolOptions.Namespace"/> does): it never equals a topic
+    /// of another namespace or of none. Returns <paramref name="topic"/> when <paramref name="namespace"/> is null.
+    /// </summary>
+    public static string InNamespace(string? @namespace, string topic)
+    {
+        ArgumentNullException.ThrowIfNull(topic);
+        if (@namespace is null)
+        {
+            return topic;
+        }
+
+        if (@namespace.Length == 0 || @namespace.Contains(NamespaceSeparator, StringComparison.Ordinal))
+        {
+            throw new ArgumentException("a namespace is a non-empty name without control characters", nameof(@namespace));
+        }
+
+        return string.Concat(NamespaceSeparator.ToString(), @namespace, NamespaceSeparator.ToString(), topic);
+    }
+
+    /// <summary>The topic part of a name from <see cref="InNamespace"/> (the name itself when it has no namespace).</summary>
+    internal static string WithoutNamespace(string name)
+    {
+        if (name.Length > 0 && name[0] == NamespaceSeparator)
+        {
+            var end = name.IndexOf(NamespaceSeparator, 1);
+            if (end > 0)
+            {
+                return name[(end + 1)..];
+            }
+        }
+
+        return name;
+    }
 }

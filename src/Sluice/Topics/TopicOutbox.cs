@@ -19,10 +19,12 @@ internal sealed class TopicOutbox(WebSocketConnection connection, TopicBus bus)
     private int _count;
     private int _draining;
 
-    public void Enqueue(TopicFrame frame)
+    /// <param name="frame">The frame.</param>
+    /// <param name="replay">A replay of history the client asked for: bounded by the history's size, not the queue's capacity.</param>
+    public void Enqueue(TopicFrame frame, bool replay = false)
     {
         var options = bus.Options;
-        if (Interlocked.Increment(ref _count) > options.SubscriberQueueCapacity)
+        if (Interlocked.Increment(ref _count) > options.SubscriberQueueCapacity && !replay)
         {
             switch (options.SlowSubscriberMode)
             {

@@ -204,7 +204,7 @@ internal sealed record HandlerModel
     [Description("A built-in handler (echo, pubsub, http) or a plugin type 'Namespace.Type, Assembly'.")]
     public string Type { get; init; } = string.Empty;
 
-    [Description("The handler's options: pubsub takes maxSubscriptions, echo and http none; a plugin's bind to its options class.")]
+    [Description("The handler's options: pubsub takes maxSubscriptions, namespace, permissions, history and presence; echo and http none; a plugin's bind to its options class.")]
     public JsonNode? Options { get; init; }
 
     [Description("The http handler only: the URL (http:// or https://) each message is POSTed to.")]
@@ -237,8 +237,53 @@ internal sealed record PolicyModel
 internal sealed record PubSubHandlerOptions
 {
     [Range(1, 1_000_000)]
-    [Description("The most topics one connection may subscribe to.")]
+    [Description("The most topics one connection may subscribe to; a subscribe beyond it is answered with status 429. Default 100.")]
     public int? MaxSubscriptions { get; init; }
+
+    [Description("The route's topic namespace: its topics are separate from other routes' topics of the same name. Default none (shared).")]
+    public string? Namespace { get; init; }
+
+    [Description("Who may subscribe and publish: the first entry whose topics glob matches decides; none matches, denied. Default: every topic open.")]
+    public IReadOnlyList<PubSubPermissionModel>? Permissions { get; init; }
+
+    [Description("Keep each topic's latest messages, with offsets and an epoch, for clients that reconnect with since.")]
+    public PubSubHistoryModel? History { get; init; }
+
+    [Description("Answer {\"op\":\"presence\"} with the topic's subscribers on every node; joinLeave adds join and leave events.")]
+    public PubSubPresenceModel? Presence { get; init; }
+}
+
+/// <summary>One entry of the pubsub handler's <c>permissions</c>.</summary>
+internal sealed record PubSubPermissionModel
+{
+    [Required]
+    [Description("A topic glob: * matches any characters, ${subject} the connection's subject.")]
+    public string Topics { get; init; } = string.Empty;
+
+    [Description("Who may subscribe (and ask for presence): *, authenticated, subject:NAME, claim:NAME=VALUE. Default nobody.")]
+    public IReadOnlyList<string> Subscribe { get; init; } = [];
+
+    [Description("Who may publish: *, authenticated, subject:NAME, claim:NAME=VALUE. Default nobody.")]
+    public IReadOnlyList<string> Publish { get; init; } = [];
+}
+
+/// <summary>The pubsub handler's <c>history</c>.</summary>
+internal sealed record PubSubHistoryModel
+{
+    [Range(1, TopicHistoryOptions.MaxSize)]
+    [Description("How many of each topic's latest messages are kept (at most 100000). Default 100.")]
+    public int Size { get; init; } = 100;
+
+    [Range(1, 604_800)]
+    [Description("How long a message is kept, in seconds (at most a week). Default 600.")]
+    public int TtlSeconds { get; init; } = 600;
+}
+
+/// <summary>The pubsub handler's <c>presence</c>.</summary>
+internal sealed record PubSubPresenceModel
+{
+    [Description("Subscribers receive {\"op\":\"join\"|\"leave\",\"topic\":T,\"subject\":S} as others come and go. Default false.")]
+    public bool JoinLeave { get; init; }
 }
 
 /// <summary>A key whose value may be one string instead of a list of strings.</summary>

@@ -151,6 +151,11 @@ internal static class RouteValidator
 
             var before = errors.Count;
             var options = handler.Options is null ? null : new ModelReader(errors).Read(handler.Options, builtIn.OptionsType, $"{path}.options");
+            if (options is PubSubHandlerOptions pubsub)
+            {
+                PubSubPermissions.Validate(pubsub, $"{path}.options", errors);
+            }
+
             return errors.Count == before ? new HandlerDefinition(type, builtIn, null, options) : null;
         }
 
