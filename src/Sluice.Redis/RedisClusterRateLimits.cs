@@ -22,8 +22,8 @@ internal sealed partial class RedisClusterRateLimits(RedisWebSocketCluster clust
     private readonly RedisBackplaneOptions _options = options.Value;
     private int _fallback;
 
-    /// <summary>Gets whether cluster budgets are counted per node now, because Redis could not answer the last call.</summary>
-    public bool IsFallingBack => Volatile.Read(ref _fallback) == 1;
+    /// <summary>Gets whether cluster budgets are counted per node now: Redis could not answer the last call, or is unreachable.</summary>
+    public bool IsFallingBack => Volatile.Read(ref _fallback) == 1 || cluster.Redis is not { IsConnected: true };
 
     public ValueTask<bool?> TryAcquireTokenAsync(string key, int tokenLimit, int tokensPerPeriod, TimeSpan period, CancellationToken cancellationToken = default) =>
         AcquireAsync(redis => new RedisTokenBucketRateLimiter<string>(Key(key), new RedisTokenBucketRateLimiterOptions
