@@ -68,6 +68,11 @@ internal sealed partial class RedisClusterRateLimits(RedisWebSocketCluster clust
             FallBack(ex);
             return null;
         }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // The connection or request went away while Redis answered: nothing is let through for it.
+            return false;
+        }
     }
 
     private void FallBack(Exception? exception)
