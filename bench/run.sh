@@ -4,7 +4,7 @@
 # core 1. See docs/benchmarks.md for what each figure means and the latest results.
 #
 #   bench/run.sh                  everything: echo, proxies, memory, fanout (about 15 minutes)
-#   bench/run.sh proxies          one part: echo | proxies | memory | fanout | fanout-redis | recovery
+#   bench/run.sh proxies          one part: echo | proxies | memory | fanout | fanout-redis | recovery | fanout-cluster
 #   SECONDS_PER_RUN=5 bench/run.sh proxies    shorter runs
 #
 # Results: artifacts/bench/<part>.json (one object per target), <part>.md (a table), proxies.svg (the chart).
@@ -26,7 +26,10 @@ if [[ ${#missing[@]} -gt 0 ]]; then
   echo "==> installing ${missing[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-[[ -d bench/node/node_modules ]] || (cd bench/node && npm ci --no-audit --no-fund --loglevel=error)
+# node's ws peer serves the single-node parts only; the Redis parts run Sluice nodes alone.
+if [[ " ${parts[*]} " =~ \ (echo|proxies|memory|fanout)\  ]]; then
+  [[ -d bench/node/node_modules ]] || (cd bench/node && npm ci --no-audit --no-fund --loglevel=error)
+fi
 
 echo "==> dotnet build"
 dotnet build bench/Sluice.LoadTest -c Release -nologo -v quiet -clp:ErrorsOnly
@@ -253,6 +256,29 @@ for part in "${parts[@]}"; do
     stop "$node_a"; stop "$node_b"; stop "$redis"
     collect recovery
     ;;
-  *) echo "unknown part: $part (echo, proxies, memory, fanout, fanout-redis, recovery)" >&2; exit 2 ;;
+  fanout-cluster)
+    # Three Sluice nodes on one redis-server, 10,000 subscribers spread over them in turn, the publisher on node A:
+    # two thirds of the deliveries cross Redis. The nodes on core 0, Redis and the clients on core 1; Redis's CPU is
+    # read from /proc/PID/stat before and after. Not part of the default run (it is the second release's cluster figure).
+    : >"$out/fanout-cluster.jsonl"
+    REDIS_PORT=7379
+    start redis 1 $REDIS_PORT redis-server --port $REDIS_PORT --bind 127.0.0.1 --save "" --appendonly no
+    redis=$started
+    for subscribers in ${CLUSTER_SUBSCRIBERS:-10000}; do
+      start node-a 0 7001 "${LOAD[@]}" fanout-server --kind sluice --port 7001 --redis 127.0.0.1:$REDIS_PORT
+      node_a=$started
+      start node-b 0 7002 "${LOAD[@]}" fanout-server --kind sluice --port 7002 --redis 127.0.0.1:$REDIS_PORT
+      node_b=$started
+      start node-c 0 7003 "${LOAD[@]}" fanout-server --kind sluice --port 7003 --redis 127.0.0.1:$REDIS_PORT
+      node_c=$started
+      taskset -c 1 "${LOAD[@]}" fanout --name "sluice-cluster-3" --kind sluice --url "ws://127.0.0.1:7001/ws" \
+        --urls "ws://127.0.0.1:7001/ws,ws://127.0.0.1:7002/ws,ws://127.0.0.1:7003/ws" --publish-url "ws://127.0.0.1:7001/ws" \
+        --subscribers $subscribers --publishes 200 --settle-ms 3000 --pid "$node_a" --redis-pid "$redis" | tee -a "$out/fanout-cluster.jsonl" || true
+      stop "$node_a"; stop "$node_b"; stop "$node_c"; sleep 1
+    done
+    stop "$redis"
+    collect fanout-cluster
+    ;;
+  *) echo "unknown part: $part (echo, proxies, memory, fanout, fanout-redis, recovery, fanout-cluster)" >&2; exit 2 ;;
   esac
 done

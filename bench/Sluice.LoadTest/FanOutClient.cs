@@ -24,6 +24,9 @@ internal static class FanOutClient
         var publishes = args.Int("publishes", 200);
         var rate = args.Double("rate", 0);
         int? pid = args.Flag("pid") ? args.Int("pid") : null;
+        // --urls: subscribers spread over several nodes in turn (a cluster through Redis); --redis-pid: charge Redis its CPU.
+        var urls = args.Flag("urls") ? args.String("urls").Split(',').Select(u => new Uri(u)).ToArray() : [url];
+        int? redisPid = args.Flag("redis-pid") ? args.Int("redis-pid") : null;
 
         var arrivals = new int[publishes];
         var lastArrival = new long[publishes];
@@ -36,7 +39,7 @@ internal static class FanOutClient
             await gate.WaitAsync();
             try
             {
-                subscribers[i] = await ConnectAsync(url, kind, subscriber: true);
+                subscribers[i] = await ConnectAsync(urls[i % urls.Length], kind, subscriber: true);
             }
             finally
             {
@@ -49,6 +52,7 @@ internal static class FanOutClient
         await Task.Delay(args.Int("settle-ms", 1000)); // subscriptions settle (SignalR's group joins and Redis subscriptions are asynchronous)
 
         var before = ProcStat.Read(pid);
+        var redisBefore = ProcStat.Read(redisPid);
         var clock = Stopwatch.StartNew();
         var interval = rate > 0 ? TimeSpan.FromSeconds(1 / rate) : TimeSpan.Zero;
         for (var seq = 0; seq < publishes; seq++)
@@ -82,6 +86,7 @@ internal static class FanOutClient
 
         var elapsed = Stopwatch.GetElapsedTime(0, lastArrival.Max()).TotalSeconds - Stopwatch.GetElapsedTime(0, published[0]).TotalSeconds;
         var after = ProcStat.Read(pid);
+        var redisAfter = ProcStat.Read(redisPid);
         var delivered = arrivals.Sum(a => (long)Math.Min(a, count));
         var times = Enumerable.Range(0, publishes).Where(s => arrivals[s] >= count)
             .Select(s => Stopwatch.GetElapsedTime(published[s], lastArrival[s]).TotalMilliseconds).Order().ToArray();
@@ -101,6 +106,9 @@ internal static class FanOutClient
             outOfOrder = state.OutOfOrder,
             serverCpuUsPerDelivery = before is { } b && after is { } a && delivered > 0 ? Math.Round((a.CpuSeconds - b.CpuSeconds) * 1e6 / delivered, 2) : (double?)null,
             serverPeakRssMiB = after is { } p ? Math.Round(p.PeakRssBytes / 1048576.0, 1) : (double?)null,
+            nodes = urls.Length,
+            redisCpuSeconds = redisBefore is { } rb && redisAfter is { } ra ? Math.Round(ra.CpuSeconds - rb.CpuSeconds, 2) : (double?)null,
+            redisCpuPercent = redisBefore is { } rb2 && redisAfter is { } ra2 && elapsed > 0 ? Math.Round((ra2.CpuSeconds - rb2.CpuSeconds) * 100 / elapsed, 1) : (double?)null,
         }));
 
         foreach (var socket in subscribers.Append(publisher))

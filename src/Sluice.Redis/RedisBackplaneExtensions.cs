@@ -1,4 +1,5 @@
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
 using Sluice.Redis;
@@ -11,7 +12,10 @@ public static class RedisBackplaneExtensions
     /// <summary>
     /// Makes topics span every node that uses the same Redis and <see cref="RedisBackplaneOptions.ChannelPrefix"/>:
     /// a message published on any node reaches subscribers on every node. Also adds a <c>redis-backplane</c> health
-    /// check, degraded while Redis is unreachable (the node still serves its own subscribers then).
+    /// check, degraded while Redis is unreachable (the node still serves its own subscribers then). It also makes the
+    /// node part of a cluster (<see cref="IWebSocketCluster"/>: a node registry with heartbeats and requests between
+    /// nodes), so that <see cref="IWebSocketUsers"/> reaches every node and <see cref="IClusterRateLimits"/> counts
+    /// in Redis, with a <c>cluster-rate-limits</c> health check, degraded while those budgets count per node.
     /// </summary>
     /// <param name="builder">The builder returned by <c>AddSluice()</c>.</param>
     /// <param name="configuration">The StackExchange.Redis configuration string, e.g. <c>127.0.0.1:6379</c>.</param>
@@ -36,6 +40,14 @@ public static class RedisBackplaneExtensions
         builder.Services.AddSingleton<ITopicPresenceBackplane>(services => services.GetRequiredService<RedisTopicBackplane>());
         builder.Services.AddHostedService(services => services.GetRequiredService<RedisTopicBackplane>());
         builder.Services.AddHealthChecks().AddCheck<RedisBackplaneHealthCheck>("redis-backplane", HealthStatus.Degraded);
+
+        // The cluster: a node registry, requests between nodes, and budgets shared by every node.
+        builder.Services.AddSingleton<RedisWebSocketCluster>();
+        builder.Services.Replace(ServiceDescriptor.Singleton<IWebSocketCluster>(services => services.GetRequiredService<RedisWebSocketCluster>()));
+        builder.Services.AddHostedService(services => services.GetRequiredService<RedisWebSocketCluster>());
+        builder.Services.AddSingleton<RedisClusterRateLimits>();
+        builder.Services.Replace(ServiceDescriptor.Singleton<IClusterRateLimits>(services => services.GetRequiredService<RedisClusterRateLimits>()));
+        builder.Services.AddHealthChecks().AddCheck<ClusterRateLimitsHealthCheck>("cluster-rate-limits", HealthStatus.Degraded);
         return builder;
     }
 }

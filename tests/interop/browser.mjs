@@ -94,6 +94,9 @@ async function dashboard(adminKey, shots) {
 
   await page.waitForFunction(() => document.querySelector('#connections').innerText === '1', null, { timeout: 15000 })
     .catch(() => fail('the count did not go to 1 when a client connected'));
+  await page.waitForFunction(() => document.querySelector('#cluster-connections').innerText === '1'
+      && document.querySelector('#node-picker').options.length === 1, null, { timeout: 15000 })
+    .catch(() => fail('the cluster totals or the node picker did not show this node and its connection'));
   await page.waitForFunction(() => parseFloat(document.querySelector('#rate-in').innerText) > 0, null, { timeout: 15000 })
     .catch(() => fail('the inbound message rate stayed at zero'));
   await page.waitForFunction((before) => document.querySelector('#chart').toDataURL() !== before, chartBefore, { timeout: 15000 })

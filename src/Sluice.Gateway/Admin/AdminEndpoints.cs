@@ -40,6 +40,7 @@ internal static class AdminEndpoints
         services.AddSingleton<DashboardState>();
         services.AddSingleton<MessageTap>();
         services.AddSingleton<DashboardSnapshots>();
+        services.AddSingleton<ClusterAdmin>();
         var feed = new OutcomeFeed();
         services.AddSingleton(feed);
         services.AddLogging(logging =>
@@ -57,7 +58,11 @@ internal static class AdminEndpoints
         app.Use((context, next) => authentication.InvokeAsync(context, next));
         app.Services.GetRequiredService<DashboardState>();
 
-        app.MapHealthChecks(path + "/healthz", new HealthCheckOptions { ResultStatusCodes = { [Microsoft.Extensions.Diagnostics.HealthChecks.HealthStatus.Degraded] = 200 } });
+        app.MapHealthChecks(path + "/healthz", new HealthCheckOptions
+        {
+            ResultStatusCodes = { [Microsoft.Extensions.Diagnostics.HealthChecks.HealthStatus.Degraded] = 200 },
+            ResponseWriter = WriteHealthAsync,
+        });
         app.MapPrometheusScrapingEndpoint(path + "/metrics");
 
         var admin = app.MapGroup(path);
@@ -70,41 +75,24 @@ internal static class AdminEndpoints
             return authentication.Login(context, form?["key"].ToString());
         }).DisableAntiforgery();
 
-        admin.MapGet("/connections", (IWebSocketConnectionRegistry registry, string? route, string? subject) =>
-            Results.Json(registry.List(route, subject).OrderBy(c => c.ConnectedAt).Select(Describe), s_json));
+        // Every node's connections, and send and close by id on whichever node holds the connection (ClusterAdmin).
+        var cluster = app.Services.GetRequiredService<ClusterAdmin>();
+        admin.MapGet("/connections", (HttpContext context, string? route, string? subject, string? node) => cluster.ListAsync(context, route, subject, node));
 
-        admin.MapPost("/connections/{id}/send", async (string id, string? to, HttpRequest request, IWebSocketConnectionRegistry registry) =>
+        admin.MapPost("/connections/{id}/send", async (HttpContext context, string id, string? to, HttpRequest request) =>
         {
-            if (!registry.TryGet(id, out var connection))
+            if (to is not (null or "client" or "backend"))
             {
-                return Results.NotFound(new { error = $"no open connection '{id}'" });
+                return Results.BadRequest(new { error = "to must be client or backend" });
             }
 
             using var reader = new StreamReader(request.Body, Encoding.UTF8);
-            var message = WebSocketMessage.FromText(await reader.ReadToEndAsync());
-            switch (to ?? "client")
-            {
-                case "client":
-                    await connection.SendToClientAsync(message);
-                    return Results.Accepted();
-                case "backend" when connection is ProxyConnection proxied:
-                    await proxied.SendToBackendAsync(message);
-                    return Results.Accepted();
-                case "backend":
-                    return Results.BadRequest(new { error = "the connection is hosted by the gateway, not proxied: there is no backend leg" });
-                default:
-                    return Results.BadRequest(new { error = "to must be client or backend" });
-            }
+            return await cluster.SendAsync(context, id, to ?? "client", await reader.ReadToEndAsync());
         });
 
         // code is read as text so that "abc" or an overflow gets the same explained 400 as a code out of range.
-        admin.MapPost("/connections/{id}/close", (string id, string? code, string? reason, IWebSocketConnectionRegistry registry) =>
+        admin.MapPost("/connections/{id}/close", async (HttpContext context, string id, string? code, string? reason) =>
         {
-            if (!registry.TryGet(id, out var connection))
-            {
-                return Results.NotFound(new { error = $"no open connection '{id}'" });
-            }
-
             var status = (int)WebSocketCloseStatus.PolicyViolation;
             if (code is not null && !int.TryParse(code, NumberStyles.None, CultureInfo.InvariantCulture, out status))
             {
@@ -122,8 +110,23 @@ internal static class AdminEndpoints
                 return Results.BadRequest(new { error = $"reason is {Encoding.UTF8.GetByteCount(reason)} bytes of UTF-8; a close frame holds at most {WebSocketCloseReason.MaxBytes}" });
             }
 
-            _ = connection.CloseAsync((WebSocketCloseStatus)status, reason ?? "closed by an administrator");
-            return Results.Accepted();
+            return await cluster.CloseAsync(context, id, status, reason ?? "closed by an administrator");
+        });
+
+        admin.MapGet("/nodes", (CancellationToken cancellationToken) => cluster.NodesAsync(cancellationToken));
+
+        // User targeting: every connection of the subject on every node, after the outbound chain.
+        admin.MapPost("/subjects/{subject}/send", async (HttpContext context, string subject, IWebSocketUsers users) =>
+        {
+            using var reader = new StreamReader(context.Request.Body, Encoding.UTF8);
+            var result = await users.SendToSubjectAsync(subject, WebSocketMessage.FromText(await reader.ReadToEndAsync()), context.RequestAborted);
+            if (result.IsPartial)
+            {
+                context.Response.Headers["Sluice-Partial"] = "true";
+                context.Response.Headers["Sluice-Missing-Nodes"] = string.Join(",", result.Missing);
+            }
+
+            return Results.Json(new { subject, delivered = result.Delivered, nodes = result.Nodes, partial = result.IsPartial, missing = result.Missing }, s_json);
         });
 
         admin.MapPost("/topics/{topic}", async (string topic, string? @namespace, HttpRequest request, IWebSocketTopics topics, IOptions<TopicOptions> topicOptions) =>
@@ -176,12 +179,29 @@ internal static class AdminEndpoints
         });
 
         admin.MapGet("/events", (HttpContext context, DashboardSnapshots snapshots) => snapshots.StreamAsync(context));
-        admin.MapGet("/snapshot", (DashboardSnapshots snapshots) => Results.Json(snapshots.Create(0).Snapshot, s_json));
+        admin.MapGet("/snapshot", (HttpContext context, string? node, DashboardSnapshots snapshots) =>
+            node is null || node == cluster.NodeId ? Task.FromResult(Results.Json(snapshots.Create(0).Snapshot, s_json)) : cluster.SnapshotAsync(context, node));
     }
 
-    public static object Describe(WebSocketConnection connection) => new
+    /// <summary>
+    /// healthz as JSON: the overall status and each check's status and description, so that an operator sees why a
+    /// node is degraded (Redis unreachable, cluster rate limits counting per node) and not only that it is.
+    /// </summary>
+    private static Task WriteHealthAsync(HttpContext context, Microsoft.Extensions.Diagnostics.HealthChecks.HealthReport report)
+    {
+        context.Response.ContentType = "application/json";
+        var body = new
+        {
+            status = report.Status.ToString(),
+            checks = report.Entries.ToDictionary(e => e.Key, e => new { status = e.Value.Status.ToString(), description = e.Value.Description }),
+        };
+        return context.Response.WriteAsync(JsonSerializer.Serialize(body, s_json));
+    }
+
+    public static object Describe(WebSocketConnection connection, string node) => new
     {
         id = connection.Id,
+        node,
         route = connection.RoutePattern,
         subject = connection.Subject,
         remoteIp = connection.RemoteIpAddress?.ToString(),

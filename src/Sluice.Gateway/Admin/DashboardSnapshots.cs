@@ -11,6 +11,7 @@ internal sealed class DashboardSnapshots(
     MessageTap tap,
     IWebSocketConnectionRegistry registry,
     IWebSocketTopics topics,
+    IWebSocketCluster cluster,
     IHostApplicationLifetime lifetime)
 {
     private const int ListedConnections = 200;
@@ -24,6 +25,7 @@ internal sealed class DashboardSnapshots(
         var snapshot = new
         {
             at = DateTimeOffset.UtcNow,
+            node = cluster.NodeId,
             connections = registry.Count,
             maxConnections = registry.MaxConnections,
             routes = config.Routes.Select(route => new
@@ -47,7 +49,7 @@ internal sealed class DashboardSnapshots(
                 return new { route = route.Path, target = config.Secrets.Conceal(route.Proxy!.Target), status, lastConnectMs = milliseconds, lastConnectAt = at, lastFailure = failure?.Reason, lastFailureAt = failure?.At };
             }),
             topics = topics.GetTopics().OrderByDescending(t => t.Value).Take(50).Select(t => new { topic = t.Key, subscribers = t.Value }),
-            list = connections.OrderByDescending(c => c.ConnectedAt).Take(ListedConnections).Select(AdminEndpoints.Describe),
+            list = connections.OrderByDescending(c => c.ConnectedAt).Take(ListedConnections).Select(c => AdminEndpoints.Describe(c, cluster.NodeId)),
             tap = new { routes = tap.EnabledRoutes(), entries = tapEntries },
         };
         return (snapshot, tapEntries.Count > 0 ? tapEntries[^1].Sequence : tapSequence);

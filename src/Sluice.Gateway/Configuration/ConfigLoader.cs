@@ -61,6 +61,7 @@ internal static class ConfigLoader
         var trustedProxies = model.Forwarded is { } forwarded ? ForwardedValidator.Validate(forwarded, errors) : [];
         var plugins = new PluginCatalog(baseDirectory);
         var definitions = PolicyValidator.Validate(model.Policies, plugins, baseDirectory, errors);
+        BackplaneValidator.ValidateScopes(definitions, model.Backplane, errors);
         var handlers = RouteValidator.Validate(routes, plugins, errors);
         var policies = GatewayBuilder.CreatePolicies(definitions, services, baseDirectory, previous, errors);
         PolicyReferenceValidator.Validate(routes, policies, errors);

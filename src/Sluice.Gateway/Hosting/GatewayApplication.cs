@@ -123,7 +123,14 @@ internal static class GatewayApplication
             o.Limits.RequestHeadersTimeout = RequestHeadersTimeout;
         });
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(preview.Limits.DrainSeconds));
-        var sluice = builder.Services.AddSluice(o => o.MaxConnections = preview.Limits.MaxConnections);
+        var sluice = builder.Services.AddSluice(o =>
+        {
+            o.MaxConnections = preview.Limits.MaxConnections;
+            if (preview.Backplane?.NodeId is { } nodeId)
+            {
+                o.NodeId = nodeId;
+            }
+        });
         if (preview.Backplane is { } backplane)
         {
             // Read at start only, as the listen addresses are: a node does not change clusters on reload.

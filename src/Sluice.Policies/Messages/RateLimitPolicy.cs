@@ -24,6 +24,19 @@ public enum MessageRateLimitPartition
     Ip,
 }
 
+/// <summary>Where a rate limit's budget is counted.</summary>
+public enum RateLimitScope
+{
+    /// <summary>On each node: every node gives the full budget.</summary>
+    Node,
+
+    /// <summary>
+    /// Once for the whole cluster, in the store of <see cref="IClusterRateLimits"/> (Redis, with <c>AddRedisBackplane</c>):
+    /// the budget is shared by every node. While the store cannot answer, each node counts on its own.
+    /// </summary>
+    Cluster,
+}
+
 /// <summary>Options of <see cref="RateLimitPolicy"/> (<c>rate-limit</c>).</summary>
 public sealed class RateLimitPolicyOptions : ActionPolicyOptions
 {
@@ -49,6 +62,9 @@ public sealed class RateLimitPolicyOptions : ActionPolicyOptions
     /// </summary>
     public int MaxKeys { get; set; } = DefaultMaxKeys;
 
+    /// <summary>Gets or sets where the budget is counted: on each node (the default) or once for the cluster.</summary>
+    public RateLimitScope Scope { get; set; } = RateLimitScope.Node;
+
     /// <summary>The default of <see cref="MaxKeys"/>.</summary>
     public const int DefaultMaxKeys = 1000;
 
@@ -73,6 +89,11 @@ public sealed class RateLimitPolicyOptions : ActionPolicyOptions
         if (!Enum.IsDefined(PartitionBy))
         {
             yield return new("partitionBy", "must be connection, subject or ip");
+        }
+
+        if (!Enum.IsDefined(Scope))
+        {
+            yield return new("scope", "must be node or cluster");
         }
 
         if (Key is not null && !JsonPointers.IsValid(Key))
@@ -117,6 +138,8 @@ public sealed class RateLimitPolicy : MessagePolicy, IDisposable
 
     private readonly RateLimitPolicyOptions _options;
     private readonly TimeProvider _time;
+    private readonly IClusterRateLimits? _cluster;
+    private readonly string _clusterKey;
     private readonly JsonPointer? _key;
     private readonly string _rejection;
     private readonly string _tooManyKeys;
@@ -136,12 +159,27 @@ public sealed class RateLimitPolicy : MessagePolicy, IDisposable
     /// <param name="name">The policy's name, in rejections, logs and metrics.</param>
     /// <param name="timeProvider">The clock the buckets refill by. Default: <see cref="TimeProvider.System"/>.</param>
     public RateLimitPolicy(RateLimitPolicyOptions options, string name = "rate-limit", TimeProvider? timeProvider = null)
+        : this(options, name, timeProvider, null)
+    {
+    }
+
+    /// <summary>Creates the policy, with the cluster's shared budgets for <see cref="RateLimitScope.Cluster"/>.</summary>
+    /// <param name="options">The options.</param>
+    /// <param name="name">The policy's name, in rejections, logs, metrics and the budgets' keys in the cluster.</param>
+    /// <param name="timeProvider">The clock the node's buckets refill by; null for <see cref="TimeProvider.System"/>.</param>
+    /// <param name="cluster">
+    /// Where cluster budgets are counted; null counts on this node whatever the scope. The node's buckets are used too
+    /// while the cluster's store cannot answer.
+    /// </param>
+    public RateLimitPolicy(RateLimitPolicyOptions options, string name, TimeProvider? timeProvider, IClusterRateLimits? cluster)
         : base(name)
     {
         ArgumentNullException.ThrowIfNull(options);
         PolicyValidation.ThrowIfInvalid(options, name);
         _options = options;
         _time = timeProvider ?? TimeProvider.System;
+        _cluster = options.Scope == RateLimitScope.Cluster ? cluster : null;
+        _clusterKey = "rate-limit:" + name + ":";
         _key = options.Key is null ? null : JsonPointers.Parse(options.Key, "key");
         _rejection = string.Create(CultureInfo.InvariantCulture, $"rate limit exceeded: {options.Permits} per {options.PerSeconds} s");
         _tooManyKeys = string.Create(CultureInfo.InvariantCulture, $"rate limit exceeded: at most {options.MaxKeys} distinct {options.Key} values at once");
@@ -166,7 +204,38 @@ public sealed class RateLimitPolicy : MessagePolicy, IDisposable
     {
         var partition = _connectionKeys.GetValue(context.Connection, _createConnectionKey);
         var key = _key is { } pointer ? KeyValue(context, pointer) : string.Empty;
-        switch (TryAcquire(partition, key))
+        if (_cluster is not null)
+        {
+            return ApplyClusterAsync(context, next, partition, key);
+        }
+
+        return Apply(context, next, TryAcquire(partition, key));
+    }
+
+    private async ValueTask ApplyClusterAsync(MessageContext context, MessageDelegate next, string partition, string key)
+    {
+        // maxKeys still bounds the values a partition holds on this node, so that a client cannot make Redis hold its strings without end.
+        var local = TryAcquire(partition, key);
+        if (local == Outcome.TooManyKeys)
+        {
+            await Apply(context, next, local);
+            return;
+        }
+
+        var shared = await _cluster!.TryAcquireTokenAsync(_clusterKey + partition + "|" + key, (int)_tokenLimit, _options.Permits,
+            TimeSpan.FromSeconds(_options.PerSeconds), context.Connection.Closed);
+        var outcome = shared switch
+        {
+            true => Outcome.Acquired,
+            false => Outcome.Rejected,
+            null => local, // the store cannot answer: this node's bucket decides
+        };
+        await Apply(context, next, outcome);
+    }
+
+    private ValueTask Apply(MessageContext context, MessageDelegate next, Outcome outcome)
+    {
+        switch (outcome)
         {
             case Outcome.Acquired:
                 return next(context);

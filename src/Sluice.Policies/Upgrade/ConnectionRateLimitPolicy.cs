@@ -26,6 +26,9 @@ public sealed class ConnectionRateLimitPolicyOptions : IPolicyOptions
     /// <summary>Gets or sets how budgets are partitioned. Default: per IP.</summary>
     public ConnectionRateLimitPartition PartitionBy { get; set; } = ConnectionRateLimitPartition.Ip;
 
+    /// <summary>Gets or sets where the budget is counted: on each node (the default) or once for the cluster.</summary>
+    public RateLimitScope Scope { get; set; } = RateLimitScope.Node;
+
     /// <inheritdoc />
     public IEnumerable<PolicyOptionError> Validate()
     {
@@ -43,6 +46,11 @@ public sealed class ConnectionRateLimitPolicyOptions : IPolicyOptions
         {
             yield return new("partitionBy", "must be ip or subject");
         }
+
+        if (!Enum.IsDefined(Scope))
+        {
+            yield return new("scope", "must be node or cluster");
+        }
     }
 }
 
@@ -59,6 +67,7 @@ public sealed class ConnectionRateLimitPolicy : IUpgradePolicy, IDisposable
 {
     private readonly ConnectionRateLimitPolicyOptions _options;
     private readonly TimeProvider _time;
+    private readonly IClusterRateLimits? _cluster;
     private readonly long _windowTicks;
     private readonly string _rejection;
     private readonly Dictionary<string, Window> _windows = new(StringComparer.Ordinal);
@@ -69,12 +78,23 @@ public sealed class ConnectionRateLimitPolicy : IUpgradePolicy, IDisposable
     /// <param name="name">The policy's name, in logs.</param>
     /// <param name="timeProvider">The clock the windows follow. Default: <see cref="TimeProvider.System"/>.</param>
     public ConnectionRateLimitPolicy(ConnectionRateLimitPolicyOptions options, string name = "connection-rate-limit", TimeProvider? timeProvider = null)
+        : this(options, name, timeProvider, null)
+    {
+    }
+
+    /// <summary>Creates the policy, with the cluster's shared budgets for <see cref="RateLimitScope.Cluster"/>.</summary>
+    /// <param name="options">The options.</param>
+    /// <param name="name">The policy's name, in logs and the budgets' keys in the cluster.</param>
+    /// <param name="timeProvider">The clock the node's windows follow; null for <see cref="TimeProvider.System"/>.</param>
+    /// <param name="cluster">Where cluster budgets are counted; null counts on this node whatever the scope. The node's windows are used too while the cluster's store cannot answer.</param>
+    public ConnectionRateLimitPolicy(ConnectionRateLimitPolicyOptions options, string name, TimeProvider? timeProvider, IClusterRateLimits? cluster)
     {
         ArgumentNullException.ThrowIfNull(options);
         PolicyValidation.ThrowIfInvalid(options, name);
         Name = name;
         _options = options;
         _time = timeProvider ?? TimeProvider.System;
+        _cluster = options.Scope == RateLimitScope.Cluster ? cluster : null;
         _windowTicks = (long)Math.Min(options.PerSeconds * _time.TimestampFrequency, long.MaxValue / 2);
         _rejection = string.Create(CultureInfo.InvariantCulture, $"connection rate limit exceeded: {options.Permits} per {options.PerSeconds} s");
 
@@ -90,6 +110,28 @@ public sealed class ConnectionRateLimitPolicy : IUpgradePolicy, IDisposable
     public ValueTask<UpgradeResult> EvaluateAsync(UpgradeContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
+        return _cluster is null ? new ValueTask<UpgradeResult>(EvaluateOnNode(context)) : EvaluateInClusterAsync(context);
+    }
+
+    private async ValueTask<UpgradeResult> EvaluateInClusterAsync(UpgradeContext context)
+    {
+        var shared = await _cluster!.TryAcquireWindowAsync("connection-rate-limit:" + Name + ":" + Key(context), _options.Permits,
+            TimeSpan.FromSeconds(_options.PerSeconds), context.HttpContext.RequestAborted);
+        switch (shared)
+        {
+            case true:
+                return UpgradeResult.Continue();
+            case false:
+                // The shared window's end is not known here: the window's length is the longest wait.
+                context.HttpContext.Response.Headers.RetryAfter = Math.Max(1, (long)Math.Ceiling(_options.PerSeconds)).ToString(CultureInfo.InvariantCulture);
+                return UpgradeResult.Reject(StatusCodes.Status429TooManyRequests, _rejection);
+            default:
+                return EvaluateOnNode(context); // the store cannot answer: this node's window decides
+        }
+    }
+
+    private UpgradeResult EvaluateOnNode(UpgradeContext context)
+    {
         var now = _time.GetTimestamp();
         long endsIn;
         lock (_windows)
@@ -103,7 +145,7 @@ public sealed class ConnectionRateLimitPolicy : IUpgradePolicy, IDisposable
             if (window.Count < _options.Permits)
             {
                 window = window with { Count = window.Count + 1 };
-                return new ValueTask<UpgradeResult>(UpgradeResult.Continue());
+                return UpgradeResult.Continue();
             }
 
             endsIn = window.Start + _windowTicks - now;
@@ -111,7 +153,7 @@ public sealed class ConnectionRateLimitPolicy : IUpgradePolicy, IDisposable
 
         var retryAfter = Math.Max(1, (long)Math.Ceiling((double)endsIn / _time.TimestampFrequency));
         context.HttpContext.Response.Headers.RetryAfter = retryAfter.ToString(CultureInfo.InvariantCulture);
-        return new ValueTask<UpgradeResult>(UpgradeResult.Reject(StatusCodes.Status429TooManyRequests, _rejection));
+        return UpgradeResult.Reject(StatusCodes.Status429TooManyRequests, _rejection);
     }
 
     /// <inheritdoc />

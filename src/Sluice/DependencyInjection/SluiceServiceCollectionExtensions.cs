@@ -52,6 +52,11 @@ public static class SluiceServiceCollectionExtensions
         services.TryAddSingleton<RejectionLogThrottle>();
         services.TryAddSingleton<IWebSocketConnectionRegistry>(static sp => sp.GetRequiredService<WebSocketConnectionRegistry>());
         services.TryAddSingleton<IMessageContextAccessor, MessageContextAccessor>();
+        // The cluster of this node alone; AddRedisBackplane replaces it with every node on the same Redis.
+        services.TryAddSingleton<ClusterRequestHandlers>();
+        services.TryAddSingleton<LocalWebSocketCluster>();
+        services.TryAddSingleton<IWebSocketCluster>(static sp => sp.GetRequiredService<LocalWebSocketCluster>());
+        services.TryAddSingleton<IWebSocketUsers, WebSocketUsers>();
         services.AddOptions<TopicOptions>();
         services.TryAddSingleton<Sluice.Topics.TopicBus>();
         services.TryAddSingleton<IWebSocketTopics>(static sp => sp.GetRequiredService<Sluice.Topics.TopicBus>());

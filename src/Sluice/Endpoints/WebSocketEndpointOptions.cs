@@ -146,6 +146,13 @@ public sealed class SluiceOptions
     /// </summary>
     public int? MaxConnections { get; set; }
 
+    /// <summary>
+    /// Gets or sets this node's id in a cluster (<see cref="IWebSocketCluster"/>): in the connection lists of the admin
+    /// API and in the Redis keys of the node registry. Default: the host's name and six random hex digits, new at each
+    /// start. Give each node a stable, unique id where operators should recognise it across restarts.
+    /// </summary>
+    public string NodeId { get; set; } = NodeIds.Generate();
+
     /// <summary>Features every connection of the app can create; see <c>AddConnectionFeature</c>.</summary>
     internal List<(int Slot, Func<WebSocketConnection, object> Factory)> Features { get; } = [];
 

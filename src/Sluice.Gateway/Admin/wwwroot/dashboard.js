@@ -9,6 +9,9 @@
   const rows = (table, html) => { table.querySelector('tbody').innerHTML = html || `<tr><td colspan="9" class="empty">none</td></tr>`; };
   let tapOn = false;
   let latest = null;
+  // The node whose view is shown: this node's through the event stream, another's by polling snapshot?node=.
+  let localNode = null;
+  let shownNode = null;
 
   // Four equal steps of 1, 2, 2.5 or 5 times a power of ten, so that low rates get fractional labels, not "1, 1, 1, 0, 0".
   function axis(peak) {
@@ -76,7 +79,7 @@
 
     $('listed').textContent = snapshot.list.length < snapshot.connections ? `(newest ${snapshot.list.length} of ${snapshot.connections})` : '';
     rows($('list'), snapshot.list.map((c) =>
-      `<tr data-id="${escape(c.id)}"><td><code>${escape(c.id)}</code></td><td><code>${escape(c.route)}</code></td><td>${escape(c.subject ?? '–')}</td><td>${age(c.ageSeconds)}</td>` +
+      `<tr data-id="${escape(c.id)}"><td><code>${escape(c.id)}</code></td><td>${escape(c.node)}</td><td><code>${escape(c.route)}</code></td><td>${escape(c.subject ?? '–')}</td><td>${age(c.ageSeconds)}</td>` +
       `<td>${c.inbound.messages} / ${bytes(c.inbound.bytes)}</td><td>${c.outbound.messages} / ${bytes(c.outbound.bytes)}</td>` +
       `<td><button class="close" data-close="${escape(c.id)}">Close</button></td></tr>`).join(''));
 
@@ -110,8 +113,50 @@
 
   window.addEventListener('resize', () => latest && drawChart(latest.routes));
 
+  // Cluster totals and the node picker, from the node registry (nodes), every two seconds.
+  async function refreshNodes() {
+    try {
+      const response = await fetch('nodes');
+      if (!response.ok) return;
+      const cluster = await response.json();
+      localNode = cluster.node;
+      shownNode ??= localNode;
+      $('cluster-connections').textContent = cluster.totals.connections;
+      $('cluster-nodes').textContent = `connections on ${cluster.totals.nodes} node${cluster.totals.nodes === 1 ? '' : 's'}`;
+      const picker = $('node-picker');
+      const ids = cluster.nodes.map((n) => n.id);
+      if ([...picker.options].map((o) => o.value).join() !== ids.join()) {
+        picker.innerHTML = ids.map((id) => `<option value="${escape(id)}">${escape(id)}${id === localNode ? ' (this node)' : ''}</option>`).join('');
+        picker.value = ids.includes(shownNode) ? shownNode : localNode;
+      }
+    } catch { /* the next round tries again */ }
+  }
+
+  async function refreshRemote() {
+    if (!shownNode || shownNode === localNode) return;
+    const response = await fetch(`snapshot?node=${encodeURIComponent(shownNode)}`);
+    if (response.ok) {
+      const snapshot = await response.json();
+      snapshot.tap.entries = []; // the tap is this node's only
+      render(snapshot);
+      $('live-text').textContent = `${shownNode} (polled)`;
+    } else {
+      $('live-dot').className = 'dot';
+      $('live-text').textContent = `${shownNode} does not answer`;
+    }
+  }
+
+  $('node-picker').addEventListener('change', (event) => { shownNode = event.target.value; refreshRemote(); });
+  refreshNodes();
+  setInterval(refreshNodes, 2000);
+  setInterval(() => refreshRemote().catch(() => {}), 1000);
+
   const events = new EventSource('events');
   events.onopen = () => { $('live-dot').className = 'dot on'; $('live-text').textContent = 'live'; };
   events.onerror = () => { $('live-dot').className = 'dot'; $('live-text').textContent = 'reconnecting…'; };
-  events.onmessage = (message) => render(JSON.parse(message.data));
+  events.onmessage = (message) => {
+    if (shownNode && shownNode !== localNode) return;
+    $('live-dot').className = 'dot on'; $('live-text').textContent = 'live';
+    render(JSON.parse(message.data));
+  };
 })();

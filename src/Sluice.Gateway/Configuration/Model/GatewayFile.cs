@@ -101,6 +101,9 @@ internal sealed record BackplaneModel
 
     [Description("The prefix of the Redis channels. Default sluice.")]
     public string ChannelPrefix { get; init; } = "sluice";
+
+    [Description("This node's id in the cluster (letters, digits, '.', '_', '-'; at most 64; env:NAME allowed). Default: the host's name and six random hex digits, new at each start.")]
+    public string? NodeId { get; init; }
 }
 
 /// <summary>One of the file's <c>routes</c>.</summary>

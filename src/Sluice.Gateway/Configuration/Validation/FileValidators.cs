@@ -65,5 +65,28 @@ internal static class BackplaneValidator
         {
             errors.Add("backplane.type", $"unknown backplane '{backplane.Type}' (known: {string.Join(", ", Known)})");
         }
+
+        if (backplane.NodeId is { } nodeId && (nodeId.Length is 0 or > 64 || !nodeId.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-')))
+        {
+            errors.Add("backplane.nodeId", "must be 1 to 64 letters, digits, '.', '_' or '-'");
+        }
+    }
+
+    /// <summary><c>"scope": "cluster"</c> counts in the backplane's Redis: without a backplane there is nothing to share the budget through.</summary>
+    public static void ValidateScopes(IReadOnlyList<PolicyDefinition> definitions, BackplaneModel? backplane, ConfigErrors errors)
+    {
+        if (backplane is not null)
+        {
+            return;
+        }
+
+        foreach (var definition in definitions)
+        {
+            if (definition.Options is Sluice.Policies.RateLimitPolicyOptions { Scope: Sluice.Policies.RateLimitScope.Cluster }
+                or Sluice.Policies.ConnectionRateLimitPolicyOptions { Scope: Sluice.Policies.RateLimitScope.Cluster })
+            {
+                errors.Add($"policies.{definition.Name}.options.scope", "\"cluster\" shares the budget through the backplane's Redis, and the file has no backplane: add one, or use \"node\"");
+            }
+        }
     }
 }
