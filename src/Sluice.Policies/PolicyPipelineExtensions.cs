@@ -16,6 +16,10 @@ public static class PolicyPipelineExtensions
         if (policy is MessagePolicy named)
         {
             registration.WithName(named.Name);
+            if (named.HandlesFragments)
+            {
+                registration.HandlesFragments();
+            }
         }
 
         if (when is not null)

@@ -66,6 +66,7 @@ internal static class GatewayBuilder
                 Inbound = route.Inbound,
                 Outbound = route.Outbound,
                 Compression = route.Compression,
+                Stream = route.Stream,
             });
         }
 

@@ -44,6 +44,9 @@ internal sealed record RouteConfig
 
     /// <summary>permessage-deflate with clients (an addition to the contract).</summary>
     public bool Compression { get; init; }
+
+    /// <summary>The route's <c>stream</c>: large binary messages relayed fragment by fragment; null holds every message whole.</summary>
+    public StreamModel? Stream { get; init; }
 }
 
 /// <param name="Type">The handler's type as the file names it (<c>echo</c>, or a plugin type name).</param>

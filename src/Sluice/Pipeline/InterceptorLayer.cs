@@ -14,6 +14,12 @@ internal abstract class InterceptorLayer
     public virtual bool HandlesOutbound => true;
 
     public abstract MessageDelegate Wrap(MessageDirection direction, MessageDelegate next, int index);
+
+    /// <summary>Whether the layer holds interceptors of its own that decide about fragments (a reloadable set).</summary>
+    public virtual bool IsContainer => false;
+
+    /// <summary>Wraps the chain that fragments of streamed messages run through; the same as <see cref="Wrap"/> but for containers.</summary>
+    public virtual MessageDelegate WrapFragments(MessageDirection direction, MessageDelegate next, int index) => Wrap(direction, next, index);
 }
 
 internal sealed class ClassInterceptorLayer : InterceptorLayer

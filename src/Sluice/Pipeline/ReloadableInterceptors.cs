@@ -72,11 +72,11 @@ public sealed class ReloadableInterceptors
 
     internal InterceptorLayer CreateLayer(IServiceProvider services) => new Layer(this, services);
 
-    private Slot Register(IServiceProvider services, MessageDirection direction, MessageDelegate next)
+    private Slot Register(IServiceProvider services, MessageDirection direction, MessageDelegate next, bool fragments = false)
     {
         lock (_lock)
         {
-            var slot = new Slot(services, direction, next);
+            var slot = new Slot(services, direction, next, fragments);
             slot.Prepare(_configuration.Interceptors);
             slot.Commit();
             _slots.RemoveAll(static reference => !reference.TryGetTarget(out _));
@@ -108,14 +108,16 @@ public sealed class ReloadableInterceptors
         private readonly IServiceProvider _services;
         private readonly MessageDirection _direction;
         private readonly MessageDelegate _exit;
+        private readonly bool _fragments;
         private MessageDelegate _chain;
         private string[] _names = [];
         private (MessageDelegate Chain, string[] Names)? _prepared;
 
-        public Slot(IServiceProvider services, MessageDirection direction, MessageDelegate next)
+        public Slot(IServiceProvider services, MessageDirection direction, MessageDelegate next, bool fragments)
         {
             _services = services;
             _direction = direction;
+            _fragments = fragments;
             _chain = next;
 
             // The inner chain ends where the outer chain continues; it resets the names on the way out so that
@@ -133,10 +135,14 @@ public sealed class ReloadableInterceptors
 
         public void Prepare(IReadOnlyList<InterceptorRegistration> registrations)
         {
-            var pipeline = MessagePipeline.Build(registrations, _services, _exit);
-            _prepared = _direction == MessageDirection.Inbound
-                ? (pipeline.Inbound, pipeline.InboundNames)
-                : (pipeline.Outbound, pipeline.OutboundNames);
+            var pipeline = MessagePipeline.Build(registrations, _services, _exit, _fragments);
+            _prepared = (_direction, _fragments) switch
+            {
+                (MessageDirection.Inbound, false) => (pipeline.Inbound, pipeline.InboundNames),
+                (MessageDirection.Inbound, true) => (pipeline.InboundFragments, pipeline.InboundNames),
+                (_, false) => (pipeline.Outbound, pipeline.OutboundNames),
+                (_, true) => (pipeline.OutboundFragments, pipeline.OutboundNames),
+            };
         }
 
         public void Commit()
@@ -150,9 +156,16 @@ public sealed class ReloadableInterceptors
 
     private sealed class Layer(ReloadableInterceptors owner, IServiceProvider services) : InterceptorLayer
     {
-        public override MessageDelegate Wrap(MessageDirection direction, MessageDelegate next, int index)
+        // The set's own registrations say whether they handle fragments.
+        public override bool IsContainer => true;
+
+        public override MessageDelegate Wrap(MessageDirection direction, MessageDelegate next, int index) => Wrap(direction, next, index, fragments: false);
+
+        public override MessageDelegate WrapFragments(MessageDirection direction, MessageDelegate next, int index) => Wrap(direction, next, index, fragments: true);
+
+        private MessageDelegate Wrap(MessageDirection direction, MessageDelegate next, int index, bool fragments)
         {
-            var slot = owner.Register(services, direction, next);
+            var slot = owner.Register(services, direction, next, fragments);
             return context =>
             {
                 context.Layer = index;

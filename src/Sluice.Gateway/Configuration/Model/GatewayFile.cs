@@ -117,6 +117,21 @@ internal sealed record RouteModel
 
     [Description("Negotiate permessage-deflate with clients. Default false.")]
     public bool Compression { get; init; }
+
+    [Description("Stream large binary messages fragment by fragment instead of holding them whole; json-* and script policies skip them (counted), size-limit and rate-limit still apply.")]
+    public StreamModel? Stream { get; init; }
+}
+
+/// <summary>A route's <c>stream</c>.</summary>
+internal sealed record StreamModel
+{
+    [Range(1, 1024 * 1024 * 1024)]
+    [Description("A binary message longer than this (bytes) is relayed fragment by fragment as it arrives; at most limits.maxMessageBytes. Default 1048576.")]
+    public int AboveBytes { get; init; } = 1024 * 1024;
+
+    [Range(1, int.MaxValue)]
+    [Description("The largest streamed message (bytes), at least aboveBytes; a larger one closes the connection with 1009. Replaces limits.maxMessageBytes for binary messages on this route. Default 1073741824.")]
+    public int MaxBytes { get; init; } = 1024 * 1024 * 1024;
 }
 
 /// <summary>A route's <c>proxy</c>.</summary>

@@ -12,8 +12,9 @@ internal sealed record HandlerDefinition(string Type, HandlerType? BuiltIn, Type
 internal static class RouteValidator
 {
     /// <returns>Each route's resolved handler (null for a proxy route or a handler with errors), by index.</returns>
-    public static IReadOnlyList<HandlerDefinition?> Validate(IReadOnlyList<RouteModel?> routes, PluginCatalog plugins, ConfigErrors errors)
+    public static IReadOnlyList<HandlerDefinition?> Validate(IReadOnlyList<RouteModel?> routes, PluginCatalog plugins, ConfigErrors errors, LimitsModel? limits = null)
     {
+        limits ??= new LimitsModel();
         var handlers = new HandlerDefinition?[routes.Count];
         var seen = new Dictionary<string, int>(StringComparer.OrdinalIgnoreCase);
         for (var i = 0; i < routes.Count; i++)
@@ -50,6 +51,11 @@ internal static class RouteValidator
             {
                 handlers[i] = ResolveHandler(handler, $"{path}.handler", plugins, errors);
             }
+
+            if (route.Stream is { } stream)
+            {
+                ValidateStream(stream, $"{path}.stream", limits, errors);
+            }
         }
 
         return handlers;
@@ -70,6 +76,21 @@ internal static class RouteValidator
         catch (RoutePatternException ex)
         {
             errors.Add(path, $"'{routePath}' is not a route template: {ex.Message}");
+        }
+    }
+
+    private static void ValidateStream(StreamModel stream, string path, LimitsModel limits, ConfigErrors errors)
+    {
+        // Binary messages up to aboveBytes are still held whole: beyond limits.maxMessageBytes that would raise the memory
+        // a connection may hold, which is what streaming is for keeping low.
+        if (stream.AboveBytes > limits.MaxMessageBytes)
+        {
+            errors.Add($"{path}.aboveBytes", $"must be at most limits.maxMessageBytes ({limits.MaxMessageBytes}): binary messages up to aboveBytes are held whole");
+        }
+
+        if (stream.MaxBytes < stream.AboveBytes)
+        {
+            errors.Add($"{path}.maxBytes", $"must be at least aboveBytes ({stream.AboveBytes})");
         }
     }
 
