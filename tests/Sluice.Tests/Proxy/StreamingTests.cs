@@ -143,6 +143,50 @@ public class StreamingTests
     }
 
     [Fact]
+    public async Task MessageFromTheBackend_IsStreamedToACompressedClientLeg_Intact_WithAnAppSendAfterIt()
+    {
+        // The client's leg negotiated permessage-deflate (System.Net.WebSockets runs it): it sends the fragments it is
+        // given as one compressed fragmented message, and holds back the app's message until the last one.
+        await using var backend = await CountingBackend.StartAsync();
+        await using var proxy = await TestServer.StartAsync(app => app.MapWebSocketProxy("/p", $"ws://{backend.Authority}/sink", p => p.ConfigureOptions(o =>
+        {
+            o.EnableCompression = true;
+            o.Streaming = new WebSocketStreamingOptions { AboveBytes = Above, MaxBytes = 64 * 1024 * 1024 };
+        })));
+        var registry = proxy.Services.GetRequiredService<IWebSocketConnectionRegistry>();
+        using var client = await WebSocketClient.ConnectAsync(proxy.WebSocketUri("/p"), o => o.DangerousDeflateOptions = new WebSocketDeflateOptions());
+        await HostModeTests.WaitUntilAsync(() => registry.Count == 1 && backend.Sockets.Count == 1);
+        var toClient = Assert.Single(backend.Sockets);
+
+        var message = RandomBytes(1024 * 1024);
+        await toClient.SendAsync(message.AsMemory(0, 512 * 1024), WebSocketMessageType.Binary, endOfMessage: false, CancellationToken.None);
+
+        // Once the message has begun to arrive, an app send waits for its end.
+        var buffer = new byte[message.Length + 1];
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        var first = await client.ReceiveAsync(buffer, timeout.Token);
+        Assert.Equal(WebSocketMessageType.Binary, first.MessageType);
+        Assert.False(first.EndOfMessage);
+        var received = first.Count;
+        var appSend = Assert.Single(registry.List()).SendAsync("from the app").AsTask();
+        await toClient.SendAsync(message.AsMemory(512 * 1024), WebSocketMessageType.Binary, endOfMessage: true, CancellationToken.None);
+        while (true)
+        {
+            var result = await client.ReceiveAsync(buffer.AsMemory(received), timeout.Token);
+            Assert.Equal(WebSocketMessageType.Binary, result.MessageType);
+            received += result.Count;
+            if (result.EndOfMessage)
+            {
+                break;
+            }
+        }
+
+        Assert.Equal(Hash(message), Hash(buffer.AsSpan(0, received)));
+        Assert.Equal("from the app", await client.ReceiveTextAsync());
+        await appSend.WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
+    [Fact]
     public async Task StreamedMessage_LongerThanMaxBytes_ClosesBothLegsWith1009()
     {
         await using var backend = await CountingBackend.StartAsync();
