@@ -17,7 +17,8 @@ public class StreamConfigTests
             { "path": "/inverted", "proxy": { "target": "ws://127.0.0.1:9/" }, "stream": { "aboveBytes": 32768, "maxBytes": 1024 } },
             { "path": "/above-limit", "proxy": { "target": "ws://127.0.0.1:9/" }, "stream": { "aboveBytes": 1048576 } },
             { "path": "/typo", "proxy": { "target": "ws://127.0.0.1:9/" }, "stream": { "aboveByte": 1024, "maxBytes": "big" } },
-            { "path": "/fine", "proxy": { "target": "ws://127.0.0.1:9/" }, "stream": { "aboveBytes": 65536, "maxBytes": 1073741824 } }
+            { "path": "/fine", "proxy": { "target": "ws://127.0.0.1:9/" }, "stream": { "aboveBytes": 65536, "maxBytes": 1073741824 } },
+            { "path": "/echo", "handler": { "type": "echo" }, "stream": {} }
           ]
         }
         """);
@@ -31,6 +32,7 @@ public class StreamConfigTests
         Assert.Contains("routes[3].stream.aboveByte:", error, StringComparison.Ordinal);
         Assert.Contains("routes[3].stream.maxBytes: must be a number", error, StringComparison.Ordinal);
         Assert.DoesNotContain("routes[4]", error, StringComparison.Ordinal);
+        Assert.Contains("routes[5].stream: applies to proxy routes only: a handler receives whole messages", error, StringComparison.Ordinal);
     }
 
     [Fact]

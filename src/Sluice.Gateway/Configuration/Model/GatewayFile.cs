@@ -118,7 +118,7 @@ internal sealed record RouteModel
     [Description("Negotiate permessage-deflate with clients. Default false.")]
     public bool Compression { get; init; }
 
-    [Description("Stream large binary messages fragment by fragment instead of holding them whole; json-* and script policies skip them (counted), size-limit and rate-limit still apply.")]
+    [Description("Proxy routes: stream large binary messages fragment by fragment instead of holding them whole; json-* and script policies skip them (counted), size-limit and rate-limit still apply.")]
     public StreamModel? Stream { get; init; }
 }
 

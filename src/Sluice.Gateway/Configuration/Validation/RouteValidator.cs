@@ -55,6 +55,11 @@ internal static class RouteValidator
             if (route.Stream is { } stream)
             {
                 ValidateStream(stream, $"{path}.stream", limits, errors);
+                if (route.Handler is not null)
+                {
+                    // The built-in handlers (echo, pubsub, plugins) answer whole messages; a fragment is not one.
+                    errors.Add($"{path}.stream", "applies to proxy routes only: a handler receives whole messages");
+                }
             }
         }
 
