@@ -87,7 +87,12 @@ public abstract partial class WebSocketConnection
                 await pending;
             }
 
-            if (context.Outcome != MessageOutcome.Forwarded)
+            if (context.Outcome == MessageOutcome.Forwarded)
+            {
+                // In host mode the handler has it now (a leg sink marked it already when it wrote it).
+                relay.Started = true;
+            }
+            else
             {
                 if (relay.Started)
                 {

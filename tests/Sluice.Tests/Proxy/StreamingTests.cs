@@ -324,6 +324,23 @@ public class StreamingTests
         Assert.Equal("whole 10", await client.ReceiveTextAsync());
     }
 
+    [Fact]
+    public async Task HostMode_AFragmentDroppedAfterTheHandlerHadSomeOfItsMessage_ClosesWith1008()
+    {
+        // The handler would otherwise wait for an IsFinal that never comes.
+        await using var server = await TestServer.StartAsync(app => app.MapWebSocket("/h", ws =>
+        {
+            ws.ConfigureOptions(o => o.Streaming = new WebSocketStreamingOptions { AboveBytes = Above, MaxBytes = 64 * 1024 * 1024 });
+            ws.Use(ctx => !(ctx.Message.IsFinal && ctx.Message.IsFragment)).HandlesFragments();
+            ws.OnMessage((message, _) => { });
+        }));
+        using var client = await WebSocketClient.ConnectAsync(server.WebSocketUri("/h"));
+
+        await client.SendBinaryAsync(RandomBytes(300 * 1024));
+        var (status, _) = await client.ReceiveCloseAsync(TimeSpan.FromSeconds(20));
+        Assert.Equal(WebSocketCloseStatus.PolicyViolation, status);
+    }
+
     private static Task<TestServer> StartProxyAsync(CountingBackend backend, Action<WebSocketProxyBuilder> configure, long maxBytes = 64 * 1024 * 1024) =>
         TestServer.StartAsync(app => app.MapWebSocketProxy("/p", $"ws://{backend.Authority}/sink", p =>
         {
