@@ -30,6 +30,13 @@ public abstract class MessagePolicy : IMessageInterceptor
     /// </summary>
     public virtual ControlFrames ControlFrames => ControlFrames.None;
 
+    /// <summary>
+    /// Gets whether the policy runs on the fragments of streamed messages (<see cref="WebSocketEndpointOptions.Streaming"/>),
+    /// once per fragment; <see cref="PolicyPipelineExtensions.UsePolicy"/> registers it so. False by default: the policy is
+    /// skipped for streamed messages (and the skip counted), as a policy that reads the whole message must be.
+    /// </summary>
+    public virtual bool HandlesFragments => false;
+
     /// <inheritdoc />
     public ValueTask InboundAsync(MessageContext context, MessageDelegate next) => ApplyAsync(context, next);
 

@@ -21,6 +21,11 @@ public static class PolicyPipelineExtensions
             {
                 registration.WithControlFrames(named.ControlFrames);
             }
+
+            if (named.HandlesFragments)
+            {
+                registration.HandlesFragments();
+            }
         }
 
         if (when is not null)

@@ -83,7 +83,7 @@ public partial class MetricsTests
     }
 
     /// <summary>Prometheus text exposition, one sample per line: name{labels} value; labels sorted, otel_scope_* left out.</summary>
-    private static Dictionary<string, double> Parse(string text)
+    internal static Dictionary<string, double> Parse(string text)
     {
         var samples = new Dictionary<string, double>(StringComparer.Ordinal);
         foreach (var line in text.Split('\n'))

@@ -62,7 +62,7 @@ internal static class ConfigLoader
         var plugins = new PluginCatalog(baseDirectory);
         var definitions = PolicyValidator.Validate(model.Policies, plugins, baseDirectory, errors);
         BackplaneValidator.ValidateScopes(definitions, model.Backplane, errors);
-        var handlers = RouteValidator.Validate(routes, plugins, errors);
+        var handlers = RouteValidator.Validate(routes, plugins, errors, limits);
         var policies = GatewayBuilder.CreatePolicies(definitions, services, baseDirectory, previous, errors);
         PolicyReferenceValidator.Validate(routes, policies, errors);
         var routeConfigs = GatewayBuilder.CreateRoutes(routes, handlers, limits, services, errors);

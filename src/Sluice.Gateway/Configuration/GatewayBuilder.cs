@@ -70,6 +70,7 @@ internal static class GatewayBuilder
                 Outbound = route.Outbound,
                 Compression = route.Compression,
                 Events = route.Events,
+                Stream = route.Stream,
             });
         }
 

@@ -59,6 +59,9 @@ internal sealed record RouteConfig
 
     /// <summary>The route's lifecycle webhooks, if any.</summary>
     public EventsModel? Events { get; init; }
+
+    /// <summary>The route's <c>stream</c>: large binary messages relayed fragment by fragment; null holds every message whole.</summary>
+    public StreamModel? Stream { get; init; }
 }
 
 /// <param name="Type">The handler's type as the file names it (<c>echo</c>, or a plugin type name).</param>

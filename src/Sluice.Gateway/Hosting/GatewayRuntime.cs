@@ -213,6 +213,7 @@ internal sealed partial class GatewayRuntime : IDisposable
             o.KeepAliveInterval = TimeSpan.FromSeconds(limits.KeepAliveSeconds);
             o.CloseTimeout = TimeSpan.FromSeconds(limits.CloseTimeoutSeconds);
             o.EnableCompression = route.Compression;
+            o.Streaming = route.Stream is { } stream ? new WebSocketStreamingOptions { AboveBytes = stream.AboveBytes, MaxBytes = stream.MaxBytes } : null;
         });
 
         // The per-address cap first: a client over it is refused before its credentials are looked at.
@@ -230,13 +231,13 @@ internal sealed partial class GatewayRuntime : IDisposable
         // registration, so its outbound side is registered first (runs last) and its inbound side last (runs last).
         if (tap is not null)
         {
-            builder.Use(tap).WithName("tap").OutboundOnly();
+            builder.Use(tap).WithName("tap").OutboundOnly().HandlesFragments();
         }
 
         builder.Use(policies);
         if (tap is not null)
         {
-            builder.Use(tap).WithName("tap").InboundOnly();
+            builder.Use(tap).WithName("tap").InboundOnly().HandlesFragments();
         }
     }
 

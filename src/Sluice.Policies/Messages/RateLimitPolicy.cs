@@ -199,9 +199,17 @@ public sealed class RateLimitPolicy : MessagePolicy, IDisposable
     /// <summary>Gets how many budgets (a partition, or a partition and a <c>key</c> value) the policy holds now.</summary>
     public long BudgetCount => Interlocked.Read(ref _budgetCount);
 
+    /// <summary>True: a streamed message counts once, at its first fragment; if that one is refused the rest is dropped with it.</summary>
+    public override bool HandlesFragments => true;
+
     /// <inheritdoc />
     protected override ValueTask ApplyAsync(MessageContext context, MessageDelegate next)
     {
+        if (context.Message.FragmentOffset > 0)
+        {
+            return next(context);
+        }
+
         var partition = _connectionKeys.GetValue(context.Connection, _createConnectionKey);
         var key = _key is { } pointer ? KeyValue(context, pointer) : string.Empty;
         if (_cluster is not null)

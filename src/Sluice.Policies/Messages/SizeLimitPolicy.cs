@@ -43,16 +43,25 @@ public sealed class SizeLimitPolicy : MessagePolicy
         _options = options;
     }
 
+    /// <summary>
+    /// True: a streamed message is measured as it arrives, by its running size (<see cref="WebSocketMessage.FragmentOffset"/>
+    /// plus the fragment). Over the limit at its first fragment it gets the policy's action like any message; once some
+    /// of it has gone on it cannot be dropped any more, so the connection closes with 1009 whatever the action.
+    /// </summary>
+    public override bool HandlesFragments => true;
+
     /// <inheritdoc />
     protected override ValueTask ApplyAsync(MessageContext context, MessageDelegate next)
     {
-        var length = context.Message.Length;
+        var message = context.Message;
+        var length = message.FragmentOffset + message.Length;
         if (length <= _options.MaxBytes)
         {
             return next(context);
         }
 
-        Reject(context, _options.Action, 413, $"message too large: {length} bytes, the limit is {_options.MaxBytes}", WebSocketCloseStatus.MessageTooBig);
+        var action = message.FragmentOffset > 0 ? PolicyAction.Close : _options.Action;
+        Reject(context, action, 413, $"message too large: {length} bytes, the limit is {_options.MaxBytes}", WebSocketCloseStatus.MessageTooBig);
         return default;
     }
 }

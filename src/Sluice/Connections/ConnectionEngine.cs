@@ -349,6 +349,8 @@ public abstract partial class WebSocketConnection
         MessageContext? context = null;
         // Also on the first message: setting the async-local holder copies this flow's ExecutionContext.
         MessageContextScope.Holder? holder = null;
+        // On the first fragment of a streamed message.
+        FragmentRelay? relay = null;
         var aborted = _abort.Token;
         ReceiveLoops.Started();
         try
@@ -386,10 +388,19 @@ public abstract partial class WebSocketConnection
                     if (IsClosing)
                     {
                         // The close handshake has begun: RFC 6455 lets us discard data until the peer's close.
+                        ReleaseStreamGate(relay);
                         continue;
                     }
 
                     holder ??= MessageContextScope.Enter();
+                    if (frame.IsFragment)
+                    {
+                        // A piece of a large message streamed as it arrives (ConnectionEngine.Streaming.cs).
+                        relay ??= new FragmentRelay();
+                        await RelayFragmentAsync(relay, frame, fromClient ? context ??= new MessageContext(this, MessageDirection.Inbound, _inboundSink) : null, holder);
+                        continue;
+                    }
+
                     var message = WebSocketMessage.Borrow(frame.Type, frame.Payload);
                     if (fromClient)
                     {
@@ -498,6 +509,7 @@ public abstract partial class WebSocketConnection
                 holder.Context = null;
             }
 
+            ReleaseStreamGate(relay);
             ReceiveLoops.Stopped();
         }
     }
@@ -762,7 +774,14 @@ public abstract partial class WebSocketConnection
     {
         public override ValueTask ForwardAsync(MessageContext context)
         {
-            if (forwardTo is not null)
+            if (forwardTo is null)
+            {
+            }
+            else if (context.Fragment is { } relay)
+            {
+                connection.WriteFragment(forwardTo, relay, context.Message);
+            }
+            else
             {
                 connection.Write(forwardTo, context.Message);
             }

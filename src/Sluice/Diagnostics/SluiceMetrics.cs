@@ -35,6 +35,18 @@ internal sealed class SluiceMetrics : IDisposable
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.000_001, 0.000_005, 0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1] });
         SendQueueDepth = _meter.CreateUpDownCounter<long>("sluice.send_queue.depth", "{message}", "Messages waiting in connection send queues.");
         SendQueueDropped = _meter.CreateCounter<long>("sluice.send_queue.dropped", "{message}", "Messages discarded because a send queue was full.");
+        InterceptorsSkipped = _meter.CreateCounter<long>("sluice.interceptor.skipped", "{message}", "Streamed messages that an interceptor not handling fragments did not see, by interceptor.");
+    }
+
+    public Counter<long> InterceptorsSkipped { get; }
+
+    /// <summary>Counts a streamed message that the interceptor or policy <paramref name="name"/> was skipped for.</summary>
+    public void RecordFragmentSkip(string route, MessageDirection direction, string name)
+    {
+        if (InterceptorsSkipped.Enabled)
+        {
+            InterceptorsSkipped.Add(1, new TagList { { "route", route }, { "direction", DirectionTag(direction) }, { "policy", name } });
+        }
     }
 
     public Counter<long> ConnectionsOpened { get; }

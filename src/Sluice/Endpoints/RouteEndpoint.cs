@@ -103,7 +103,7 @@ internal static class ClientLegs
     {
         if (deflate is null)
         {
-            return new FramedLeg(stream, isServer: true, options.MaxMessageBytes, httpContext.Abort, ownsStream: false, time: time);
+            return new FramedLeg(stream, isServer: true, options.MaxMessageBytes, httpContext.Abort, ownsStream: false, time: time, streamAboveBytes: options.Streaming?.AboveBytes ?? 0, streamMaxBytes: options.Streaming?.MaxBytes ?? 0);
         }
 
         var creation = new WebSocketCreationOptions

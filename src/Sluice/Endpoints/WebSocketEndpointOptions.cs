@@ -63,6 +63,13 @@ public sealed class WebSocketEndpointOptions
     /// </summary>
     public bool EnableCompression { get; set; }
 
+    /// <summary>
+    /// Gets or sets whether, and above which size, binary messages are streamed fragment by fragment rather than held
+    /// whole. Null (the default) holds every message whole, up to <see cref="MaxMessageBytes"/>. A streamed binary
+    /// message is limited by <see cref="WebSocketStreamingOptions.MaxBytes"/> instead.
+    /// </summary>
+    public WebSocketStreamingOptions? Streaming { get; set; }
+
     internal TimeSpan EffectiveKeepAliveTimeout =>
         KeepAliveTimeout ?? (KeepAliveInterval > TimeSpan.Zero ? KeepAliveInterval * 2 : Timeout.InfiniteTimeSpan);
 
@@ -79,6 +86,7 @@ public sealed class WebSocketEndpointOptions
             SendQueueFullMode = SendQueueFullMode,
             InterceptorErrorMode = InterceptorErrorMode,
             EnableCompression = EnableCompression,
+            Streaming = Streaming?.Clone(),
         };
         foreach (var protocol in SubProtocols)
         {
@@ -104,6 +112,8 @@ public sealed class WebSocketEndpointOptions
         {
             throw new InvalidOperationException($"{pattern}: KeepAliveInterval must not be negative and CloseTimeout must be positive.");
         }
+
+        Streaming?.Validate(pattern);
     }
 }
 

@@ -367,7 +367,7 @@ internal sealed class ComposedConfiguration
         options.Validate(pattern);
         return new ComposedConfiguration
         {
-            Pipeline = MessagePipeline.Build(interceptors, services),
+            Pipeline = MessagePipeline.Build(interceptors, services, fragments: options.Streaming is not null),
             UpgradeSteps = [.. upgrade],
             ConnectedHooks = [.. connected],
             ClosedHooks = [.. closed],

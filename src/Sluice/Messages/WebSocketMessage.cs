@@ -179,7 +179,9 @@ public sealed class WebSocketMessage
     /// Call it to keep a received message after its pipeline has finished.
     /// </summary>
     public WebSocketMessage Detach() =>
-        IsBorrowed ? new WebSocketMessage(Type, Payload.ToArray(), _text, borrowed: false) : this;
+        IsBorrowed
+            ? new WebSocketMessage(Type, Payload.ToArray(), _text, borrowed: false) { IsFragment = IsFragment, FragmentOffset = FragmentOffset, IsFinal = IsFinal }
+            : this;
 
     /// <summary>Describes the message without its payload, so that it is safe to log.</summary>
     public override string ToString() => Type switch
@@ -203,4 +205,27 @@ public sealed class WebSocketMessage
     // The receive loop hands out views of its pooled buffer; see the ownership remarks above.
     internal static WebSocketMessage Borrow(MessageType type, ReadOnlyMemory<byte> payload) =>
         new(type, payload, text: null, borrowed: true);
+
+    /// <summary>
+    /// Gets whether this is the last (or only) part of its message: true for every whole message, false for all but
+    /// the last fragment of a message streamed fragment by fragment (<see cref="WebSocketStreamingOptions"/>).
+    /// </summary>
+    public bool IsFinal { get; private init; } = true;
+
+    /// <summary>
+    /// Gets whether this is one fragment of a message relayed as it arrives rather than held whole
+    /// (<see cref="WebSocketStreamingOptions"/>). Only interceptors registered with
+    /// <see cref="InterceptorRegistration.HandlesFragments"/> see fragments.
+    /// </summary>
+    public bool IsFragment { get; private init; }
+
+    /// <summary>
+    /// Gets, for a fragment, how many bytes of its message came before it: 0 for the first fragment, and
+    /// <c>FragmentOffset + Length</c> is the message's size so far. Always 0 for a whole message.
+    /// </summary>
+    public long FragmentOffset { get; private init; }
+
+    // A fragment of a streamed message, borrowed from the receive buffer like a whole message.
+    internal static WebSocketMessage BorrowFragment(MessageType type, ReadOnlyMemory<byte> payload, long offset, bool isFinal) =>
+        new(type, payload, text: null, borrowed: true) { IsFragment = true, FragmentOffset = offset, IsFinal = isFinal };
 }

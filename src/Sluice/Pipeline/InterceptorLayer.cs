@@ -23,6 +23,12 @@ internal abstract class InterceptorLayer
 
     /// <summary>Wraps the rest of a chain of control frames; the same closure as for data messages unless the layer composes inner chains.</summary>
     public virtual MessageDelegate WrapControl(MessageDirection direction, MessageDelegate next, int index) => Wrap(direction, next, index);
+
+    /// <summary>Whether the layer holds interceptors of its own that decide about fragments (a reloadable set).</summary>
+    public virtual bool IsContainer => false;
+
+    /// <summary>Wraps the chain that fragments of streamed messages run through; the same as <see cref="Wrap"/> but for containers.</summary>
+    public virtual MessageDelegate WrapFragments(MessageDirection direction, MessageDelegate next, int index) => Wrap(direction, next, index);
 }
 
 internal sealed class ClassInterceptorLayer : InterceptorLayer

@@ -23,6 +23,9 @@ public sealed class InterceptorRegistration
 
     internal ControlFrames ControlFrames { get; private set; }
 
+    /// <summary>Whether the interceptor sees the fragments of streamed messages (<see cref="HandlesFragments"/>).</summary>
+    internal bool FragmentAware { get; private set; }
+
     /// <summary>
     /// Runs the interceptor only for messages that satisfy <paramref name="predicate"/>; other messages go
     /// straight to the next interceptor. Calling it again adds a condition that must also hold.
@@ -76,6 +79,20 @@ public sealed class InterceptorRegistration
         }
 
         ControlFrames |= frames;
+        return this;
+    }
+
+    /// <summary>
+    /// Declares that the interceptor handles the fragments of messages streamed fragment by fragment
+    /// (<see cref="WebSocketEndpointOptions.Streaming"/>): it then runs once per fragment, each a
+    /// <see cref="WebSocketMessage"/> with <see cref="WebSocketMessage.IsFragment"/> set, whose
+    /// <see cref="WebSocketMessage.IsFinal"/> says whether it ends its message. Interceptors that do not declare it are
+    /// skipped for streamed messages, and each skip is counted (<c>sluice.interceptor.skipped</c>); whole messages reach
+    /// every interceptor as before.
+    /// </summary>
+    public InterceptorRegistration HandlesFragments()
+    {
+        FragmentAware = true;
         return this;
     }
 

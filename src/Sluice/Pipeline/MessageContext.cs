@@ -194,6 +194,9 @@ public sealed class MessageContext
     /// <summary>Set while a <see cref="ReloadableInterceptors"/> set runs: the names its layers index into.</summary>
     internal string[]? LayerNames { get; set; }
 
+    /// <summary>Set while a fragment of a streamed message runs: how its sink relays it.</summary>
+    internal FragmentRelay? Fragment { get; set; }
+
     /// <summary>Records that an interceptor changed the tree returned by <see cref="Json"/> in place.</summary>
     /// <exception cref="InvalidOperationException">The message is not JSON.</exception>
     public void MarkJsonModified()

@@ -8,10 +8,12 @@ internal sealed class MessagePipeline
 {
     public static readonly MessagePipeline Empty = new(MessageContext.Terminal, MessageContext.Terminal, [], []);
 
-    private MessagePipeline(MessageDelegate inbound, MessageDelegate outbound, string[] inboundNames, string[] outboundNames, ControlChains? control = null)
+    private MessagePipeline(MessageDelegate inbound, MessageDelegate outbound, string[] inboundNames, string[] outboundNames, ControlChains? control = null, MessageDelegate? inboundFragments = null, MessageDelegate? outboundFragments = null)
     {
         Inbound = inbound;
         Outbound = outbound;
+        InboundFragments = inboundFragments ?? inbound;
+        OutboundFragments = outboundFragments ?? outbound;
         InboundNames = inboundNames;
         OutboundNames = outboundNames;
         Control = control;
@@ -26,6 +28,15 @@ internal sealed class MessagePipeline
     public MessageDelegate Inbound { get; }
 
     public MessageDelegate Outbound { get; }
+
+    /// <summary>
+    /// The inbound chain for fragments of streamed messages: only interceptors that handle fragments, the others
+    /// replaced by a step that counts the skip. Without interceptors, or when not built for fragments, <see cref="Inbound"/>.
+    /// </summary>
+    public MessageDelegate InboundFragments { get; }
+
+    /// <summary>The outbound chain for fragments of streamed messages; see <see cref="InboundFragments"/>.</summary>
+    public MessageDelegate OutboundFragments { get; }
 
     /// <summary>The names of the inbound interceptors, by <see cref="MessageContext.Layer"/>.</summary>
     public string[] InboundNames { get; }
@@ -42,7 +53,11 @@ internal sealed class MessagePipeline
         return (uint)layer < (uint)names.Length ? names[layer] : "handler";
     }
 
-    public static MessagePipeline Build(IReadOnlyList<InterceptorRegistration> registrations, IServiceProvider services, MessageDelegate? terminal = null)
+    /// <param name="registrations">The interceptors, outermost first.</param>
+    /// <param name="services">Where class interceptors come from.</param>
+    /// <param name="terminal">Where the chains end; the context's sink by default.</param>
+    /// <param name="fragments">Whether to compose the chains for fragments too (the route streams messages).</param>
+    public static MessagePipeline Build(IReadOnlyList<InterceptorRegistration> registrations, IServiceProvider services, MessageDelegate? terminal = null, bool fragments = false)
     {
         terminal ??= MessageContext.Terminal;
         if (registrations.Count == 0)
@@ -86,7 +101,9 @@ internal sealed class MessagePipeline
             Compose(outbound, MessageDirection.Outbound, terminal),
             inbound.ConvertAll(entry => entry.Registration.Name).ToArray(),
             outbound.ConvertAll(entry => entry.Registration.Name).ToArray(),
-            control);
+            control,
+            fragments ? Compose(inbound, MessageDirection.Inbound, terminal, fragments: true) : null,
+            fragments ? Compose(outbound, MessageDirection.Outbound, terminal, fragments: true) : null);
     }
 
     /// <summary>The control frames a frame of <paramref name="type"/> is, for the registrations' masks.</summary>
@@ -123,13 +140,19 @@ internal sealed class MessagePipeline
         return next;
     }
 
-    private static MessageDelegate Compose(List<(InterceptorLayer Layer, InterceptorRegistration Registration)> layers, MessageDirection direction, MessageDelegate terminal)
+    private static MessageDelegate Compose(List<(InterceptorLayer Layer, InterceptorRegistration Registration)> layers, MessageDirection direction, MessageDelegate terminal, bool fragments = false)
     {
         var next = terminal;
         for (var i = layers.Count - 1; i >= 0; i--)
         {
             var (layer, registration) = layers[i];
-            var wrapped = layer.Wrap(direction, next, i);
+            if (fragments && !registration.FragmentAware && !layer.IsContainer)
+            {
+                next = SkipFragments(registration.Name, direction, next);
+                continue;
+            }
+
+            var wrapped = fragments ? layer.WrapFragments(direction, next, i) : layer.Wrap(direction, next, i);
             if (registration.Predicate is { } predicate)
             {
                 var inner = wrapped;
@@ -142,6 +165,18 @@ internal sealed class MessagePipeline
 
         return next;
     }
+
+    /// <summary>Stands for an interceptor that does not handle fragments: counts the skip once per streamed message.</summary>
+    private static MessageDelegate SkipFragments(string name, MessageDirection direction, MessageDelegate next) =>
+        context =>
+        {
+            if (context.Message.FragmentOffset == 0)
+            {
+                context.Connection.Route.Metrics.RecordFragmentSkip(context.Connection.Route.Pattern, direction, name);
+            }
+
+            return next(context);
+        };
 }
 
 /// <summary>The chains of control frames of a pipeline, by direction: null where no interceptor opted in.</summary>

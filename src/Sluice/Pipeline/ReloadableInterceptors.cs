@@ -72,11 +72,11 @@ public sealed class ReloadableInterceptors
 
     internal InterceptorLayer CreateLayer(IServiceProvider services) => new Layer(this, services);
 
-    private Slot Register(IServiceProvider services, MessageDirection direction, MessageDelegate next, bool control)
+    private Slot Register(IServiceProvider services, MessageDirection direction, MessageDelegate next, SlotKind kind)
     {
         lock (_lock)
         {
-            var slot = new Slot(services, direction, next, control);
+            var slot = new Slot(services, direction, next, kind);
             slot.Prepare(_configuration.Interceptors);
             slot.Commit();
             _slots.RemoveAll(static reference => !reference.TryGetTarget(out _));
@@ -102,23 +102,30 @@ public sealed class ReloadableInterceptors
         return live;
     }
 
+    /// <summary>Which chain of an endpoint a slot stands in: data messages, control frames, or fragments of streamed messages.</summary>
+    private enum SlotKind
+    {
+        Data,
+        Control,
+        Fragments,
+    }
+
     /// <summary>The set as composed in front of one endpoint's <c>next</c>, in one direction.</summary>
     private sealed class Slot
     {
         private readonly IServiceProvider _services;
         private readonly MessageDirection _direction;
         private readonly MessageDelegate _exit;
-        private readonly bool _control;
+        private readonly SlotKind _kind;
         private MessageDelegate _chain;
         private string[] _names = [];
         private (MessageDelegate Chain, string[] Names)? _prepared;
 
-        // control: whether the slot runs control frames; then it holds the set's chain of those.
-        public Slot(IServiceProvider services, MessageDirection direction, MessageDelegate next, bool control)
+        public Slot(IServiceProvider services, MessageDirection direction, MessageDelegate next, SlotKind kind)
         {
             _services = services;
             _direction = direction;
-            _control = control;
+            _kind = kind;
             _chain = next;
 
             // The inner chain ends where the outer chain continues; it resets the names on the way out so that
@@ -136,8 +143,8 @@ public sealed class ReloadableInterceptors
 
         public void Prepare(IReadOnlyList<InterceptorRegistration> registrations)
         {
-            var pipeline = MessagePipeline.Build(registrations, _services, _exit);
-            if (_control)
+            var pipeline = MessagePipeline.Build(registrations, _services, _exit, fragments: _kind == SlotKind.Fragments);
+            if (_kind == SlotKind.Control)
             {
                 // No interceptor of the set opted in: control frames pass straight through it.
                 var control = pipeline.Control;
@@ -147,9 +154,13 @@ public sealed class ReloadableInterceptors
                 return;
             }
 
-            _prepared = _direction == MessageDirection.Inbound
-                ? (pipeline.Inbound, pipeline.InboundNames)
-                : (pipeline.Outbound, pipeline.OutboundNames);
+            _prepared = (_direction, _kind) switch
+            {
+                (MessageDirection.Inbound, SlotKind.Fragments) => (pipeline.InboundFragments, pipeline.InboundNames),
+                (MessageDirection.Inbound, _) => (pipeline.Inbound, pipeline.InboundNames),
+                (_, SlotKind.Fragments) => (pipeline.OutboundFragments, pipeline.OutboundNames),
+                _ => (pipeline.Outbound, pipeline.OutboundNames),
+            };
         }
 
         public void Commit()
@@ -166,11 +177,17 @@ public sealed class ReloadableInterceptors
         // Which of the set's interceptors opt in changes with each reload, so the set takes part in every control chain.
         public override ControlFrames InnerControlFrames => ControlFrames.All;
 
+        // The set's own registrations say whether they handle fragments.
+        public override bool IsContainer => true;
+
         public override MessageDelegate Wrap(MessageDirection direction, MessageDelegate next, int index) =>
-            Wrap(owner.Register(services, direction, next, control: false), index);
+            Wrap(owner.Register(services, direction, next, SlotKind.Data), index);
 
         public override MessageDelegate WrapControl(MessageDirection direction, MessageDelegate next, int index) =>
-            Wrap(owner.Register(services, direction, next, control: true), index);
+            Wrap(owner.Register(services, direction, next, SlotKind.Control), index);
+
+        public override MessageDelegate WrapFragments(MessageDirection direction, MessageDelegate next, int index) =>
+            Wrap(owner.Register(services, direction, next, SlotKind.Fragments), index);
 
         private static MessageDelegate Wrap(Slot slot, int index)
         {

@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Net.WebSockets;
+using System.Numerics;
 using System.Text.Unicode;
 
 namespace Sluice.Protocol;
@@ -13,19 +14,28 @@ internal enum FrameKind : byte
     Ping,
     Pong,
     Close,
+
+    /// <summary>A piece of a streamed binary message; see <see cref="Frame.IsFinal"/> and <see cref="Frame.Offset"/>.</summary>
+    Fragment,
 }
 
 /// <summary>
 /// A complete data message or a control frame. <see cref="Payload"/> points into the reader's buffers and
 /// is valid until the next call to <see cref="FrameReader.TryRead"/> or <see cref="FrameReader.FillAsync"/>.
 /// </summary>
-internal readonly struct Frame(FrameKind kind, MessageType messageType, ReadOnlyMemory<byte> payload)
+internal readonly struct Frame(FrameKind kind, MessageType messageType, ReadOnlyMemory<byte> payload, bool isFinal = true, long offset = 0)
 {
     public FrameKind Kind { get; } = kind;
 
     public MessageType MessageType { get; } = messageType;
 
     public ReadOnlyMemory<byte> Payload { get; } = payload;
+
+    /// <summary>For a <see cref="FrameKind.Fragment"/>, whether it ends its message.</summary>
+    public bool IsFinal { get; } = isFinal;
+
+    /// <summary>For a <see cref="FrameKind.Fragment"/>, how many bytes of its message were handed out before it.</summary>
+    public long Offset { get; } = offset;
 }
 
 /// <summary>
@@ -42,10 +52,24 @@ internal sealed class FrameReader : IDisposable
 {
     private const int MinimumBufferSize = 4096;
 
+    // While a message streams, reads take up to this much at a time: each read becomes one fragment relayed on.
+    private const int StreamBufferSize = 64 * 1024;
+
     private readonly Stream _stream;
     private readonly TimeProvider _time;
     private readonly bool _expectMasked;
     private readonly long _maxMessageBytes;
+
+    // Streaming (0: off): a binary message longer than _streamAboveBytes is handed out piece by piece, up to _streamMaxBytes.
+    private readonly long _streamAboveBytes;
+    private readonly long _streamMaxBytes;
+    private bool _streaming;
+    private long _streamOffset;
+    private long _frameRemaining;
+    private bool _frameFin;
+    private bool _frameMasked;
+    private uint _frameKey;
+    private int _frameMaskOffset;
 
     private byte[]? _buffer;
     private int _start;
@@ -70,8 +94,12 @@ internal sealed class FrameReader : IDisposable
     /// <param name="maxMessageBytes">The largest message, in bytes, after reassembly.</param>
     /// <param name="initialData">Bytes already read past the handshake, which belong to the first frames.</param>
     /// <param name="time">The clock of <see cref="LastReceiveTicks"/>; the system's by default.</param>
-    public FrameReader(Stream stream, bool expectMasked, long maxMessageBytes, ReadOnlySpan<byte> initialData = default, TimeProvider? time = null)
+    /// <param name="streamAboveBytes">Binary messages longer than this are streamed as <see cref="FrameKind.Fragment"/>s; 0 never streams.</param>
+    /// <param name="streamMaxBytes">The largest streamed message, in bytes.</param>
+    public FrameReader(Stream stream, bool expectMasked, long maxMessageBytes, ReadOnlySpan<byte> initialData = default, TimeProvider? time = null, long streamAboveBytes = 0, long streamMaxBytes = 0)
     {
+        _streamAboveBytes = streamAboveBytes;
+        _streamMaxBytes = streamMaxBytes;
         _stream = stream;
         _time = time ?? TimeProvider.System;
         LastReceiveTicks = _time.GetTimestamp();
@@ -113,6 +141,8 @@ internal sealed class FrameReader : IDisposable
         {
             _failed = true;
             _inFragmentedMessage = false;
+            _streaming = false;
+            _frameRemaining = 0;
             ReleaseAssembly();
             throw;
         }
@@ -157,6 +187,19 @@ internal sealed class FrameReader : IDisposable
 
         while (true)
         {
+            if (_frameRemaining > 0)
+            {
+                // In the middle of a streamed frame: hand out what has arrived of it.
+                if (_end == _start)
+                {
+                    frame = default;
+                    return false;
+                }
+
+                frame = TakeStreamedPiece();
+                return true;
+            }
+
             if (!TryReadHeader(out var opcode, out var masked, out var headerSize, out var length))
             {
                 frame = default;
@@ -177,6 +220,16 @@ internal sealed class FrameReader : IDisposable
                 _start += headerSize;
                 _skip = length;
                 throw;
+            }
+
+            if (IsStreamed(opcode, length))
+            {
+                if (BeginStreamedFrame(opcode, fin, masked, headerSize, length, out frame))
+                {
+                    return true;
+                }
+
+                continue;
             }
 
             var frameSize = headerSize + length;
@@ -328,7 +381,7 @@ internal sealed class FrameReader : IDisposable
 #pragma warning disable CA2022 // A zero-byte read only waits for data; there is nothing to read exactly.
             await _stream.ReadAsync(Memory<byte>.Empty, cancellationToken);
 #pragma warning restore CA2022
-            _buffer = ArrayPool<byte>.Shared.Rent(MinimumBufferSize);
+            _buffer = ArrayPool<byte>.Shared.Rent(_frameRemaining > 0 ? StreamBufferSize : MinimumBufferSize);
         }
         else if (_end == _buffer!.Length)
         {
@@ -405,12 +458,17 @@ internal sealed class FrameReader : IDisposable
                 throw Protocol($"Reserved data opcode 0x{opcode:X}.");
         }
 
-        var total = (opcode == WebSocketProtocol.OpcodeContinuation ? _assemblyLength : 0) + length;
-        if (total > _maxMessageBytes)
+        var continuation = opcode == WebSocketProtocol.OpcodeContinuation;
+        var total = (continuation ? (_streaming ? _streamOffset : _assemblyLength) : 0) + length;
+
+        // On a streaming leg a binary message is limited by the streaming limit, whether it ends up streamed or not.
+        var binary = opcode == WebSocketProtocol.OpcodeBinary || (continuation && _fragmentType == MessageType.Binary);
+        var limit = _streamAboveBytes > 0 && binary ? _streamMaxBytes : _maxMessageBytes;
+        if (total > limit)
         {
             throw new WebSocketProtocolException(
                 WebSocketCloseStatus.MessageTooBig,
-                $"The message is larger than the limit of {_maxMessageBytes} bytes.");
+                $"The message is larger than the limit of {limit} bytes.");
         }
     }
 
@@ -500,6 +558,100 @@ internal sealed class FrameReader : IDisposable
             ArrayPool<byte>.Shared.Return(_assembly);
             _assembly = null;
         }
+    }
+
+    /// <summary>Whether the data frame whose header was just validated belongs to a streamed message.</summary>
+    private bool IsStreamed(byte opcode, long length)
+    {
+        if (_streamAboveBytes == 0 || (opcode & 0x08) != 0)
+        {
+            return false;
+        }
+
+        if (opcode == WebSocketProtocol.OpcodeContinuation)
+        {
+            return _streaming || (_fragmentType == MessageType.Binary && _assemblyLength + length > _streamAboveBytes);
+        }
+
+        return opcode == WebSocketProtocol.OpcodeBinary && length > _streamAboveBytes;
+    }
+
+    /// <summary>
+    /// Takes the header of a frame of a streamed message; its payload is handed out as it arrives. Returns true with the
+    /// fragments held while the message was still small (they go on first), or an empty final fragment.
+    /// </summary>
+    private bool BeginStreamedFrame(byte opcode, bool fin, bool masked, int headerSize, long length, out Frame frame)
+    {
+        if (opcode != WebSocketProtocol.OpcodeContinuation)
+        {
+            _inFragmentedMessage = true;
+            _fragmentType = MessageType.Binary;
+            _assemblyLength = 0;
+        }
+
+        _frameKey = masked ? WebSocketMask.ReadKey(_buffer.AsSpan(_start + headerSize - 4, 4)) : 0;
+        _frameMasked = masked;
+        _frameMaskOffset = 0;
+        _frameFin = fin;
+        _frameRemaining = length;
+        _start += headerSize;
+
+        if (!_streaming)
+        {
+            _streaming = true;
+            _streamOffset = 0;
+            if (_assemblyLength > 0)
+            {
+                // What arrived before the message crossed the threshold: it goes on first, as the first fragment.
+                frame = new Frame(FrameKind.Fragment, MessageType.Binary, _assembly.AsMemory(0, _assemblyLength), isFinal: false, offset: 0);
+                _streamOffset = _assemblyLength;
+                _releaseAssembly = true;
+                return true;
+            }
+        }
+
+        if (length == 0 && fin)
+        {
+            // An empty last frame still ends the message on the other side.
+            frame = new Frame(FrameKind.Fragment, MessageType.Binary, ReadOnlyMemory<byte>.Empty, isFinal: true, offset: _streamOffset);
+            EndStream();
+            return true;
+        }
+
+        frame = default;
+        return false;
+    }
+
+    /// <summary>Hands out the buffered part of the streamed frame in progress, unmasked in place.</summary>
+    private Frame TakeStreamedPiece()
+    {
+        var count = (int)Math.Min(_frameRemaining, _end - _start);
+        var payload = _buffer.AsMemory(_start, count);
+        if (_frameMasked)
+        {
+            // The key continues where the previous piece of this frame stopped.
+            WebSocketMask.Apply(payload.Span, BitOperations.RotateRight(_frameKey, 8 * _frameMaskOffset));
+            _frameMaskOffset = (_frameMaskOffset + count) & 3;
+        }
+
+        _start += count;
+        _frameRemaining -= count;
+        var offset = _streamOffset;
+        _streamOffset += count;
+        var final = _frameRemaining == 0 && _frameFin;
+        if (final)
+        {
+            EndStream();
+        }
+
+        return new Frame(FrameKind.Fragment, MessageType.Binary, payload, final, offset);
+    }
+
+    private void EndStream()
+    {
+        _streaming = false;
+        _inFragmentedMessage = false;
+        _streamOffset = 0;
     }
 
     private static WebSocketProtocolException Protocol(string message) =>

@@ -33,6 +33,12 @@ internal sealed class FrameWriter : IDisposable
     private bool _closeSent;
     private bool _disposed;
 
+    // While a streamed message is open (its first fragment appended, not its last), other data frames are held here and
+    // follow its last fragment: nothing may interleave with a fragmented message (RFC 6455 5.4). Control frames may.
+    private bool _fragmentOpen;
+    private byte[]? _deferred;
+    private int _deferredLength;
+
     /// <param name="stream">The connection's stream.</param>
     /// <param name="mask">True on a client, whose frames must be masked.</param>
     public FrameWriter(Stream stream, bool mask)
@@ -69,12 +75,27 @@ internal sealed class FrameWriter : IDisposable
                 return false;
             }
 
+            if (_fragmentOpen)
+            {
+                EnsureCapacity(ref _deferred, _deferredLength, frame.Length);
+                frame.CopyTo(_deferred.AsSpan(_deferredLength));
+                _deferredLength += frame.Length;
+                return true;
+            }
+
             EnsureCapacity(frame.Length);
             frame.CopyTo(_pending.AsSpan(_pendingLength));
             Volatile.Write(ref _pendingLength, _pendingLength + frame.Length);
             return true;
         }
     }
+
+    /// <summary>
+    /// Appends one fragment of a streamed message: the first carries <paramref name="type"/>, the others are
+    /// continuations, and <paramref name="final"/> sets FIN. Data messages appended meanwhile follow the last fragment.
+    /// </summary>
+    public bool WriteFragment(MessageType type, bool first, bool final, ReadOnlySpan<byte> payload) =>
+        Append(first ? (byte)type : WebSocketProtocol.OpcodeContinuation, payload, isClose: false, fragment: true, fin: final);
 
     /// <summary>Appends a ping.</summary>
     public bool WritePing(ReadOnlySpan<byte> payload) => Append(WebSocketProtocol.OpcodePing, payload, isClose: false);
@@ -141,6 +162,7 @@ internal sealed class FrameWriter : IDisposable
 
             _disposed = true;
             _fault ??= new ObjectDisposedException(nameof(FrameWriter));
+            ReturnDeferred();
 
             // A running flush owns its buffer and returns it itself.
             if (_pending is not null && !_flushing)
@@ -196,6 +218,7 @@ internal sealed class FrameWriter : IDisposable
                 {
                     _fault ??= ex;
                     _flushing = false;
+                    ReturnDeferred();
                     waiters = _flushWaiters;
                     _flushWaiters = null;
                     if (_pending is not null)
@@ -226,7 +249,7 @@ internal sealed class FrameWriter : IDisposable
         }
     }
 
-    private bool Append(byte opcode, ReadOnlySpan<byte> payload, bool isClose)
+    private bool Append(byte opcode, ReadOnlySpan<byte> payload, bool isClose, bool fragment = false, bool fin = true)
     {
         var headerSize = 2 + (payload.Length < 126 ? 0 : payload.Length <= ushort.MaxValue ? 2 : 8) + (_mask ? 4 : 0);
         var frameSize = headerSize + payload.Length;
@@ -241,41 +264,96 @@ internal sealed class FrameWriter : IDisposable
             if (isClose)
             {
                 _closeSent = true;
+
+                // Data held behind an unfinished streamed message never goes: nothing is sent after a close.
+                ReturnDeferred();
             }
 
-            EnsureCapacity(frameSize);
-            var frame = _pending.AsSpan(_pendingLength, frameSize);
-            frame[0] = (byte)(0x80 | opcode);
-            var lengthByte = _mask ? (byte)0x80 : (byte)0;
-            if (payload.Length < 126)
+            if (_fragmentOpen && !fragment && (opcode & 0x08) == 0)
             {
-                frame[1] = (byte)(lengthByte | payload.Length);
-            }
-            else if (payload.Length <= ushort.MaxValue)
-            {
-                frame[1] = (byte)(lengthByte | 126);
-                BinaryPrimitives.WriteUInt16BigEndian(frame[2..], (ushort)payload.Length);
-            }
-            else
-            {
-                frame[1] = (byte)(lengthByte | 127);
-                BinaryPrimitives.WriteUInt64BigEndian(frame[2..], (ulong)payload.Length);
+                EnsureCapacity(ref _deferred, _deferredLength, frameSize);
+                WriteFrame(_deferred.AsSpan(_deferredLength, frameSize), opcode, payload, headerSize, fin);
+                _deferredLength += frameSize;
+                return true;
             }
 
-            if (_mask)
+            var release = fragment && fin && _deferredLength > 0;
+            EnsureCapacity(frameSize + (release ? _deferredLength : 0));
+            WriteFrame(_pending.AsSpan(_pendingLength, frameSize), opcode, payload, headerSize, fin);
+            var length = _pendingLength + frameSize;
+            if (fragment)
             {
-                var key = MaskKeys.Next();
-                WebSocketMask.WriteKey(frame.Slice(headerSize - 4, 4), key);
-                WebSocketMask.CopyAndApply(payload, frame[headerSize..], key);
-            }
-            else
-            {
-                payload.CopyTo(frame[headerSize..]);
+                _fragmentOpen = !fin;
+                if (release)
+                {
+                    _deferred.AsSpan(0, _deferredLength).CopyTo(_pending.AsSpan(length));
+                    length += _deferredLength;
+                    ReturnDeferred();
+                }
             }
 
-            Volatile.Write(ref _pendingLength, _pendingLength + frameSize);
+            Volatile.Write(ref _pendingLength, length);
             return true;
         }
+    }
+
+    private void WriteFrame(Span<byte> frame, byte opcode, ReadOnlySpan<byte> payload, int headerSize, bool fin)
+    {
+        frame[0] = (byte)((fin ? 0x80 : 0) | opcode);
+        var lengthByte = _mask ? (byte)0x80 : (byte)0;
+        if (payload.Length < 126)
+        {
+            frame[1] = (byte)(lengthByte | payload.Length);
+        }
+        else if (payload.Length <= ushort.MaxValue)
+        {
+            frame[1] = (byte)(lengthByte | 126);
+            BinaryPrimitives.WriteUInt16BigEndian(frame[2..], (ushort)payload.Length);
+        }
+        else
+        {
+            frame[1] = (byte)(lengthByte | 127);
+            BinaryPrimitives.WriteUInt64BigEndian(frame[2..], (ulong)payload.Length);
+        }
+
+        if (_mask)
+        {
+            var key = MaskKeys.Next();
+            WebSocketMask.WriteKey(frame.Slice(headerSize - 4, 4), key);
+            WebSocketMask.CopyAndApply(payload, frame[headerSize..], key);
+        }
+        else
+        {
+            payload.CopyTo(frame[headerSize..]);
+        }
+    }
+
+    private void ReturnDeferred()
+    {
+        if (_deferred is not null)
+        {
+            ArrayPool<byte>.Shared.Return(_deferred);
+            _deferred = null;
+            _deferredLength = 0;
+        }
+    }
+
+    private static void EnsureCapacity([System.Diagnostics.CodeAnalysis.NotNull] ref byte[]? buffer, int length, int frameSize)
+    {
+        var needed = length + frameSize;
+        if (buffer is not null && buffer.Length >= needed)
+        {
+            return;
+        }
+
+        var larger = ArrayPool<byte>.Shared.Rent(Math.Max(MinimumBufferSize, Math.Max(needed, (buffer?.Length ?? 0) * 2)));
+        if (buffer is not null)
+        {
+            buffer.AsSpan(0, length).CopyTo(larger);
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+
+        buffer = larger;
     }
 
     private void EnsureCapacity(int frameSize)

@@ -27,7 +27,11 @@ internal sealed class ManagedLeg : WebSocketLeg
     private readonly Action _abort;
     private readonly IDisposable? _transport;
     private readonly Lock _lock = new();
-    private readonly Queue<(MessageType Type, byte[] Buffer, int Length)> _queue = new();
+    private readonly Queue<(MessageType Type, byte[] Buffer, int Length, bool EndOfMessage)> _queue = new();
+
+    // Messages queued while a streamed message is open wait here for its last fragment (nothing may interleave).
+    private Queue<(MessageType Type, byte[] Buffer, int Length, bool EndOfMessage)>? _deferred;
+    private bool _fragmentOpen;
 
     private byte[]? _receiveBuffer;
     private LegFrame _ready;
@@ -194,7 +198,33 @@ internal sealed class ManagedLeg : WebSocketLeg
 
             var copy = ArrayPool<byte>.Shared.Rent(Math.Max(1, payload.Length));
             payload.CopyTo(copy);
-            _queue.Enqueue((type, copy, payload.Length));
+            (_fragmentOpen ? _deferred ??= new() : _queue).Enqueue((type, copy, payload.Length, true));
+            return true;
+        }
+    }
+
+    public override bool SendFragment(MessageType type, bool first, bool final, ReadOnlySpan<byte> payload)
+    {
+        lock (_lock)
+        {
+            if (_closeQueued || _fault is not null)
+            {
+                return false;
+            }
+
+            // The runtime's socket continues a message it has not ended: every fragment is sent with the message's type.
+            var copy = ArrayPool<byte>.Shared.Rent(Math.Max(1, payload.Length));
+            payload.CopyTo(copy);
+            _queue.Enqueue((type, copy, payload.Length, final));
+            _fragmentOpen = !final;
+            if (final && _deferred is not null)
+            {
+                while (_deferred.TryDequeue(out var item))
+                {
+                    _queue.Enqueue(item);
+                }
+            }
+
             return true;
         }
     }
@@ -214,6 +244,7 @@ internal sealed class ManagedLeg : WebSocketLeg
             }
 
             _closeQueued = true;
+            ReturnDeferred();
             _closeStatus = status;
             _closeReason = reason;
             return true;
@@ -285,6 +316,7 @@ internal sealed class ManagedLeg : WebSocketLeg
         lock (_lock)
         {
             _fault ??= new ObjectDisposedException(nameof(ManagedLeg));
+            ReturnDeferred();
             if (!_flushing)
             {
                 while (_queue.TryDequeue(out var item))
@@ -303,7 +335,7 @@ internal sealed class ManagedLeg : WebSocketLeg
         {
             while (true)
             {
-                (MessageType Type, byte[] Buffer, int Length) item;
+                (MessageType Type, byte[] Buffer, int Length, bool EndOfMessage) item;
                 var writeClose = false;
                 lock (_lock)
                 {
@@ -349,7 +381,7 @@ internal sealed class ManagedLeg : WebSocketLeg
                 try
                 {
                     var type = item.Type == MessageType.Text ? WebSocketMessageType.Text : WebSocketMessageType.Binary;
-                    await _socket.SendAsync(item.Buffer.AsMemory(0, item.Length), type, endOfMessage: true, cancellationToken);
+                    await _socket.SendAsync(item.Buffer.AsMemory(0, item.Length), type, item.EndOfMessage, cancellationToken);
                 }
                 finally
                 {
@@ -366,6 +398,7 @@ internal sealed class ManagedLeg : WebSocketLeg
                 _flushing = false;
                 waiters = _flushWaiters;
                 _flushWaiters = null;
+                ReturnDeferred();
                 while (_queue.TryDequeue(out var item))
                 {
                     ArrayPool<byte>.Shared.Return(item.Buffer);
@@ -392,6 +425,15 @@ internal sealed class ManagedLeg : WebSocketLeg
             string.IsNullOrEmpty(_socket.CloseStatusDescription) ? null : _socket.CloseStatusDescription);
         _hasReady = true;
         Volatile.Write(ref _lastReceiveTicks, _time.GetTimestamp());
+    }
+
+    /// <summary>Called under the lock.</summary>
+    private void ReturnDeferred()
+    {
+        while (_deferred?.TryDequeue(out var item) == true)
+        {
+            ArrayPool<byte>.Shared.Return(item.Buffer);
+        }
     }
 
     private void ReturnReceiveBuffer()

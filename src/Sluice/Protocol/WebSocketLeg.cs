@@ -7,8 +7,11 @@ namespace Sluice.Protocol;
 /// <summary>What a leg received: a whole data message, a ping or pong, or the peer's close frame.</summary>
 internal readonly struct LegFrame
 {
-    private LegFrame(bool isClose, MessageType type, ReadOnlyMemory<byte> payload, WebSocketCloseStatus? closeStatus, string? closeReason)
+    private LegFrame(bool isClose, MessageType type, ReadOnlyMemory<byte> payload, WebSocketCloseStatus? closeStatus, string? closeReason, bool isFragment = false, bool isFinal = true, long offset = 0)
     {
+        IsFragment = isFragment;
+        IsFinal = isFinal;
+        Offset = offset;
         IsClose = isClose;
         Type = type;
         Payload = payload;
@@ -32,6 +35,19 @@ internal readonly struct LegFrame
     public string? CloseReason { get; }
 
     public static LegFrame Message(MessageType type, ReadOnlyMemory<byte> payload) => new(false, type, payload, null, null);
+
+    /// <summary>A piece of a streamed message: <paramref name="offset"/> bytes of it came before.</summary>
+    public static LegFrame Fragment(MessageType type, ReadOnlyMemory<byte> payload, long offset, bool isFinal) =>
+        new(false, type, payload, null, null, isFragment: true, isFinal, offset);
+
+    /// <summary>Whether this is a piece of a streamed message rather than a whole one.</summary>
+    public bool IsFragment { get; }
+
+    /// <summary>Whether this ends its message: always for a whole message.</summary>
+    public bool IsFinal { get; }
+
+    /// <summary>For a fragment, the bytes of its message handed out before it.</summary>
+    public long Offset { get; }
 
     public static LegFrame Close(WebSocketCloseStatus? status, string? reason) => new(true, default, default, status, reason);
 }
@@ -61,6 +77,13 @@ internal abstract class WebSocketLeg : IDisposable
 
     /// <summary>Queues a pong, answering a ping. False once closed, or if the leg answers pings itself.</summary>
     public abstract bool SendPong(ReadOnlySpan<byte> payload);
+
+    /// <summary>
+    /// Queues one fragment of a streamed message: <paramref name="first"/> opens it (with <paramref name="type"/>), and
+    /// <paramref name="final"/> ends it. Until it ends, other data messages queued on the leg wait behind it, so that
+    /// nothing interleaves with its fragments. False once closed.
+    /// </summary>
+    public abstract bool SendFragment(MessageType type, bool first, bool final, ReadOnlySpan<byte> payload);
 
     /// <summary>Queues a keep-alive ping. False if the leg cannot send one (it keeps itself alive).</summary>
     public abstract bool SendPing();
@@ -112,10 +135,12 @@ internal sealed class FramedLeg : WebSocketLeg
     /// <param name="ownsStream">Whether disposing the leg disposes the stream (a backend socket) or not (Kestrel's).</param>
     /// <param name="initialData">Bytes read past the handshake.</param>
     /// <param name="time">The clock of <see cref="LastReceiveTicks"/>, the connection's.</param>
-    public FramedLeg(Stream stream, bool isServer, long maxMessageBytes, Action abort, bool ownsStream, ReadOnlySpan<byte> initialData = default, TimeProvider? time = null)
+    /// <param name="streamAboveBytes">Binary messages longer than this are received as fragments; 0 never streams.</param>
+    /// <param name="streamMaxBytes">The largest streamed message.</param>
+    public FramedLeg(Stream stream, bool isServer, long maxMessageBytes, Action abort, bool ownsStream, ReadOnlySpan<byte> initialData = default, TimeProvider? time = null, long streamAboveBytes = 0, long streamMaxBytes = 0)
     {
         _stream = stream;
-        _reader = new FrameReader(stream, expectMasked: isServer, maxMessageBytes, initialData, time);
+        _reader = new FrameReader(stream, expectMasked: isServer, maxMessageBytes, initialData, time, streamAboveBytes, streamMaxBytes);
         _writer = new FrameWriter(stream, mask: !isServer);
         _abort = abort;
         _ownsStream = ownsStream;
@@ -137,6 +162,9 @@ internal sealed class FramedLeg : WebSocketLeg
                 case FrameKind.Message:
                     frame = LegFrame.Message(raw.MessageType, raw.Payload);
                     return true;
+                case FrameKind.Fragment:
+                    frame = LegFrame.Fragment(raw.MessageType, raw.Payload, raw.Offset, raw.IsFinal);
+                    return true;
                 case FrameKind.Ping:
                     // The engine answers (RFC 6455 5.5.2), unless an interceptor that opted in to pings drops it.
                     frame = LegFrame.Message(MessageType.Ping, raw.Payload);
@@ -157,6 +185,9 @@ internal sealed class FramedLeg : WebSocketLeg
     public override ValueTask<bool> ReceiveAsync(CancellationToken cancellationToken) => _reader.FillAsync(cancellationToken);
 
     public override bool Send(MessageType type, ReadOnlySpan<byte> payload) => _writer.Write(type, payload);
+
+    public override bool SendFragment(MessageType type, bool first, bool final, ReadOnlySpan<byte> payload) =>
+        _writer.WriteFragment(type, first, final, payload);
 
     public override bool SendFramed(byte[] frame, int headerLength, MessageType type) =>
         _isServer ? _writer.WriteFramed(frame) : _writer.Write(type, frame.AsSpan(headerLength));

@@ -111,7 +111,7 @@ internal sealed class ProxyEndpoint : RouteEndpoint
         var socket = backend.Socket;
         if (backend.Deflate is null)
         {
-            return new FramedLeg(backend.Stream, isServer: false, options.MaxMessageBytes, socket.Dispose, ownsStream: true, backend.Leftover, time);
+            return new FramedLeg(backend.Stream, isServer: false, options.MaxMessageBytes, socket.Dispose, ownsStream: true, backend.Leftover, time, options.Streaming?.AboveBytes ?? 0, options.Streaming?.MaxBytes ?? 0);
         }
 
         Stream stream = backend.Leftover.Length == 0 ? backend.Stream : new PrefixedStream(backend.Leftover, backend.Stream);

@@ -133,6 +133,9 @@ internal sealed record RouteModel
 
     [Description("Lifecycle webhooks: POST each connect and disconnect of this route to an HTTP service, at least once, in the background.")]
     public EventsModel? Events { get; init; }
+
+    [Description("Proxy routes: stream large binary messages fragment by fragment instead of holding them whole; json-* and script policies skip them (counted), size-limit and rate-limit still apply.")]
+    public StreamModel? Stream { get; init; }
 }
 
 /// <summary>A route's <c>events</c> (docs/integrations.md).</summary>
@@ -152,6 +155,18 @@ internal sealed record EventsModel
     [Range(1, 1_000_000)]
     [Description("How many events wait for delivery at most; beyond it new events are dropped, counted and logged. Default 10000.")]
     public int QueueSize { get; init; } = 10_000;
+}
+
+/// <summary>A route's <c>stream</c>.</summary>
+internal sealed record StreamModel
+{
+    [Range(1, 1024 * 1024 * 1024)]
+    [Description("A binary message longer than this (bytes) is relayed fragment by fragment as it arrives; at most limits.maxMessageBytes. Default 1048576.")]
+    public int AboveBytes { get; init; } = 1024 * 1024;
+
+    [Range(1, int.MaxValue)]
+    [Description("The largest streamed message (bytes), at least aboveBytes; a larger one closes the connection with 1009. Replaces limits.maxMessageBytes for binary messages on this route. Default 1073741824.")]
+    public int MaxBytes { get; init; } = 1024 * 1024 * 1024;
 }
 
 /// <summary>A route's <c>proxy</c>.</summary>

@@ -13,8 +13,9 @@ internal sealed record HandlerDefinition(string Type, HandlerType? BuiltIn, Type
 internal static class RouteValidator
 {
     /// <returns>Each route's resolved handler (null for a proxy route or a handler with errors), by index.</returns>
-    public static IReadOnlyList<HandlerDefinition?> Validate(IReadOnlyList<RouteModel?> routes, PluginCatalog plugins, ConfigErrors errors)
+    public static IReadOnlyList<HandlerDefinition?> Validate(IReadOnlyList<RouteModel?> routes, PluginCatalog plugins, ConfigErrors errors, LimitsModel? limits = null)
     {
+        limits ??= new LimitsModel();
         var handlers = new HandlerDefinition?[routes.Count];
         var seen = new Dictionary<string, int>(StringComparer.OrdinalIgnoreCase);
         for (var i = 0; i < routes.Count; i++)
@@ -56,6 +57,16 @@ internal static class RouteValidator
             {
                 ValidateEvents(events, $"{path}.events", errors);
             }
+
+            if (route.Stream is { } stream)
+            {
+                ValidateStream(stream, $"{path}.stream", limits, errors);
+                if (route.Handler is not null)
+                {
+                    // The built-in handlers (echo, pubsub, plugins) answer whole messages; a fragment is not one.
+                    errors.Add($"{path}.stream", "applies to proxy routes only: a handler receives whole messages");
+                }
+            }
         }
 
         return handlers;
@@ -76,6 +87,21 @@ internal static class RouteValidator
         catch (RoutePatternException ex)
         {
             errors.Add(path, $"'{routePath}' is not a route template: {ex.Message}");
+        }
+    }
+
+    private static void ValidateStream(StreamModel stream, string path, LimitsModel limits, ConfigErrors errors)
+    {
+        // Binary messages up to aboveBytes are still held whole: beyond limits.maxMessageBytes that would raise the memory
+        // a connection may hold, which is what streaming is for keeping low.
+        if (stream.AboveBytes > limits.MaxMessageBytes)
+        {
+            errors.Add($"{path}.aboveBytes", $"must be at most limits.maxMessageBytes ({limits.MaxMessageBytes}): binary messages up to aboveBytes are held whole");
+        }
+
+        if (stream.MaxBytes < stream.AboveBytes)
+        {
+            errors.Add($"{path}.maxBytes", $"must be at least aboveBytes ({stream.AboveBytes})");
         }
     }
 
