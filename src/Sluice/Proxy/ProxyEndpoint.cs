@@ -39,6 +39,9 @@ internal sealed class ProxyEndpoint : RouteEndpoint
             {
                 WebSocketProxyTarget.Parse(pooled.Template.Pattern, RoutePatternFactory.Parse(pattern));
             }
+
+            // Health checks start with the mapping, not with the first request that builds the endpoint.
+            pool.Attach(builder.BackendTls);
         }
 
         if (target is not null)
@@ -62,7 +65,6 @@ internal sealed class ProxyEndpoint : RouteEndpoint
         if (_pool is not null)
         {
             _metrics.Track(_pool);
-            _pool.Attach(_builder.BackendTls);
         }
     }
 
