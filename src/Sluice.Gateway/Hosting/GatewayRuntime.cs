@@ -22,6 +22,7 @@ internal sealed partial class GatewayRuntime : IDisposable
     private readonly Lock _reloadLock = new();
     private readonly ILogger _logger;
     private IServiceProvider? _services;
+    private ProxyPools? _pools;
     private IDisposable? _watch;
     private Timer? _debounce;
 
@@ -38,10 +39,14 @@ internal sealed partial class GatewayRuntime : IDisposable
 
     public GatewayEndpointDataSource Endpoints => _endpoints;
 
+    /// <summary>The backend pool of each proxy route, by route path.</summary>
+    public IReadOnlyDictionary<string, Sluice.Proxy.BackendPool> Pools => _pools?.Current ?? new Dictionary<string, Sluice.Proxy.BackendPool>();
+
     /// <summary>Maps the configuration's routes, and starts watching the file.</summary>
     public void Start(IServiceProvider services)
     {
         _services = services;
+        _pools = new ProxyPools(services.GetService<TimeProvider>() ?? TimeProvider.System, services.GetRequiredService<ILoggerFactory>());
         Apply(Config);
         if (ConfigPath is not null)
         {
@@ -115,6 +120,9 @@ internal sealed partial class GatewayRuntime : IDisposable
     {
         _watch?.Dispose();
         _debounce?.Dispose();
+
+        // Stops every pool's health checks; bounded, because a check ends within its timeout once cancelled.
+        _pools?.DisposeAsync().AsTask().Wait(TimeSpan.FromSeconds(5));
         foreach (var policy in Config.Policies.Values)
         {
             (policy.Policy as IDisposable)?.Dispose();
@@ -142,20 +150,27 @@ internal sealed partial class GatewayRuntime : IDisposable
 
         Config = config;
         var tap = _services!.GetService<MessageTap>();
+        var (pools, retired) = _pools!.Update(config.Routes);
         _endpoints.Update(_services!, endpoints =>
         {
             foreach (var route in config.Routes)
             {
-                Map(endpoints, route, config, _routePolicies[route.Path], tap?.For(route.Path));
+                Map(endpoints, route, config, _routePolicies[route.Path], tap?.For(route.Path), pools);
             }
         });
+
+        // New connections now use the new pools: the old ones' health checks stop (their open connections stay).
+        foreach (var pool in retired)
+        {
+            _ = pool.DisposeAsync().AsTask();
+        }
     }
 
-    private static void Map(Microsoft.AspNetCore.Routing.IEndpointRouteBuilder endpoints, RouteConfig route, GatewayConfig config, ReloadableInterceptors policies, MessageTap.RouteTap? tap)
+    private static void Map(Microsoft.AspNetCore.Routing.IEndpointRouteBuilder endpoints, RouteConfig route, GatewayConfig config, ReloadableInterceptors policies, MessageTap.RouteTap? tap, IReadOnlyDictionary<string, Sluice.Proxy.BackendPool> pools)
     {
         if (route.Proxy is { } proxy)
         {
-            endpoints.MapWebSocketProxy(route.Path, proxy.Target, p =>
+            endpoints.MapWebSocketProxy(route.Path, pools[route.Path], p =>
             {
                 Configure(p, route, config, policies, tap);
                 p.ConnectTimeout = TimeSpan.FromMilliseconds(proxy.ConnectTimeoutMs);
