@@ -2,9 +2,8 @@ using System.Net;
 using System.Net.Sockets;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
-using Sluice.Tests.Infrastructure;
 
-namespace Sluice.Tests.Proxy;
+namespace Sluice.Tests.Infrastructure;
 
 /// <summary>How a <see cref="NamedBackend"/> answers its health endpoint.</summary>
 public enum HealthAnswer
