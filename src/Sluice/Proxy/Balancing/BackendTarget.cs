@@ -71,7 +71,9 @@ internal sealed class BackendTarget(int index, WebSocketProxyTarget template)
                 _lastCheckAt = now;
             }
 
-            if (_healthy || ++_successes < healthyAfter)
+            // Only checks count towards healthyAfter: a connect that was already under way when the target turned
+            // unhealthy says nothing about the next ones.
+            if (_healthy || !isCheck || ++_successes < healthyAfter)
             {
                 return false;
             }
