@@ -277,6 +277,14 @@ public class PoolTests
 
         // The unchanged pool kept its state through the reload: still unhealthy, no fresh start as healthy.
         Assert.False((await BackendsAsync(gateway, "/kept"))[0].GetProperty("healthy").GetBoolean());
+
+        // The dashboard shows the same: its snapshot carries each pool's targets, and its page has the panel.
+        using var snapshot = JsonDocument.Parse(await http.GetStringAsync(gateway.Http("/_sluice/snapshot")));
+        var pool = snapshot.RootElement.GetProperty("pools").EnumerateArray().Single();
+        Assert.Equal("/kept", pool.GetProperty("route").GetString());
+        Assert.False(pool.GetProperty("targets")[0].GetProperty("healthy").GetBoolean());
+        Assert.Equal("health check: GET /healthz answered 500", pool.GetProperty("targets")[0].GetProperty("lastError").GetString());
+        Assert.Contains("id=\"pools\"", await http.GetStringAsync(gateway.Http("/_sluice/")), StringComparison.Ordinal);
     }
 
     [Fact]

@@ -336,6 +336,16 @@ public sealed class BackendPoolTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task MapWebSocketProxy_RefusesAPoolWhoseTargetsDoNotFitTheRoute()
+    {
+        await using var pool = new BackendPool("/p/{room}", ["ws://127.0.0.1:1/${params.room}"]);
+
+        var error = await Assert.ThrowsAsync<FormatException>(() => TestServer.StartAsync(app => app.MapWebSocketProxy("/q/{other}", pool)));
+
+        Assert.Contains("unknown route parameter 'room'", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Pool_RefusesBadTargetsAndOptions()
     {
         Assert.Throws<FormatException>(() => new BackendPool("/p/{room}", ["ws://127.0.0.1:1/${params.rom}"]));
