@@ -240,7 +240,11 @@ internal sealed class ProxyEndpoint : RouteEndpoint
                 }
 
                 _metrics!.RecordFailure(Pattern, ex.Kind);
-                pool.ReportConnectFailure(target, ex.Message);
+                if (ex.BlamesBackend)
+                {
+                    pool.ReportConnectFailure(target, ex.Message);
+                }
+
                 (failures ??= []).Add((uri, ex.Message));
                 kind = ex.Kind;
             }

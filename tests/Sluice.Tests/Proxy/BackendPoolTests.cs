@@ -186,6 +186,28 @@ public sealed class BackendPoolTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Failover_HandshakeRejected_TriesTheNext_ButOnlyA5xxCountsAgainstTheTargetsHealth()
+    {
+        _backends[1].Health = HealthAnswer.Status500;
+        var notFound = $"ws://{_backends[0].Authority}/nothing-here";
+        var broken = $"ws://{_backends[1].Authority}/healthz";
+        await using var pool = new BackendPool("/p/{**rest}", [notFound, broken, $"ws://{_backends[2].Authority}/ws/x"], new BackendPoolOptions { UnhealthyAfter = 1, ReactivationPeriod = TimeSpan.FromHours(1) });
+        await using var proxy = await StartProxyAsync(pool);
+
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.Equal("b2", await NameOfOneConnectionAsync(proxy));
+        }
+
+        // A 404 is about this client's request: a client must not be able to mark backends down by asking for nonsense.
+        var states = pool.GetTargets();
+        Assert.True(states[0].Healthy);
+        Assert.Null(states[0].LastError);
+        Assert.False(states[1].Healthy);
+        Assert.Equal("the backend answered 500 Internal Server Error instead of 101", states[1].LastError);
+    }
+
+    [Fact]
     public async Task Failover_TargetThatNeverAnswersTheHandshake_TimesOutWithinItsShare_AndTheNextServes()
     {
         using var silent = new SilentListener();
