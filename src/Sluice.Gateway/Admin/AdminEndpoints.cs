@@ -178,6 +178,8 @@ internal static class AdminEndpoints
             return Results.Json(new { route, enabled = enabled ?? true, until = DateTimeOffset.UtcNow + MessageTap.Lifetime }, s_json);
         });
 
+        admin.MapGet("/backends", () => Results.Json(DescribeBackends(runtime.Config, runtime.Pools), s_json));
+
         admin.MapGet("/events", (HttpContext context, DashboardSnapshots snapshots) => snapshots.StreamAsync(context));
         admin.MapGet("/snapshot", (HttpContext context, string? node, DashboardSnapshots snapshots) =>
             node is null || node == cluster.NodeId ? Task.FromResult(Results.Json(snapshots.Create(0).Snapshot, s_json)) : cluster.SnapshotAsync(context, node));
@@ -197,6 +199,39 @@ internal static class AdminEndpoints
         };
         return context.Response.WriteAsync(JsonSerializer.Serialize(body, s_json));
     }
+
+
+    /// <summary>
+    /// Every proxy route's targets with their health, open connections, last error and last check, in file order.
+    /// A target written as <c>env:NAME</c> is shown as that; the others without their query.
+    /// </summary>
+    public static IEnumerable<object> DescribeBackends(GatewayConfig config, IReadOnlyDictionary<string, Sluice.Proxy.BackendPool> pools) =>
+        config.Routes.Where(r => r.Proxy is not null && pools.ContainsKey(r.Path)).Select(route =>
+        {
+            var proxy = route.Proxy!;
+            var written = proxy.Targets ?? [proxy.Target!];
+            var states = pools[route.Path].GetTargets();
+            return new
+            {
+                route = route.Path,
+                loadBalancing = proxy.LoadBalancing,
+                healthCheck = proxy.HealthCheck is not null,
+                targets = states.Select((state, i) =>
+                {
+                    var concealed = i < written.Count ? config.Secrets.Conceal(written[i]) : state.Target;
+                    return new
+                    {
+                        target = i < written.Count && concealed != written[i] ? concealed : config.Secrets.Conceal(state.Target),
+                        healthy = state.Healthy,
+                        openConnections = state.OpenConnections,
+                        lastError = state.LastError is null ? null : config.Secrets.Conceal(state.LastError),
+                        lastErrorAt = state.LastErrorAt,
+                        lastCheckAt = state.LastCheckAt,
+                    };
+                }).ToList(),
+            };
+        }).ToList();
+
 
     public static object Describe(WebSocketConnection connection, string node) => new
     {

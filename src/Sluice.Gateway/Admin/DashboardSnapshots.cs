@@ -32,7 +32,7 @@ internal sealed class DashboardSnapshots(
             {
                 route = route.Path,
                 kind = route.Proxy is not null ? "proxy" : route.Handler!.Type,
-                target = route.Proxy is { } proxy ? config.Secrets.Conceal(proxy.Target) : null,
+                target = route.Proxy is { } proxy ? config.Secrets.Conceal(string.Join(", ", proxy.Targets ?? [proxy.Target!])) : null,
                 active = connections.Count(c => c.RoutePattern == route.Path),
                 rates = state.Rates().Where(r => r.Route == route.Path).Select(r => new { direction = r.Direction, rate = r.Rate, total = r.Total, history = r.History }),
                 upgrade = route.Upgrade,
@@ -46,8 +46,9 @@ internal sealed class DashboardSnapshots(
                 var (milliseconds, at) = state.LastBackendConnect(route.Path);
                 var failure = feed.LastBackendFailure(route.Path);
                 var status = failure is { } f && (at is null || f.At > at) ? "failing" : at is null ? "unknown" : "ok";
-                return new { route = route.Path, target = config.Secrets.Conceal(route.Proxy!.Target), status, lastConnectMs = milliseconds, lastConnectAt = at, lastFailure = failure?.Reason, lastFailureAt = failure?.At };
+                return new { route = route.Path, target = config.Secrets.Conceal(string.Join(", ", route.Proxy!.Targets ?? [route.Proxy!.Target!])), status, lastConnectMs = milliseconds, lastConnectAt = at, lastFailure = failure?.Reason, lastFailureAt = failure?.At };
             }),
+            pools = AdminEndpoints.DescribeBackends(config, holder.Runtime.Pools),
             topics = topics.GetTopics().OrderByDescending(t => t.Value).Take(50).Select(t => new { topic = t.Key, subscribers = t.Value }),
             list = connections.OrderByDescending(c => c.ConnectedAt).Take(ListedConnections).Select(c => AdminEndpoints.Describe(c, cluster.NodeId)),
             tap = new { routes = tap.EnabledRoutes(), entries = tapEntries },

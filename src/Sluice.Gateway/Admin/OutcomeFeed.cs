@@ -65,7 +65,7 @@ internal sealed class OutcomeFeed : ILoggerProvider
 
         public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
         {
-            if (eventId.Id is not (103 or 200 or 201 or 300) || state is not IReadOnlyList<KeyValuePair<string, object?>> values)
+            if (eventId.Id is not (103 or 200 or 201 or 300 or 301 or 302) || state is not IReadOnlyList<KeyValuePair<string, object?>> values)
             {
                 return;
             }
@@ -88,6 +88,8 @@ internal sealed class OutcomeFeed : ILoggerProvider
                 201 => new OutcomeEvent(DateTimeOffset.UtcNow, Get("Outcome")?.ToLowerInvariant() ?? "dropped", Get("Route") ?? "?", Get("Interceptor"), Get("Direction")?.ToLowerInvariant(), Get("ConnectionId"), Get("Reason")),
                 200 => new OutcomeEvent(DateTimeOffset.UtcNow, "failed", Get("Route") ?? "?", Get("Interceptor"), Get("Direction")?.ToLowerInvariant(), Get("ConnectionId"), exception?.Message),
                 103 => new OutcomeEvent(DateTimeOffset.UtcNow, "rejected", Get("Route") ?? "?", null, "upgrade", null, $"{Get("StatusCode")} {Get("Reason")}"),
+                301 => new OutcomeEvent(DateTimeOffset.UtcNow, "backend", Get("Route") ?? "?", null, null, null, Get("Failures")),
+                302 => new OutcomeEvent(DateTimeOffset.UtcNow, "backend", Get("Route") ?? "?", null, null, null, "no target is healthy"),
                 _ => new OutcomeEvent(DateTimeOffset.UtcNow, "backend", Get("Route") ?? "?", null, null, null, Get("Reason")),
             };
             feed.Add(item);

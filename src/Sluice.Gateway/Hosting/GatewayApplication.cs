@@ -194,7 +194,7 @@ internal static class GatewayApplication
         output.WriteLine($"Sluice gateway listening on {string.Join(", ", addresses)}{(runtime.ConfigPath is null ? " (embedded demo)" : $" ({runtime.ConfigPath})")}");
         foreach (var route in config.Routes)
         {
-            var what = route.Proxy is { } proxy ? $"proxy -> {runtime.Config.Secrets.Conceal(proxy.Target)}" : $"{route.Handler!.Type} handler";
+            var what = route.Proxy is { } proxy ? $"proxy -> {runtime.Config.Secrets.Conceal(string.Join(", ", proxy.Targets ?? [proxy.Target!]))}" : $"{route.Handler!.Type} handler";
             var lists = string.Concat(
                 route.Upgrade.Count > 0 ? $"  upgrade: {string.Join(", ", route.Upgrade)}" : string.Empty,
                 route.Inbound.Count > 0 ? $"  inbound: {string.Join(", ", route.Inbound)}" : string.Empty,

@@ -24,6 +24,7 @@ internal sealed partial class GatewayRuntime : IDisposable
     private readonly ILogger _logger;
     private IServiceProvider? _services;
     private ConnectionLimitPolicy? _perIpCap;
+    private ProxyPools? _pools;
     private IDisposable? _watch;
     private Timer? _debounce;
 
@@ -40,6 +41,9 @@ internal sealed partial class GatewayRuntime : IDisposable
 
     public GatewayEndpointDataSource Endpoints => _endpoints;
 
+    /// <summary>The backend pool of each proxy route, by route path.</summary>
+    public IReadOnlyDictionary<string, Sluice.Proxy.BackendPool> Pools => _pools?.Current ?? new Dictionary<string, Sluice.Proxy.BackendPool>();
+
     /// <summary>Maps the configuration's routes, and starts watching the file.</summary>
     public void Start(IServiceProvider services)
     {
@@ -50,6 +54,7 @@ internal sealed partial class GatewayRuntime : IDisposable
             _perIpCap = new ConnectionLimitPolicy(new ConnectionLimitPolicyOptions { Max = perIp }, "limits.maxConnectionsPerIp");
         }
 
+        _pools = new ProxyPools(services.GetService<TimeProvider>() ?? TimeProvider.System, services.GetRequiredService<ILoggerFactory>());
         Apply(Config);
         if (ConfigPath is not null)
         {
@@ -128,6 +133,9 @@ internal sealed partial class GatewayRuntime : IDisposable
     {
         _watch?.Dispose();
         _debounce?.Dispose();
+
+        // Stops every pool's health checks; bounded, because a check ends within its timeout once cancelled.
+        _pools?.DisposeAsync().AsTask().Wait(TimeSpan.FromSeconds(5));
         foreach (var policy in Config.Policies.Values)
         {
             (policy.Policy as IDisposable)?.Dispose();
@@ -159,11 +167,12 @@ internal sealed partial class GatewayRuntime : IDisposable
         _services!.GetService<Tls.ListenerCertificate>()?.Use(config);
         var tap = _services!.GetService<MessageTap>();
         var perIpCap = _perIpCap;
+        var (pools, retired) = _pools!.Update(config.Routes);
         _endpoints.Update(_services!, endpoints =>
         {
             foreach (var route in config.Routes)
             {
-                Map(endpoints, route, config, _routePolicies[route.Path], tap?.For(route.Path), perIpCap);
+                Map(endpoints, route, config, _routePolicies[route.Path], tap?.For(route.Path), perIpCap, pools);
             }
         });
 
@@ -172,14 +181,20 @@ internal sealed partial class GatewayRuntime : IDisposable
             // After the new endpoints are in place, so that no connection opened from now on escapes the new policies.
             CredentialRecheck.Start(previous, config, _services!, _logger);
         }
+
+        // New connections now use the new pools: the old ones' health checks stop (their open connections stay).
+        foreach (var pool in retired)
+        {
+            _ = pool.DisposeAsync().AsTask();
+        }
     }
 
-    private static void Map(Microsoft.AspNetCore.Routing.IEndpointRouteBuilder endpoints, RouteConfig route, GatewayConfig config, ReloadableInterceptors policies, MessageTap.RouteTap? tap, IUpgradePolicy? perIpCap)
+    private static void Map(Microsoft.AspNetCore.Routing.IEndpointRouteBuilder endpoints, RouteConfig route, GatewayConfig config, ReloadableInterceptors policies, MessageTap.RouteTap? tap, IUpgradePolicy? perIpCap, IReadOnlyDictionary<string, Sluice.Proxy.BackendPool> pools)
     {
         var webhooks = route.Events is null ? null : endpoints.ServiceProvider.GetRequiredService<LifecycleWebhooks>();
         if (route.Proxy is { } proxy)
         {
-            endpoints.MapWebSocketProxy(route.Path, proxy.Target, p =>
+            endpoints.MapWebSocketProxy(route.Path, pools[route.Path], p =>
             {
                 Configure(p, route, config, policies, tap, perIpCap);
                 webhooks?.Attach(p, route.Path, route.Events!);

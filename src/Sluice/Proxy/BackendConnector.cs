@@ -45,6 +45,12 @@ internal sealed class BackendConnectException(string reason, Exception? inner = 
 {
     /// <summary>A short label for metrics: refused, timeout, dns, tls, rejected, invalid.</summary>
     public string Kind { get; init; } = "error";
+
+    /// <summary>
+    /// Whether the failure says something about the backend's health: false for a 4xx answer to this client's
+    /// request, or a request the proxy could not send, which a client could otherwise repeat to mark every backend down.
+    /// </summary>
+    public bool BlamesBackend { get; init; } = true;
 }
 
 /// <summary>
@@ -149,7 +155,7 @@ internal static class BackendConnector
             // Kestrel already refuses CR and LF in request headers; this guards values that came from elsewhere.
             if (name.AsSpan().IndexOfAny('\r', '\n') >= 0 || value.AsSpan().IndexOfAny('\r', '\n') >= 0)
             {
-                throw new BackendConnectException($"header '{name}' contains a line break") { Kind = "invalid" };
+                throw new BackendConnectException($"header '{name}' contains a line break") { Kind = "invalid", BlamesBackend = false };
             }
 
             builder.Append(name).Append(": ").Append(value).Append("\r\n");
@@ -200,7 +206,11 @@ internal static class BackendConnector
 
             if (status[1] != "101")
             {
-                throw new BackendConnectException($"the backend answered {status[1]}{(status.Length > 2 ? " " + status[2] : string.Empty)} instead of 101") { Kind = "rejected" };
+                throw new BackendConnectException($"the backend answered {status[1]}{(status.Length > 2 ? " " + status[2] : string.Empty)} instead of 101")
+                {
+                    Kind = "rejected",
+                    BlamesBackend = !(status[1].Length == 3 && status[1][0] == '4'),
+                };
             }
 
             var headers = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);

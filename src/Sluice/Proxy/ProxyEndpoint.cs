@@ -23,13 +23,27 @@ internal sealed class ProxyEndpoint : RouteEndpoint
     private readonly WebSocketProxyBuilder _builder;
     private readonly WebSocketProxyTarget? _target;
     private readonly Func<HttpContext, ValueTask<Uri>>? _targetSelector;
+    private readonly BackendPool? _pool;
     private ProxyMetrics? _metrics;
 
-    public ProxyEndpoint(string pattern, WebSocketProxyBuilder builder, string? target, Func<HttpContext, ValueTask<Uri>>? targetSelector)
+    public ProxyEndpoint(string pattern, WebSocketProxyBuilder builder, string? target, Func<HttpContext, ValueTask<Uri>>? targetSelector, BackendPool? pool = null)
         : base(pattern, builder, "Sluice.Proxy")
     {
         _builder = builder;
         _targetSelector = targetSelector;
+        _pool = pool;
+        if (pool is not null)
+        {
+            // The pool's targets were parsed against its own pattern: they must also fit this route's parameters.
+            foreach (var pooled in pool.Targets)
+            {
+                WebSocketProxyTarget.Parse(pooled.Template.Pattern, RoutePatternFactory.Parse(pattern));
+            }
+
+            // Health checks start with the mapping, not with the first request that builds the endpoint.
+            pool.Attach(builder.BackendTls);
+        }
+
         if (target is not null)
         {
             // Checked now, so that a bad target fails at startup rather than on the first connection.
@@ -45,13 +59,52 @@ internal sealed class ProxyEndpoint : RouteEndpoint
         }
     }
 
-    protected override void OnBuilding(IServiceProvider services) => _metrics = services.GetRequiredService<ProxyMetrics>();
+    protected override void OnBuilding(IServiceProvider services)
+    {
+        _metrics = services.GetRequiredService<ProxyMetrics>();
+        if (_pool is not null)
+        {
+            _metrics.Track(_pool);
+        }
+    }
 
     protected override async Task RunUpgradedAsync(HttpContext httpContext, WebSocketRoute route, UpgradeContext upgrade, Activity? activity)
     {
         BackendConnection? backend = null;
         try
         {
+            if (_pool is not null)
+            {
+                PooledBackend? chosen;
+                try
+                {
+                    chosen = await ConnectPooledAsync(httpContext, route, upgrade, _pool);
+                }
+                catch (FormatException ex)
+                {
+                    await route.RejectAsync(httpContext, StatusCodes.Status400BadRequest, $"The request cannot be proxied: {ex.Message}.");
+                    return;
+                }
+
+                if (chosen is not { } found)
+                {
+                    return;
+                }
+
+                // Counted from the backend's handshake to the end of the connection: what least-connections balances.
+                found.Target.Opened();
+                try
+                {
+                    await RunAsync(httpContext, route, upgrade, activity, found.Connection, found.Uri);
+                }
+                finally
+                {
+                    found.Target.Closed();
+                }
+
+                return;
+            }
+
             Uri backendUri;
             try
             {
@@ -92,18 +145,128 @@ internal sealed class ProxyEndpoint : RouteEndpoint
                 return;
             }
 
-            var client = await AcceptClientAsync(httpContext, route, backend.SubProtocol);
-            var backendLeg = CreateBackendLeg(backend, route.Options, route.Time);
-            var connection = new ProxyConnection(route, httpContext, client, backendLeg, backendUri, upgrade, backend.SubProtocol);
+            var accepted = backend;
             backend = null;
-            SluiceTracing.Accepted(activity, connection);
-            await connection.RunAsync();
+            await RunAsync(httpContext, route, upgrade, activity, accepted, backendUri);
         }
         catch when (backend is not null)
         {
             await backend.Stream.DisposeAsync();
             throw;
         }
+    }
+
+    /// <summary>Accepts the client and runs the connection; owns <paramref name="backend"/> from here on.</summary>
+    private static async Task RunAsync(HttpContext httpContext, WebSocketRoute route, UpgradeContext upgrade, Activity? activity, BackendConnection backend, Uri backendUri)
+    {
+        ProxyConnection connection;
+        try
+        {
+            var client = await AcceptClientAsync(httpContext, route, backend.SubProtocol);
+            var backendLeg = CreateBackendLeg(backend, route.Options, route.Time);
+            connection = new ProxyConnection(route, httpContext, client, backendLeg, backendUri, upgrade, backend.SubProtocol);
+        }
+        catch
+        {
+            await backend.Stream.DisposeAsync();
+            throw;
+        }
+
+        SluiceTracing.Accepted(activity, connection);
+        await connection.RunAsync();
+    }
+
+    private readonly record struct PooledBackend(BackendConnection Connection, Uri Uri, BackendTarget Target);
+
+    /// <summary>
+    /// Tries the pool's healthy targets in the order its load balancing gives, within the route's connect timeout: each
+    /// attempt gets an equal share of the time left, so that a target that accepts TCP and never answers cannot spend
+    /// the whole budget of the ones after it. Returns null once the client has been answered 502 (or has gone).
+    /// </summary>
+    private async Task<PooledBackend?> ConnectPooledAsync(HttpContext httpContext, WebSocketRoute route, UpgradeContext upgrade, BackendPool pool)
+    {
+        var order = pool.Order(upgrade);
+        if (order.Length == 0)
+        {
+            _metrics!.RecordFailure(Pattern, "unhealthy");
+            await route.RejectAsync(
+                httpContext,
+                StatusCodes.Status502BadGateway,
+                "The backend is unavailable (unhealthy).",
+                static (route, count) => ProxyLog.NoHealthyBackend(route.Logger, route.Pattern, count),
+                pool.Targets.Count);
+            return null;
+        }
+
+        var started = Stopwatch.GetTimestamp();
+        var subProtocols = ServerHandshake.GetOfferedProtocols(httpContext);
+        var headers = BuildHeaders(httpContext, upgrade.Subject);
+        List<(Uri Uri, string Message)>? failures = null;
+        var kind = "timeout";
+        for (var i = 0; i < order.Length; i++)
+        {
+            var target = order[i];
+            var uri = target.Template.Resolve(upgrade);
+            var remaining = _builder.ConnectTimeout - Stopwatch.GetElapsedTime(started);
+            if (remaining <= TimeSpan.Zero)
+            {
+                (failures ??= []).Add((uri, "not tried: the connect timeout was spent"));
+                break;
+            }
+
+            try
+            {
+                var connection = await BackendConnector.ConnectAsync(
+                    new BackendConnectRequest
+                    {
+                        Uri = uri,
+                        SubProtocols = subProtocols,
+                        Headers = headers,
+                        OfferDeflate = _builder.EnableBackendCompression,
+                        Timeout = remaining / (order.Length - i),
+                        SslOptions = _builder.BackendTls,
+                    },
+                    httpContext.RequestAborted);
+                pool.ReportConnected(target);
+                _metrics!.RecordConnected(Pattern, Stopwatch.GetElapsedTime(started));
+                return new PooledBackend(connection, uri, target);
+            }
+            catch (BackendConnectException ex)
+            {
+                if (httpContext.RequestAborted.IsCancellationRequested)
+                {
+                    // The client left: nobody to answer, and the backend is not to blame.
+                    return null;
+                }
+
+                _metrics!.RecordFailure(Pattern, ex.Kind);
+                if (ex.BlamesBackend)
+                {
+                    pool.ReportConnectFailure(target, ex.Message);
+                }
+
+                (failures ??= []).Add((uri, ex.Message));
+                kind = ex.Kind;
+            }
+        }
+
+        await route.RejectAsync(
+            httpContext,
+            StatusCodes.Status502BadGateway,
+            $"The backend is unavailable ({kind}).",
+            static (route, failures) =>
+            {
+                if (failures.Count == 1)
+                {
+                    ProxyLog.BackendConnectFailed(route.Logger, route.Pattern, WithoutQuery(failures[0].Uri), failures[0].Message);
+                }
+                else
+                {
+                    ProxyLog.AllBackendsFailed(route.Logger, route.Pattern, failures.Count, string.Join("; ", failures.Select(f => $"{WithoutQuery(f.Uri)}: {f.Message}")));
+                }
+            },
+            failures!);
+        return null;
     }
 
     private static WebSocketLeg CreateBackendLeg(BackendConnection backend, WebSocketEndpointOptions options, TimeProvider time)

@@ -47,15 +47,35 @@ public static class SluiceProxyEndpointRouteBuilderExtensions
         return Map(endpoints, pattern, null, selectTarget, configure);
     }
 
+    /// <summary>
+    /// Maps a WebSocket proxy endpoint whose connections go to the targets of <paramref name="pool"/>: a healthy one
+    /// chosen by its load balancing, the next healthy ones if connecting fails, within
+    /// <see cref="WebSocketProxyBuilder.ConnectTimeout"/>. The pool's active health checks start when the endpoint is
+    /// built; whoever created the pool disposes it.
+    /// </summary>
+    /// <param name="endpoints">The route builder.</param>
+    /// <param name="pattern">The route pattern, e.g. <c>/chat/{room}</c>; the pool's targets must fit its parameters.</param>
+    /// <param name="pool">The targets, their load balancing and health.</param>
+    /// <param name="configure">Adds interceptors, upgrade steps and hooks, and sets backend options.</param>
+    public static IEndpointConventionBuilder MapWebSocketProxy(
+        this IEndpointRouteBuilder endpoints,
+        [StringSyntax("Route")] string pattern,
+        BackendPool pool,
+        Action<WebSocketProxyBuilder>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(pool);
+        return Map(endpoints, pattern, null, null, configure, pool);
+    }
+
     private static IEndpointConventionBuilder Map(
-        IEndpointRouteBuilder endpoints, string pattern, string? target, Func<HttpContext, ValueTask<Uri>>? selectTarget, Action<WebSocketProxyBuilder>? configure)
+        IEndpointRouteBuilder endpoints, string pattern, string? target, Func<HttpContext, ValueTask<Uri>>? selectTarget, Action<WebSocketProxyBuilder>? configure, BackendPool? pool = null)
     {
         ArgumentNullException.ThrowIfNull(endpoints);
         ArgumentNullException.ThrowIfNull(pattern);
 
         var builder = new WebSocketProxyBuilder();
         configure?.Invoke(builder);
-        var endpoint = new ProxyEndpoint(pattern, builder, target, selectTarget);
+        var endpoint = new ProxyEndpoint(pattern, builder, target, selectTarget, pool);
         var conventions = endpoints.Map(pattern, endpoint.HandleAsync);
         conventions.Finally(endpointBuilder =>
         {

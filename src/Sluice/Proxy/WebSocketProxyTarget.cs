@@ -67,6 +67,37 @@ public sealed class WebSocketProxyTarget
 
     internal static WebSocketProxyTarget Parse(string pattern, RoutePattern route)
     {
+        var segments = ParseSegments(pattern, route);
+
+        // Values may only land in the path and query: a client must never choose the host it reaches.
+        var prefix = segments.Count > 0 && segments[0].Kind == ExpressionKind.Literal ? segments[0].Literal! : string.Empty;
+        var schemeEnd = prefix.IndexOf("://", StringComparison.Ordinal);
+        var authorityEnd = schemeEnd < 0 ? -1 : prefix.IndexOfAny(['/', '?'], schemeEnd + 3);
+        if (schemeEnd < 0 || authorityEnd < 0 && segments.Count > 1)
+        {
+            throw new FormatException($"'{pattern}': the scheme and host must be literal; values can only be placed in the path or query");
+        }
+
+        var authority = authorityEnd < 0 ? prefix : prefix[..authorityEnd];
+        if (!Uri.TryCreate(authority, UriKind.Absolute, out var baseUri) || baseUri.Scheme is not ("ws" or "wss"))
+        {
+            throw new FormatException($"'{pattern}': a backend URL starts with ws:// or wss:// and a host");
+        }
+
+        return new WebSocketProxyTarget([.. segments], pattern);
+    }
+
+    /// <summary>
+    /// Parses a value template such as <c>${subject}</c> or <c>${headers.X-Tenant}:${query.room}</c>: the same
+    /// expressions as a target, but not a URL, so nothing is encoded (a pool's <c>hashBy</c>).
+    /// </summary>
+    internal static WebSocketProxyTarget ParseValue(string pattern, RoutePattern route) =>
+        new([.. ParseSegments(pattern, route)], pattern) { _isValue = true };
+
+    private bool _isValue;
+
+    private static List<Segment> ParseSegments(string pattern, RoutePattern route)
+    {
         var segments = new List<Segment>();
         var literal = new StringBuilder();
         var i = 0;
@@ -103,22 +134,7 @@ public sealed class WebSocketProxyTarget
             segments.Add(Segment.Text(literal.ToString()));
         }
 
-        // Values may only land in the path and query: a client must never choose the host it reaches.
-        var prefix = segments.Count > 0 && segments[0].Kind == ExpressionKind.Literal ? segments[0].Literal! : string.Empty;
-        var schemeEnd = prefix.IndexOf("://", StringComparison.Ordinal);
-        var authorityEnd = schemeEnd < 0 ? -1 : prefix.IndexOfAny(['/', '?'], schemeEnd + 3);
-        if (schemeEnd < 0 || authorityEnd < 0 && segments.Count > 1)
-        {
-            throw new FormatException($"'{pattern}': the scheme and host must be literal; values can only be placed in the path or query");
-        }
-
-        var authority = authorityEnd < 0 ? prefix : prefix[..authorityEnd];
-        if (!Uri.TryCreate(authority, UriKind.Absolute, out var baseUri) || baseUri.Scheme is not ("ws" or "wss"))
-        {
-            throw new FormatException($"'{pattern}': a backend URL starts with ws:// or wss:// and a host");
-        }
-
-        return new WebSocketProxyTarget([.. segments], pattern);
+        return segments;
     }
 
     private static Segment ParseExpression(string pattern, string expression, RoutePattern route)
@@ -178,7 +194,20 @@ public sealed class WebSocketProxyTarget
         return Resolve(upgrade.HttpContext, upgrade.Subject, upgrade.ConnectionId);
     }
 
-    private Uri Resolve(HttpContext context, string? subject, string? connectionId)
+    private Uri Resolve(HttpContext context, string? subject, string? connectionId) =>
+        // Without canonicalization: Uri would otherwise decode %2E and remove the dot segments the values made.
+        new(Render(context, subject, connectionId), s_verbatim);
+
+    /// <summary>The value of a template made by <see cref="ParseValue"/>, for one upgrade; nothing is encoded.</summary>
+    internal string ResolveValue(UpgradeContext upgrade) => Render(upgrade.HttpContext, upgrade.Subject, upgrade.ConnectionId);
+
+    /// <summary>
+    /// The target with every expression empty (route values, query, headers, subject): what a health check that
+    /// has no request to take values from connects to.
+    /// </summary>
+    internal Uri ResolveWithoutRequest() => new(Render(null, null, null), s_verbatim);
+
+    private string Render(HttpContext? context, string? subject, string? connectionId)
     {
         var builder = new StringBuilder(Pattern.Length + 32);
         foreach (var segment in _segments)
@@ -189,7 +218,7 @@ public sealed class WebSocketProxyTarget
                 continue;
             }
 
-            var value = segment.Kind switch
+            var value = context is null ? (segment.Kind == ExpressionKind.Env ? segment.Literal! : string.Empty) : segment.Kind switch
             {
                 ExpressionKind.Params => Convert.ToString(context.Request.RouteValues[segment.Name!], CultureInfo.InvariantCulture) ?? string.Empty,
                 ExpressionKind.Query => context.Request.Query[segment.Name!].ToString(),
@@ -200,7 +229,11 @@ public sealed class WebSocketProxyTarget
                 ExpressionKind.ConnectionId => connectionId ?? string.Empty,
                 _ => segment.Literal!, // ExpressionKind.Env: read when parsed.
             };
-            if (segment.CatchAll)
+            if (_isValue)
+            {
+                builder.Append(value);
+            }
+            else if (segment.CatchAll)
             {
                 // A catch-all ({**rest}) spans path segments: encode each one and keep the slashes.
                 var parts = value.Split('/');
@@ -215,8 +248,7 @@ public sealed class WebSocketProxyTarget
             }
         }
 
-        // Without canonicalization: Uri would otherwise decode %2E and remove the dot segments the values made.
-        return new Uri(builder.ToString(), s_verbatim);
+        return builder.ToString();
     }
 
     private static readonly UriCreationOptions s_verbatim = new() { DangerousDisablePathAndQueryCanonicalization = true };

@@ -75,6 +75,9 @@
 
     rows($('backends'), snapshot.backends.map((b) =>
       `<tr><td><code>${escape(b.route)}</code></td><td><code>${escape(b.target)}</code></td><td><span class="badge ${b.status}">${b.status}</span>${b.lastFailure ? ' ' + escape(b.lastFailure) : ''}</td><td>${b.lastConnectMs != null ? b.lastConnectMs.toFixed(1) + ' ms' : '–'}</td></tr>`).join(''));
+    rows($('pools'), snapshot.pools.flatMap((p) => p.targets.map((t) =>
+      `<tr><td><code>${escape(p.route)}</code></td><td><code>${escape(t.target)}</code></td><td><span class="badge ${t.healthy ? 'healthy' : 'unhealthy'}">${t.healthy ? 'healthy' : 'unhealthy'}</span>${t.lastError ? ' ' + escape(t.lastError) : ''}</td>` +
+      `<td class="num">${t.openConnections}</td><td>${t.lastCheckAt ? time(t.lastCheckAt) : '–'}</td></tr>`)).join(''));
     rows($('topics'), snapshot.topics.map((t) => `<tr><td><code>${escape(t.topic)}</code></td><td class="num">${t.subscribers}</td></tr>`).join(''));
 
     $('listed').textContent = snapshot.list.length < snapshot.connections ? `(newest ${snapshot.list.length} of ${snapshot.connections})` : '';

@@ -172,9 +172,22 @@ internal sealed record StreamModel
 /// <summary>A route's <c>proxy</c>.</summary>
 internal sealed record ProxyModel
 {
-    [Required]
-    [Description("The backend URL (ws:// or wss://); ${params.NAME}, ${query.NAME}, ${headers.NAME}, ${subject}, ${claims.NAME}, ${connection.id} and ${env.NAME} place values of the upgrade, URL-encoded, in its path or query.")]
-    public string Target { get; init; } = string.Empty;
+    [Description("The backend URL (ws:// or wss://); ${params.NAME}, ${query.NAME}, ${headers.NAME}, ${subject}, ${claims.NAME}, ${connection.id} and ${env.NAME} place values of the upgrade, URL-encoded, in its path or query. Give target or targets, not both.")]
+    public string? Target { get; init; }
+
+    [MinLength(1, ErrorMessage = "list at least one target")]
+    [Description("Several backend URLs, each like target; a new connection goes to a healthy one chosen by loadBalancing, the next healthy ones if connecting fails. Give target or targets, not both.")]
+    public IReadOnlyList<string>? Targets { get; init; }
+
+    [AllowedValues("round-robin", "least-connections", "random", "hash")]
+    [Description("How targets share new connections: round-robin (default), least-connections, random, or hash (by hashBy).")]
+    public string LoadBalancing { get; init; } = "round-robin";
+
+    [Description("For loadBalancing hash: a rewrite expression (${subject}, ${headers.NAME}, ...) whose value picks the target; the same value goes to the same target while it is healthy.")]
+    public string? HashBy { get; init; }
+
+    [Description("Active health checks of the targets; without it, only failed connects (passive health) mark a target unhealthy.")]
+    public HealthCheckModel? HealthCheck { get; init; }
 
     [Description("Request headers copied to the backend's handshake (not the handshake's own headers, nor X-Forwarded-*).")]
     public IReadOnlyList<string> ForwardHeaders { get; init; } = [];
@@ -213,6 +226,29 @@ internal sealed record ProxyTlsModel
 
     [Description("The client certificate's private key (PEM, unencrypted); or env:NAME holding the PEM text or a path.")]
     public string? ClientKey { get; init; }
+}
+
+/// <summary>A proxy's <c>healthCheck</c>.</summary>
+internal sealed record HealthCheckModel
+{
+    [Range(0.1, 86_400)]
+    [Description("Seconds between two checks of a target. Default 10.")]
+    public double IntervalSeconds { get; init; } = 10;
+
+    [Range(1, 600_000)]
+    [Description("How long a check may take (milliseconds) before it counts as failed. Default 2000.")]
+    public int TimeoutMs { get; init; } = 2000;
+
+    [Range(1, 1000)]
+    [Description("Consecutive failures (checks or connects) after which a target is unhealthy. Default 2.")]
+    public int UnhealthyAfter { get; init; } = 2;
+
+    [Range(1, 1000)]
+    [Description("Consecutive successful checks after which an unhealthy target gets connections again. Default 1.")]
+    public int HealthyAfter { get; init; } = 1;
+
+    [Description("An HTTP GET of this path on the target's host and port (2xx is healthy); without it, a WebSocket handshake to the target.")]
+    public string? Path { get; init; }
 }
 
 /// <summary>A route's <c>handler</c>.</summary>

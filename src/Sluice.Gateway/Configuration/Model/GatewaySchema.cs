@@ -120,6 +120,11 @@ internal static class GatewaySchema
                 node["maximum"] = Convert.ToDouble(range.Maximum, CultureInfo.InvariantCulture);
             }
 
+            if (property.GetCustomAttributes(typeof(AllowedValuesAttribute), false).FirstOrDefault() is AllowedValuesAttribute allowed)
+            {
+                node["enum"] = new JsonArray([.. allowed.Values.Select(v => JsonValue.Create(v?.ToString()))]);
+            }
+
             if (property.GetCustomAttributes(typeof(MinLengthAttribute), false).FirstOrDefault() is MinLengthAttribute minLength)
             {
                 node["minItems"] = minLength.Length;

@@ -12,6 +12,8 @@ internal sealed record HandlerDefinition(string Type, HandlerType? BuiltIn, Type
 /// <summary>Checks <c>routes</c>: paths, proxy or handler, targets, forwarded headers; resolves each handler.</summary>
 internal static class RouteValidator
 {
+    private static readonly string[] s_loadBalancing = ["round-robin", "least-connections", "random", "hash"];
+
     /// <returns>Each route's resolved handler (null for a proxy route or a handler with errors), by index.</returns>
     public static IReadOnlyList<HandlerDefinition?> Validate(IReadOnlyList<RouteModel?> routes, PluginCatalog plugins, ConfigErrors errors, LimitsModel? limits = null)
     {
@@ -107,10 +109,53 @@ internal static class RouteValidator
 
     private static void ValidateProxy(ProxyModel proxy, string path, string routePath, ConfigErrors errors)
     {
+        if ((proxy.Target is null) == (proxy.Targets is null))
+        {
+            errors.Add(path, proxy.Target is null ? "has neither target nor targets; give exactly one" : "has both target and targets; give exactly one");
+        }
+
         // Without a route path the target's parameters cannot be checked; the missing path is reported.
-        if (routePath.Length > 0 && !WebSocketProxyTarget.TryParse(proxy.Target, routePath, out _, out var error))
+        if (routePath.Length > 0 && proxy.Target is { } target && !WebSocketProxyTarget.TryParse(target, routePath, out _, out var error))
         {
             errors.Add($"{path}.target", error);
+        }
+
+        var targets = proxy.Targets ?? [];
+        for (var i = 0; i < targets.Count; i++)
+        {
+            if (routePath.Length > 0 && !WebSocketProxyTarget.TryParse(targets[i], routePath, out _, out var targetError))
+            {
+                errors.Add($"{path}.targets[{i}]", targetError);
+            }
+        }
+
+        if (Array.IndexOf(s_loadBalancing, proxy.LoadBalancing) < 0)
+        {
+            errors.Add($"{path}.loadBalancing", $"'{proxy.LoadBalancing}' is not a load balancing mode (use {string.Join(", ", s_loadBalancing)})", ConfigError.DidYouMean(proxy.LoadBalancing, s_loadBalancing));
+        }
+        else if (proxy.LoadBalancing == "hash" && proxy.HashBy is null)
+        {
+            errors.Add($"{path}.hashBy", "is required for loadBalancing hash: a rewrite expression such as ${subject}");
+        }
+
+        if (proxy.HashBy is { } hashBy)
+        {
+            if (proxy.LoadBalancing != "hash")
+            {
+                errors.Add($"{path}.hashBy", $"applies only to loadBalancing hash (this proxy's is {proxy.LoadBalancing})");
+            }
+            else if (routePath.Length > 0 && CheckHashBy(hashBy, routePath) is { } hashError)
+            {
+                errors.Add($"{path}.hashBy", hashError);
+            }
+        }
+
+        if (proxy.HealthCheck is { } check)
+        {
+            if (check.Path is { } checkPath && (!checkPath.StartsWith('/') || checkPath.AsSpan().IndexOfAny("\r\n ") >= 0))
+            {
+                errors.Add($"{path}.healthCheck.path", $"'{checkPath}' must start with '/' and hold no spaces or line breaks");
+            }
         }
 
         for (var i = 0; i < proxy.ForwardHeaders.Count; i++)
@@ -146,6 +191,22 @@ internal static class RouteValidator
 
     private static bool IsHttpUrl(string url) =>
         Uri.TryCreate(url, UriKind.Absolute, out var uri) && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps);
+
+    /// <summary>Checks a <c>hashBy</c> expression against a route's parameters; returns why it is invalid, or null.</summary>
+    private static string? CheckHashBy(string hashBy, string routePath)
+    {
+        try
+        {
+            // The pool parses hashBy exactly as it will at run time; a throwaway one (nothing started) checks it.
+            var pool = new BackendPool(routePath, ["ws://127.0.0.1/"], new BackendPoolOptions { LoadBalancing = BackendLoadBalancing.Hash, HashBy = hashBy });
+            pool.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            return null;
+        }
+        catch (FormatException ex)
+        {
+            return ex.Message;
+        }
+    }
 
     private static HandlerDefinition? ResolveHandler(HandlerModel handler, string path, PluginCatalog plugins, ConfigErrors errors)
     {
