@@ -57,7 +57,13 @@ internal static class BackendConnector
 {
     private const int MaxResponseHeaderBytes = 16 * 1024;
 
-    public static async Task<BackendConnection> ConnectAsync(BackendConnectRequest request, CancellationToken cancellationToken)
+    // TEMPORARY (measurement): SLUICE_BACKEND_HANDSHAKE=handler selects the SocketsHttpHandler connector.
+    private static readonly bool s_useHandler = Environment.GetEnvironmentVariable("SLUICE_BACKEND_HANDSHAKE") == "handler";
+
+    public static Task<BackendConnection> ConnectAsync(BackendConnectRequest request, CancellationToken cancellationToken) =>
+        s_useHandler ? HttpHandlerBackendConnector.ConnectAsync(request, cancellationToken) : ConnectRawAsync(request, cancellationToken);
+
+    private static async Task<BackendConnection> ConnectRawAsync(BackendConnectRequest request, CancellationToken cancellationToken)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(request.Timeout);
