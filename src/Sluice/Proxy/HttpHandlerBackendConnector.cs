@@ -104,6 +104,14 @@ internal static class HttpHandlerBackendConnector
 
     private static async ValueTask<Stream> ConnectAsync(SocketsHttpConnectionContext context, CancellationToken cancellationToken)
     {
+        context.InitialRequestMessage.Options.TryGetValue(s_socketKey, out var holder);
+        if (holder?.Socket is not null)
+        {
+            // The handler retries a request whose connection closed before any response, on new connections too. A
+            // backend that hangs up on the handshake is refused once, as before, rather than hit again.
+            throw new BackendConnectException("the backend closed the connection during the handshake") { Kind = "rejected" };
+        }
+
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         try
         {
@@ -117,10 +125,7 @@ internal static class HttpHandlerBackendConnector
         }
 
         // The leg aborts through the socket (a pending read ends at once), whatever streams wrap it.
-        if (context.InitialRequestMessage.Options.TryGetValue(s_socketKey, out var holder))
-        {
-            holder.Socket = socket;
-        }
+        holder?.Socket = socket;
 
         return new NetworkStream(socket, ownsSocket: true);
     }
@@ -234,6 +239,8 @@ internal static class HttpHandlerBackendConnector
         {
             switch (inner)
             {
+                case BackendConnectException own:
+                    return own;
                 case SocketException { SocketErrorCode: SocketError.ConnectionRefused }:
                     return new BackendConnectException("connection refused", ex) { Kind = "refused" };
                 case SocketException { SocketErrorCode: SocketError.HostNotFound or SocketError.TryAgain or SocketError.NoData }:
