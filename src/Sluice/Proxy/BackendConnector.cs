@@ -21,11 +21,12 @@ internal sealed class BackendConnectRequest
 }
 
 /// <summary>A backend WebSocket after a successful handshake.</summary>
-internal sealed class BackendConnection(Stream stream, Socket socket, byte[] leftover, string? subProtocol, WebSocketDeflateOptions? deflate)
+internal sealed class BackendConnection(Stream stream, Socket? socket, byte[] leftover, string? subProtocol, WebSocketDeflateOptions? deflate)
 {
     public Stream Stream { get; } = stream;
 
-    public Socket Socket { get; } = socket;
+    /// <summary>The socket to the backend; null when the connection runs through an outbound proxy's tunnel.</summary>
+    public Socket? Socket { get; } = socket;
 
     /// <summary>Bytes the backend sent right after its 101 response: the start of its first frames.</summary>
     public byte[] Leftover { get; } = leftover;
@@ -33,6 +34,19 @@ internal sealed class BackendConnection(Stream stream, Socket socket, byte[] lef
     public string? SubProtocol { get; } = subProtocol;
 
     public WebSocketDeflateOptions? Deflate { get; } = deflate;
+
+    /// <summary>Tears the connection down at once, ending a pending read: through the socket, else the stream.</summary>
+    public void Abort()
+    {
+        if (Socket is { } socket)
+        {
+            socket.Dispose();
+        }
+        else
+        {
+            Stream.Dispose();
+        }
+    }
 }
 
 /// <summary>The backend could not be reached or refused the handshake; the client gets 502.</summary>

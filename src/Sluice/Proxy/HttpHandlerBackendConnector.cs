@@ -210,10 +210,9 @@ internal static class HttpHandlerBackendConnector
             }
         }
 
-        var socket = holder.Socket ?? throw new BackendConnectException("the handshake did not run on a connection of its own") { Kind = "invalid" };
-
         // Bytes the backend sent past its 101 response stay in the handler's buffer and are read through the stream.
-        return new BackendConnection(stream, socket, [], string.IsNullOrEmpty(subProtocol) ? null : subProtocol, deflate);
+        // The socket is unknown through a proxy's tunnel (the handler opens it for its own CONNECT request).
+        return new BackendConnection(stream, holder.Socket, [], string.IsNullOrEmpty(subProtocol) ? null : subProtocol, deflate);
     }
 
     private static bool TryGet(HttpResponseHeaders headers, string name, out string value)

@@ -108,10 +108,9 @@ internal sealed class ProxyEndpoint : RouteEndpoint
 
     private static WebSocketLeg CreateBackendLeg(BackendConnection backend, WebSocketEndpointOptions options, TimeProvider time)
     {
-        var socket = backend.Socket;
         if (backend.Deflate is null)
         {
-            return new FramedLeg(backend.Stream, isServer: false, options.MaxMessageBytes, socket.Dispose, ownsStream: true, backend.Leftover, time);
+            return new FramedLeg(backend.Stream, isServer: false, options.MaxMessageBytes, backend.Abort, ownsStream: true, backend.Leftover, time);
         }
 
         Stream stream = backend.Leftover.Length == 0 ? backend.Stream : new PrefixedStream(backend.Leftover, backend.Stream);
@@ -123,7 +122,7 @@ internal sealed class ProxyEndpoint : RouteEndpoint
             KeepAliveTimeout = options.EffectiveKeepAliveTimeout,
             DangerousDeflateOptions = backend.Deflate,
         };
-        return new ManagedLeg(stream, creation, options.MaxMessageBytes, socket.Dispose, stream, time);
+        return new ManagedLeg(stream, creation, options.MaxMessageBytes, backend.Abort, stream, time);
     }
 
     private List<KeyValuePair<string, string>> BuildHeaders(HttpContext httpContext, string? subject)

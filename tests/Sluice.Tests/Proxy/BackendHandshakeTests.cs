@@ -110,7 +110,7 @@ public class BackendHandshakeTests
 
         // The leg aborts through the socket: a pending read ends at once.
         var pending = stream.ReadAsync(new byte[16]).AsTask();
-        connection.Socket.Dispose();
+        connection.Abort();
         await Assert.ThrowsAnyAsync<Exception>(async () => { if (await pending.WaitAsync(s_wait) == 0) { throw new EndOfStreamException(); } });
     }
 
