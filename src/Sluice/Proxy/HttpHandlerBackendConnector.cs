@@ -42,9 +42,8 @@ internal static class HttpHandlerBackendConnector
             var invoker = s_plain;
             if (uri.Scheme == "wss" && request.SslOptions is not null)
             {
-                // The route's own CA bundle or client certificate: a handler for this connection alone. It is
-                // disposed with the connection it made (disposing the invoker does not end an upgraded stream, which
-                // the connection's owner disposes).
+                // The route's own CA bundle or client certificate: a handler for this handshake alone, disposed when
+                // it is over. Disposing a handler closes its idle connections only, never a stream it upgraded.
                 ownInvoker = new HttpMessageInvoker(CreateHandler(request.SslOptions(uri)), disposeHandler: true);
                 invoker = ownInvoker;
             }
