@@ -271,10 +271,9 @@ internal sealed class ProxyEndpoint : RouteEndpoint
 
     private static WebSocketLeg CreateBackendLeg(BackendConnection backend, WebSocketEndpointOptions options, TimeProvider time)
     {
-        var socket = backend.Socket;
         if (backend.Deflate is null)
         {
-            return new FramedLeg(backend.Stream, isServer: false, options.MaxMessageBytes, socket.Dispose, ownsStream: true, backend.Leftover, time, options.Streaming?.AboveBytes ?? 0, options.Streaming?.MaxBytes ?? 0);
+            return new FramedLeg(backend.Stream, isServer: false, options.MaxMessageBytes, backend.Abort, ownsStream: true, backend.Leftover, time, options.Streaming?.AboveBytes ?? 0, options.Streaming?.MaxBytes ?? 0);
         }
 
         Stream stream = backend.Leftover.Length == 0 ? backend.Stream : new PrefixedStream(backend.Leftover, backend.Stream);
@@ -286,7 +285,7 @@ internal sealed class ProxyEndpoint : RouteEndpoint
             KeepAliveTimeout = options.EffectiveKeepAliveTimeout,
             DangerousDeflateOptions = backend.Deflate,
         };
-        return new ManagedLeg(stream, creation, options.MaxMessageBytes, socket.Dispose, stream, time);
+        return new ManagedLeg(stream, creation, options.MaxMessageBytes, backend.Abort, stream, time);
     }
 
     private List<KeyValuePair<string, string>> BuildHeaders(HttpContext httpContext, string? subject)
