@@ -17,17 +17,30 @@ internal sealed class LoginThrottle(TimeProvider time)
     public static readonly TimeSpan Refill = TimeSpan.FromSeconds(10);
 
     // Bounded: an attacker with many addresses must not grow it without end. Full buckets are the default, so
-    // forgetting one loses nothing; when the map is full, it is cleared of every address that is whole again.
+    // forgetting one loses nothing; when the map is full, it is cleared of every address that is whole again, and
+    // if that frees nothing, new addresses share one overflow bucket (guessing from many addresses at once is
+    // throttled as one client, not let through).
     private const int MaxTracked = 10_000;
 
     private readonly ConcurrentDictionary<IPAddress, Bucket> _buckets = new();
+    private readonly Bucket _overflow = new(time);
 
     /// <summary>How long the address must wait before its next attempt; zero when it may try now.</summary>
     public TimeSpan RetryAfter(IPAddress? address)
     {
-        if (address is null || !_buckets.TryGetValue(address, out var bucket))
+        if (address is null)
         {
             return TimeSpan.Zero;
+        }
+
+        if (!_buckets.TryGetValue(KeyOf(address), out var bucket))
+        {
+            if (_buckets.Count < MaxTracked)
+            {
+                return TimeSpan.Zero;
+            }
+
+            bucket = _overflow;
         }
 
         lock (bucket)
@@ -45,16 +58,36 @@ internal sealed class LoginThrottle(TimeProvider time)
             return;
         }
 
-        if (_buckets.Count >= MaxTracked)
+        var key = KeyOf(address);
+        if (_buckets.Count >= MaxTracked && !_buckets.ContainsKey(key))
         {
             Prune();
         }
 
-        var bucket = _buckets.GetOrAdd(address, _ => new Bucket(time));
+        var bucket = _buckets.Count < MaxTracked || _buckets.ContainsKey(key) ? _buckets.GetOrAdd(key, _ => new Bucket(time)) : _overflow;
         lock (bucket)
         {
             bucket.Take(time.GetTimestamp());
         }
+    }
+
+    /// <summary>An IPv6 client usually holds a whole /64, so its attempts count together; IPv4-mapped addresses are IPv4.</summary>
+    private static IPAddress KeyOf(IPAddress address)
+    {
+        if (address.IsIPv4MappedToIPv6)
+        {
+            return address.MapToIPv4();
+        }
+
+        if (address.AddressFamily != System.Net.Sockets.AddressFamily.InterNetworkV6)
+        {
+            return address;
+        }
+
+        Span<byte> bytes = stackalloc byte[16];
+        address.TryWriteBytes(bytes, out _);
+        bytes[8..].Clear();
+        return new IPAddress(bytes);
     }
 
     private void Prune()

@@ -100,6 +100,8 @@ internal static partial class CredentialRecheck
             http.Request.Headers[name] = value;
         }
 
+        // Policies that decide by path (http-auth sends it to its service) must see the path the connection opened.
+        http.Request.Path = connection.RequestPath;
         http.Request.Query = connection.Query;
         http.Request.RouteValues = new RouteValueDictionary(connection.RouteValues);
         http.Connection.RemoteIpAddress = connection.RemoteIpAddress;

@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using Polly.Timeout;
 using Sluice.Policies;
+using Sluice.Proxy;
 
 namespace Sluice.Gateway.Integrations;
 
@@ -121,7 +122,7 @@ internal sealed partial class HttpRouteHandler : IMessageHandler
     private WebSocketMessage Fail(WebSocketConnection connection, string outcome, string reason, string clientMessage)
     {
         IntegrationMetrics.HttpRouteRequest(connection.RoutePattern, outcome);
-        Log.RequestFailed(_logger, connection.Id, connection.RoutePattern, _settings.Url, reason);
+        Log.RequestFailed(_logger, connection.Id, connection.RoutePattern, WebSocketProxyUrls.WithoutQuery(_settings.Url), reason);
         using var buffer = new MemoryStream();
         using (var json = new Utf8JsonWriter(buffer))
         {
@@ -176,6 +177,6 @@ internal sealed partial class HttpRouteHandler : IMessageHandler
     private static partial class Log
     {
         [LoggerMessage(850, LogLevel.Warning, "Connection {ConnectionId} ({Route}): the HTTP route's request to {Url} failed, the client gets an error frame: {Reason}")]
-        public static partial void RequestFailed(ILogger logger, string connectionId, string route, Uri url, string reason);
+        public static partial void RequestFailed(ILogger logger, string connectionId, string route, string url, string reason);
     }
 }

@@ -7,6 +7,7 @@ using Polly.Retry;
 using Polly.Timeout;
 using Sluice.Gateway.Configuration.Model;
 using Sluice.Policies;
+using Sluice.Proxy;
 
 namespace Sluice.Gateway.Integrations;
 
@@ -105,7 +106,7 @@ internal sealed partial class LifecycleWebhooks : IDisposable
             if (count > 0)
             {
                 IntegrationMetrics.WebhookDropped(queue.Route, "shutdown", count);
-                Log.UndeliveredAtShutdown(_logger, queue.Route, queue.Url, count);
+                Log.UndeliveredAtShutdown(_logger, queue.Route, queue.LogUrl, count);
             }
         }
     }
@@ -169,7 +170,7 @@ internal sealed partial class LifecycleWebhooks : IDisposable
 
                     if (status is < 200 or > 299)
                     {
-                        Log.Refused(self._logger, queue.Route, queue.Url, status);
+                        Log.Refused(self._logger, queue.Route, queue.LogUrl, status);
                         IntegrationMetrics.WebhookDropped(queue.Route, "refused", 1);
                         return;
                     }
@@ -182,7 +183,7 @@ internal sealed partial class LifecycleWebhooks : IDisposable
         catch (Exception ex) when (ex is HttpRequestException or TimeoutRejectedException or RetryableAnswerException)
         {
             IntegrationMetrics.WebhookDropped(queue.Route, "gave_up", 1);
-            Log.GaveUp(_logger, queue.Route, queue.Url, DeliveryWindow.TotalSeconds, ex.Message);
+            Log.GaveUp(_logger, queue.Route, queue.LogUrl, DeliveryWindow.TotalSeconds, ex.Message);
         }
         catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
         {
@@ -220,6 +221,9 @@ internal sealed partial class LifecycleWebhooks : IDisposable
 
         public Uri Url { get; }
 
+        /// <summary>The URL as logged: without its query and user info, which may carry a token.</summary>
+        public string LogUrl => WebSocketProxyUrls.WithoutQuery(Url);
+
         public Channel<Pending> Channel { get; }
 
         public Task[] Workers { get; }
@@ -240,7 +244,7 @@ internal sealed partial class LifecycleWebhooks : IDisposable
             var last = Interlocked.Read(ref _lastDropLog);
             if ((last == 0 || now - last >= s_dropLogInterval.TotalMilliseconds) && Interlocked.CompareExchange(ref _lastDropLog, now, last) == last)
             {
-                Log.QueueFull(_owner._logger, Route, Url, Interlocked.Exchange(ref _dropped, 0), Channel.Reader.Count);
+                Log.QueueFull(_owner._logger, Route, LogUrl, Interlocked.Exchange(ref _dropped, 0), Channel.Reader.Count);
             }
         }
 
@@ -259,7 +263,7 @@ internal sealed partial class LifecycleWebhooks : IDisposable
                     {
                         // Whatever went wrong with this event, the worker goes on with the next one.
                         IntegrationMetrics.WebhookDropped(Route, "gave_up", 1);
-                        Log.GaveUp(_owner._logger, Route, Url, 0, ex.Message);
+                        Log.GaveUp(_owner._logger, Route, LogUrl, 0, ex.Message);
                     }
                     finally
                     {
@@ -277,15 +281,15 @@ internal sealed partial class LifecycleWebhooks : IDisposable
     private static partial class Log
     {
         [LoggerMessage(840, LogLevel.Warning, "Webhooks of {Route} to {Url}: the queue is full ({Waiting} waiting); {Dropped} events dropped since the last report")]
-        public static partial void QueueFull(ILogger logger, string route, Uri url, long dropped, int waiting);
+        public static partial void QueueFull(ILogger logger, string route, string url, long dropped, int waiting);
 
         [LoggerMessage(841, LogLevel.Warning, "Webhook of {Route} to {Url} given up after {Seconds} s of retries: {Reason}")]
-        public static partial void GaveUp(ILogger logger, string route, Uri url, double seconds, string reason);
+        public static partial void GaveUp(ILogger logger, string route, string url, double seconds, string reason);
 
         [LoggerMessage(842, LogLevel.Warning, "Webhook of {Route} to {Url} refused with {Status}; not retried")]
-        public static partial void Refused(ILogger logger, string route, Uri url, int status);
+        public static partial void Refused(ILogger logger, string route, string url, int status);
 
         [LoggerMessage(843, LogLevel.Warning, "Webhooks of {Route} to {Url}: {Count} events undelivered at shutdown")]
-        public static partial void UndeliveredAtShutdown(ILogger logger, string route, Uri url, int count);
+        public static partial void UndeliveredAtShutdown(ILogger logger, string route, string url, int count);
     }
 }

@@ -8,6 +8,7 @@ using System.Text.Json;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using Polly.Timeout;
+using Sluice.Proxy;
 
 namespace Sluice.Policies;
 
@@ -198,7 +199,7 @@ public sealed partial class HttpAuthPolicy : IUpgradePolicy
 
     private Decision Failed(string reason)
     {
-        Log.ServiceFailed(_logger, Name, _url, reason);
+        Log.ServiceFailed(_logger, Name, WebSocketProxyUrls.WithoutQuery(_url), reason);
         return new Decision(StatusCodes.Status502BadGateway, null, [], null);
     }
 
@@ -300,12 +301,14 @@ public sealed partial class HttpAuthPolicy : IUpgradePolicy
     }
 
     /// <summary>
-    /// What identifies a request's credentials: the forwarded headers' values, with the path and query (a service may
-    /// answer differently per room or per token in the URL), hashed so the cache holds no credential.
+    /// What identifies a request's credentials: the forwarded headers' values, with the path, query and client address
+    /// (everything the service is sent, so it may answer differently per room, URL token or address), hashed so the
+    /// cache holds no credential.
     /// </summary>
     private string CacheKey(HttpRequest request)
     {
-        var text = new StringBuilder().Append(request.Path.Value).Append('\n').Append(request.QueryString.Value);
+        var text = new StringBuilder().Append(request.Path.Value).Append('\n').Append(request.QueryString.Value)
+            .Append('\n').Append(request.HttpContext.Connection.RemoteIpAddress?.ToString());
         foreach (var name in _forwardHeaders)
         {
             text.Append('\n').Append(request.Headers[name].ToString());
@@ -344,6 +347,6 @@ public sealed partial class HttpAuthPolicy : IUpgradePolicy
     private static partial class Log
     {
         [LoggerMessage(EventId = 640, Level = LogLevel.Warning, Message = "{Policy}: the authorization service {Url} failed, the client gets 502: {Reason}")]
-        public static partial void ServiceFailed(ILogger logger, string policy, Uri url, string reason);
+        public static partial void ServiceFailed(ILogger logger, string policy, string url, string reason);
     }
 }

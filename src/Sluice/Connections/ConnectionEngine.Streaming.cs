@@ -65,6 +65,7 @@ public abstract partial class WebSocketConnection
                 }
 
                 relay.HoldsGate = true;
+                _streamHoldsOutboundGate = true;
             }
 
             context = _outbound ??= new MessageContext(this, MessageDirection.Outbound, _outboundSink);
@@ -158,6 +159,7 @@ public abstract partial class WebSocketConnection
         if (relay is { HoldsGate: true })
         {
             relay.HoldsGate = false;
+            _streamHoldsOutboundGate = false;
             _sendGate.Release();
         }
     }

@@ -53,6 +53,9 @@ public abstract partial class WebSocketConnection
     // concurrently for one connection, in either mode.
     private readonly SemaphoreSlim _sendGate = new(1, 1);
 
+    // Written and read by the backend pump only: it holds _sendGate from the first fragment of a streamed message to the last.
+    private bool _streamHoldsOutboundGate;
+
     private MessageSink _inboundSink;
     private volatile ConnectionState _state;
     private WebSocketCloseStatus? _closeStatus;

@@ -90,7 +90,10 @@ public abstract partial class WebSocketConnection
     private async ValueTask<(MessageOutcome Outcome, WebSocketMessage? Message)> RunControlChainAsync(
         MessageDelegate chain, WebSocketLeg source, WebSocketMessage message, bool fromClient, MessageContextScope.Holder holder)
     {
-        if (!fromClient && !_sendGate.Wait(0, CancellationToken.None))
+        // A control frame between the fragments of a streamed message runs under the gate the backend pump already
+        // holds for that message; waiting for it again would wait for itself.
+        var takesGate = !fromClient && !_streamHoldsOutboundGate;
+        if (takesGate && !_sendGate.Wait(0, CancellationToken.None))
         {
             await _sendGate.WaitAsync(_abort.Token);
         }
@@ -130,7 +133,7 @@ public abstract partial class WebSocketConnection
         }
         finally
         {
-            if (!fromClient)
+            if (takesGate)
             {
                 _sendGate.Release();
             }

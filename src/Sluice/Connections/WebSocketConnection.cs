@@ -52,6 +52,7 @@ public abstract partial class WebSocketConnection
         // Read now, while the request is live (its HttpContext is recycled when the connection ends), but without
         // making ASP.NET Core build a parsed query or an anonymous principal that nothing asked for: an idle
         // connection would hold them for its whole life.
+        RequestPath = httpContext.Request.PathBase.Add(httpContext.Request.Path);
         Query = httpContext.Request.QueryString.HasValue ? httpContext.Request.Query : QueryCollection.Empty;
         RequestHeaders = httpContext.Request.Headers;
         _user = httpContext.Features.Get<IHttpAuthenticationFeature>()?.User;
@@ -79,6 +80,9 @@ public abstract partial class WebSocketConnection
 
     /// <summary>Gets the route values of the upgrade request.</summary>
     public RouteValueDictionary RouteValues { get; }
+
+    /// <summary>Gets the path of the upgrade request (with its path base), e.g. <c>/chat/lobby</c>.</summary>
+    public PathString RequestPath { get; }
 
     /// <summary>Gets the query string values of the upgrade request.</summary>
     public IQueryCollection Query { get; }

@@ -108,7 +108,10 @@ public sealed partial class BackendPool
 
     private async Task<string?> ProbeHandshakeAsync(BackendTarget target, TimeSpan timeout, CancellationToken cancellationToken)
     {
-        var connection = await BackendConnector.ConnectAsync(
+        BackendConnection connection;
+        try
+        {
+            connection = await BackendConnector.ConnectAsync(
             new BackendConnectRequest
             {
                 Uri = target.Template.ResolveWithoutRequest(),
@@ -119,6 +122,14 @@ public sealed partial class BackendPool
                 SslOptions = Volatile.Read(ref _tls),
             },
             cancellationToken);
+        }
+        catch (BackendConnectException ex) when (!ex.BlamesBackend)
+        {
+            // The probe resolves the target with every expression empty (/rooms/ for /rooms/${params.room}); a 4xx
+            // to that says the backend is up and judging requests, as the passive health reads a 4xx too.
+            return null;
+        }
+
         await using (connection.Stream)
         {
             try
