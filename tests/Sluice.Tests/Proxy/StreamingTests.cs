@@ -143,6 +143,77 @@ public class StreamingTests
     }
 
     [Fact]
+    public async Task PongsFromTheBackend_BetweenTheFragmentsOfAStreamedMessage_ReachAnOptedInInterceptor_WithoutStallingTheMessage()
+    {
+        // The backend's keep-alive sends a pong every 20 ms, so pongs arrive between the fragments of the message it
+        // streams. An interceptor opted in to pongs gives the connection a control chain, which runs under the outbound
+        // gate; the backend pump already holds that gate for the streamed message and must not wait for itself.
+        var accepted = new TaskCompletionSource<WebSocket>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var finished = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var backend = await TestServer.StartAsync(app =>
+        {
+            app.UseWebSockets();
+            app.Run(async context =>
+            {
+                using var socket = await context.WebSockets.AcceptWebSocketAsync(new WebSocketAcceptContext { KeepAliveInterval = TimeSpan.FromMilliseconds(20) });
+                accepted.TrySetResult(socket);
+                await finished.Task;
+            });
+        });
+        var pongs = 0;
+        await using var proxy = await TestServer.StartAsync(app => app.MapWebSocketProxy("/p", $"ws://{backend.BaseAddress.Authority}/sink", p =>
+        {
+            p.ConfigureOptions(o => o.Streaming = new WebSocketStreamingOptions { AboveBytes = Above, MaxBytes = 64 * 1024 * 1024 });
+            p.Use(context =>
+            {
+                if (context.Message.Type == MessageType.Pong)
+                {
+                    Interlocked.Increment(ref pongs);
+                }
+
+                return true;
+            }).WithControlFrames(ControlFrames.Pong);
+        }));
+        using var client = await WebSocketClient.ConnectAsync(proxy.WebSocketUri("/p"));
+        var toClient = await accepted.Task.WaitAsync(TimeSpan.FromSeconds(20));
+        try
+        {
+            var message = RandomBytes(1024 * 1024);
+            const int part = 128 * 1024;
+            var sending = Task.Run(async () =>
+            {
+                for (var offset = 0; offset < message.Length; offset += part)
+                {
+                    await toClient.SendAsync(message.AsMemory(offset, part), WebSocketMessageType.Binary, endOfMessage: offset + part == message.Length, CancellationToken.None);
+                    await Task.Delay(60);
+                }
+            });
+
+            var buffer = new byte[message.Length + 1];
+            var received = 0;
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+            while (true)
+            {
+                var result = await client.ReceiveAsync(buffer.AsMemory(received), timeout.Token);
+                Assert.Equal(WebSocketMessageType.Binary, result.MessageType);
+                received += result.Count;
+                if (result.EndOfMessage)
+                {
+                    break;
+                }
+            }
+
+            await sending.WaitAsync(TimeSpan.FromSeconds(20));
+            Assert.Equal(Hash(message), Hash(buffer.AsSpan(0, received)));
+            Assert.True(Volatile.Read(ref pongs) > 0, "no pong reached the interceptor");
+        }
+        finally
+        {
+            finished.TrySetResult();
+        }
+    }
+
+    [Fact]
     public async Task MessageFromTheBackend_IsStreamedToACompressedClientLeg_Intact_WithAnAppSendAfterIt()
     {
         // The client's leg negotiated permessage-deflate (System.Net.WebSockets runs it): it sends the fragments it is
