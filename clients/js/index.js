@@ -208,9 +208,11 @@ export class SluiceClient {
     clearTimeout(this.#connectTimer);
     const reconnected = this.#attempt > 0;
     this.#attempt = 0;
+    // Taken before the state turns connected: a topic subscribed by a 'connected' listener is sent by subscribe().
+    const topics = [...this.#topics];
     this.#setState(States.connected, { reconnected });
     this.#firstConnect?.resolve();
-    for (const [topic, entry] of this.#topics) this.#resubscribe(topic, entry);
+    for (const [topic, entry] of topics) if (this.#topics.get(topic) === entry) this.#resubscribe(topic, entry);
   }
 
   #resubscribe(topic, entry) {

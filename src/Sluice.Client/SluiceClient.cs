@@ -358,14 +358,23 @@ public sealed class SluiceClient : IAsyncDisposable
             if (socket is not null)
             {
                 attempt = 0;
+                List<(string Topic, TopicState Entry, SluicePosition? Since)> topics;
                 lock (_lock)
                 {
+                    // The topics to resubscribe are taken as the state turns Connected, in one step: a subscribe from
+                    // now on is sent by SubscribeAsync itself, so no topic is sent twice.
                     _socket = socket;
+                    _state = SluiceClientState.Connected;
+                    topics = [.. _topics.Select(t => (t.Key, t.Value, t.Value.Position))];
                 }
 
-                SetState(new SluiceStateChange(SluiceClientState.Connected));
+                Raise(StateChanged, new SluiceStateChange(SluiceClientState.Connected));
                 _firstConnect.TrySetResult();
-                ResubscribeAll(stopping);
+                foreach (var (topic, entry, since) in topics)
+                {
+                    _ = ResubscribeAsync(topic, entry, since, stopping);
+                }
+
                 (status, description) = await ReceiveAsync(socket, stopping);
                 lock (_lock)
                 {
@@ -525,20 +534,6 @@ public sealed class SluiceClient : IAsyncDisposable
         catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or ObjectDisposedException)
         {
             // The connection is ending anyway.
-        }
-    }
-
-    private void ResubscribeAll(CancellationToken stopping)
-    {
-        List<(string Topic, TopicState Entry, SluicePosition? Since)> topics;
-        lock (_lock)
-        {
-            topics = [.. _topics.Select(t => (t.Key, t.Value, t.Value.Position))];
-        }
-
-        foreach (var (topic, entry, since) in topics)
-        {
-            _ = ResubscribeAsync(topic, entry, since, stopping);
         }
     }
 
