@@ -117,12 +117,13 @@ export class SluiceClient {
     let entry = this.#topics.get(topic);
     const isNew = !entry;
     if (isNew) {
-      entry = { handlers: new Set(), position: null, recovered: undefined };
+      entry = { handlers: new Set(), position: null, recovered: undefined, acked: false, waiters: [] };
       this.#topics.set(topic, entry);
     }
     if (onMessage) entry.handlers.add(onMessage);
     if (!isNew && entry.acked) return Promise.resolve({ topic, recovered: entry.recovered });
-    if (this.#state !== States.connected) return this.#waitFor('subscribed', topic);
+    // Not connected: sent with every other topic once the connection opens; answered then.
+    if (this.#state !== States.connected) return new Promise((resolve, reject) => entry.waiters.push({ resolve, reject }));
     return this.#request({ op: 'subscribe', topic }, 'subscribed').catch((error) => {
       if (error.status !== undefined) this.#topics.delete(topic); // refused: it will not be tried again
       throw error;
@@ -221,8 +222,12 @@ export class SluiceClient {
     // Only a route with history gives offsets, and only such a route accepts `since`.
     if (entry.position) frame.since = { offset: entry.position.offset, epoch: entry.position.epoch };
     this.#request(frame, 'subscribed').catch((error) => {
-      if (error.status !== undefined && this.#topics.get(topic) === entry) this.#topics.delete(topic);
-      this.#emit('error', error);
+      if (error.status !== undefined) {
+        // Refused: forgotten, and whoever waits for it is told.
+        if (this.#topics.get(topic) === entry) this.#topics.delete(topic);
+        for (const waiter of entry.waiters.splice(0)) waiter.reject(error);
+      }
+      if (error.status !== undefined || this.#state === States.connected) this.#emit('error', error);
     });
   }
 
@@ -257,6 +262,8 @@ export class SluiceClient {
   #finish(detail) {
     if (this.#state === States.closed) return;
     this.#setState(States.closed, detail);
+    const closed = new SluiceError('the client closed');
+    for (const entry of this.#topics.values()) for (const waiter of entry.waiters.splice(0)) waiter.reject(closed);
     this.#firstConnect?.reject(new SluiceError(`the client closed (${detail.code}${detail.reason ? ': ' + detail.reason : ''})`));
   }
 
@@ -328,6 +335,7 @@ export class SluiceClient {
     if (!entry) return;
     entry.acked = true;
     entry.recovered = frame.recovered;
+    for (const waiter of entry.waiters.splice(0)) waiter.resolve(frame);
     // The ack's offset is where live messages start. Take it when there is no position yet or when recovery failed
     // (the messages in between are gone); after a recovery the replayed messages move the position themselves.
     if (Number.isSafeInteger(frame.offset) && typeof frame.epoch === 'string' && (!entry.position || frame.recovered === false)) {
@@ -367,14 +375,6 @@ export class SluiceClient {
     socket.send(JSON.stringify(frame));
     // A publish stays pending only so that an error answered to it is not blamed on the next request.
     this.#pending.push(pending);
-  }
-
-  #waitFor(event, topic) {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => { stop(); stopClosed(); reject(new SluiceError(`not subscribed to '${topic}' within ${this.#options.requestTimeoutMs} ms of connecting`)); }, this.#options.requestTimeoutMs + this.#options.connectTimeoutMs);
-      const stop = this.on(event, (e) => { if (e.topic === topic) { clearTimeout(timer); stop(); stopClosed(); resolve(e); } });
-      const stopClosed = this.on('closed', () => { clearTimeout(timer); stop(); stopClosed(); reject(new SluiceError('the client closed')); });
-    });
   }
 
   #failPending(error) {
