@@ -248,7 +248,9 @@ public sealed class SluiceClientTests : IDisposable
         a.Subscriptions.Clear();
 
         await CloseAllAsync(gateway, 1012);
-        await Eventually(() => a.Client.State == SluiceClientState.Reconnecting && b.Client.State == SluiceClientState.Connected, "a away and b back");
+        // b is back on a new connection (its first one may still look connected while the gateway closes it).
+        await Eventually(() => a.Client.State == SluiceClientState.Reconnecting && b.Client.State == SluiceClientState.Connected
+            && b.States.Count(s => s == SluiceClientState.Connected) == 2, "a away and b back");
         for (var i = 1; i <= 5; i++)
         {
             await b.Client.PublishAsync("news", $"missed {i}");
