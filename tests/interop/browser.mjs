@@ -3,6 +3,9 @@
 //   node browser.mjs demo BASE_URL SCREENSHOT_DIR             the demo page: join, chat, every "try" button (http or https)
 //   node browser.mjs dashboard BASE_URL ADMIN_KEY SCREENSHOT_DIR  login, live numbers, the connection list, Close
 //   node browser.mjs login BASE_URL ADMIN_KEY PATH...          signs in from each admin URL given (e.g. /_sluice and /_sluice/)
+//   node browser.mjs pubsub BASE_URL                           the demo's topic panel (the JS client on /chat) in two tabs
+//   node browser.mjs client-restart BASE_URL                   the JS client in the page; prints SUBSCRIBED, the test
+//                                                              restarts the gateway, the page reconnects and resubscribes
 //
 // Prints "OK <details>" and exits 0, or prints "FAIL <why>" and exits 1. Screenshots go to SCREENSHOT_DIR.
 import { chromium } from 'playwright-core';
@@ -23,10 +26,12 @@ function fail(message) {
   process.exit(1);
 }
 
-async function newPage() {
+async function newPage({ socketsMayFail = false } = {}) {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   page.on('pageerror', (e) => errors.push(e.message));
-  page.on('console', (m) => { if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) errors.push(m.text()); });
+  // While the gateway restarts, Chromium logs each refused WebSocket attempt: expected there, an error anywhere else.
+  const expected = (text) => text.startsWith('Failed to load resource') || (socketsMayFail && text.startsWith('WebSocket connection to'));
+  page.on('console', (m) => { if (m.type() === 'error' && !expected(m.text())) errors.push(m.text()); });
   page.on('response', (r) => { if (r.status() >= 400 && !r.url().includes('/login')) errors.push(`${r.status()} ${r.url()}`); });
   return page;
 }
@@ -138,8 +143,60 @@ async function login(adminKey, paths) {
   console.log(`OK login ${paths.join(' ')}`);
 }
 
+// The demo page's topic panel in two tabs: what one publishes, the other shows.
+async function pubsub() {
+  const response = await fetch(base + '/sluice-client.js');
+  if (!response.ok || !response.headers.get('content-type').startsWith('text/javascript')) fail(`/sluice-client.js answered ${response.status} ${response.headers.get('content-type')}`);
+  const [a, b] = [await newPage(), await newPage()];
+  for (const page of [a, b]) {
+    await page.goto(base + '/');
+    await page.waitForSelector('#ps-status.online', { timeout: 15000 }).catch(() => fail('the topic panel never went online'));
+    await page.waitForFunction(() => window.sluiceDemo.topics.includes('demo'), null, { timeout: 10000 });
+  }
+  // Subscribed on both before publishing: the ack resolves the page's subscribe.
+  await b.evaluate(() => window.sluiceDemo.subscribe('demo'));
+  await a.fill('#ps-text', 'hello through the client');
+  await a.click('#ps-send');
+  await b.waitForFunction(() => document.querySelector('#ps-messages').innerText.includes('hello through the client'), null, { timeout: 10000 })
+    .catch(() => fail('the other tab never showed the published text'));
+  if (errors.length) fail('the page logged errors');
+  console.log('OK pubsub');
+}
+
+// The JS client in Chromium across a gateway restart: reconnect, resubscribe, receive again.
+async function clientRestart() {
+  const page = await newPage({ socketsMayFail: true });
+  await page.goto(base + '/');
+  await page.waitForFunction(() => window.sluiceDemo?.state === 'connected', null, { timeout: 15000 }).catch(() => fail('never connected'));
+  await page.evaluate(async () => {
+    window.trace = [];
+    window.acks = [];
+    window.sluiceDemo.on('state', (s) => window.trace.push(s.state));
+    window.sluiceDemo.on('subscribed', (s) => window.acks.push(s.topic));
+    await window.sluiceDemo.subscribe('demo');
+  });
+  console.log('SUBSCRIBED');
+  await page.waitForFunction(() => window.trace.includes('reconnecting'), null, { timeout: 60000 }).catch(() => fail('the page never saw the gateway go'));
+  await page.waitForFunction(() => window.sluiceDemo.state === 'connected' && window.acks.includes('demo'), null, { timeout: 90000 })
+    .catch(() => fail('the page did not reconnect and resubscribe'));
+  // A raw peer publishes: the page shows it without having subscribed again itself.
+  const ws = new WebSocket(base.replace('http', 'ws') + '/chat');
+  await new Promise((resolve, reject) => { ws.on('open', resolve); ws.on('error', reject); });
+  ws.send(JSON.stringify({ op: 'publish', topic: 'demo', data: { text: 'after the restart' } }));
+  await page.waitForFunction(() => document.querySelector('#ps-messages').innerText.includes('after the restart'), null, { timeout: 15000 })
+    .catch(() => fail('the message after the restart never arrived'));
+  ws.close();
+  if (errors.length) fail('the page logged errors');
+  const trace = await page.evaluate(() => window.trace.join(','));
+  console.log(`OK client-restart ${trace.startsWith('disconnected,reconnecting') ? 'reconnected' : trace}`);
+}
+
 try {
-  if (mode === 'demo') {
+  if (mode === 'pubsub') {
+    await pubsub();
+  } else if (mode === 'client-restart') {
+    await clientRestart();
+  } else if (mode === 'demo') {
     mkdirSync(rest[0], { recursive: true });
     await demo(rest[0]);
   } else if (mode === 'dashboard') {
