@@ -232,7 +232,7 @@ public sealed class SluiceClientTests : IDisposable
         await alice.Client.ConnectAsync().WaitAsync(Long);
     }
 
-    [PubSubHistoryFact]
+    [Fact]
     public async Task AwayWhileMessagesArePublished_RecoversExactlyThoseInOrder()
     {
         await using var gateway = await GatewayProcess.StartAsync(_folder.Write(WithHistory), Keys);
@@ -268,7 +268,7 @@ public sealed class SluiceClientTests : IDisposable
         Assert.Equal(new SluicePosition(before.Offset + 6, before.Epoch), a.Client.GetPosition("news"));
     }
 
-    [PubSubHistoryFact]
+    [Fact]
     public async Task Presence_CountsSubjects_AndJoinLeaveArrive()
     {
         await using var gateway = await GatewayProcess.StartAsync(_folder.Write(WithHistory), Keys);

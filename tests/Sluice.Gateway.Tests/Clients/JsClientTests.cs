@@ -89,7 +89,7 @@ public sealed class JsClientTests : IDisposable
         Assert.StartsWith("OK garbage", await ClientScript.RunAsync("client.mjs", "garbage"), StringComparison.Ordinal);
     }
 
-    [PubSubHistoryFact]
+    [Fact]
     public async Task AwayWhileMessagesArePublished_RecoversExactlyThoseInOrder()
     {
         await using var gateway = await GatewayProcess.StartAsync(_folder.Write(WithHistory), Keys);
@@ -97,7 +97,7 @@ public sealed class JsClientTests : IDisposable
         Assert.Equal("OK recover 6 recovered", await ClientScript.RunAsync("client.mjs", "recover", Base(gateway), Http(gateway)));
     }
 
-    [PubSubHistoryFact]
+    [Fact]
     public async Task Presence_CountsSubjects_AndJoinLeaveArrive()
     {
         await using var gateway = await GatewayProcess.StartAsync(_folder.Write(WithHistory), Keys);
