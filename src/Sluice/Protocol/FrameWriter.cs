@@ -39,6 +39,16 @@ internal sealed class FrameWriter : IDisposable
     private byte[]? _deferred;
     private int _deferredLength;
 
+    /// <summary>
+    /// How many bytes may wait behind a streamed message. Replies and topic frames do not wait for the outbound gate, so a
+    /// client that keeps provoking replies while it reads a long download slowly would otherwise grow this without end;
+    /// beyond it the leg fails and the connection ends.
+    /// </summary>
+    internal const int MaxDeferredBytes = 16 * 1024 * 1024;
+
+    internal static IOException DeferredOverflow() =>
+        new($"more than {MaxDeferredBytes} bytes of messages waited behind a streamed message");
+
     /// <param name="stream">The connection's stream.</param>
     /// <param name="mask">True on a client, whose frames must be masked.</param>
     public FrameWriter(Stream stream, bool mask)
@@ -77,6 +87,12 @@ internal sealed class FrameWriter : IDisposable
 
             if (_fragmentOpen)
             {
+                if (_deferredLength + (long)frame.Length > MaxDeferredBytes)
+                {
+                    _fault ??= DeferredOverflow();
+                    return false;
+                }
+
                 EnsureCapacity(ref _deferred, _deferredLength, frame.Length);
                 frame.CopyTo(_deferred.AsSpan(_deferredLength));
                 _deferredLength += frame.Length;
@@ -271,6 +287,12 @@ internal sealed class FrameWriter : IDisposable
 
             if (_fragmentOpen && !fragment && (opcode & 0x08) == 0)
             {
+                if (_deferredLength + (long)frameSize > MaxDeferredBytes)
+                {
+                    _fault ??= DeferredOverflow();
+                    return false;
+                }
+
                 EnsureCapacity(ref _deferred, _deferredLength, frameSize);
                 WriteFrame(_deferred.AsSpan(_deferredLength, frameSize), opcode, payload, headerSize, fin);
                 _deferredLength += frameSize;

@@ -31,6 +31,7 @@ internal sealed class ManagedLeg : WebSocketLeg
 
     // Messages queued while a streamed message is open wait here for its last fragment (nothing may interleave).
     private Queue<(MessageType Type, byte[] Buffer, int Length, bool EndOfMessage)>? _deferred;
+    private long _deferredBytes;
     private bool _fragmentOpen;
 
     private byte[]? _receiveBuffer;
@@ -196,6 +197,16 @@ internal sealed class ManagedLeg : WebSocketLeg
                 return false;
             }
 
+            if (_fragmentOpen)
+            {
+                _deferredBytes += payload.Length;
+                if (_deferredBytes > FrameWriter.MaxDeferredBytes)
+                {
+                    _fault ??= FrameWriter.DeferredOverflow();
+                    return false;
+                }
+            }
+
             var copy = ArrayPool<byte>.Shared.Rent(Math.Max(1, payload.Length));
             payload.CopyTo(copy);
             (_fragmentOpen ? _deferred ??= new() : _queue).Enqueue((type, copy, payload.Length, true));
@@ -219,6 +230,7 @@ internal sealed class ManagedLeg : WebSocketLeg
             _fragmentOpen = !final;
             if (final && _deferred is not null)
             {
+                _deferredBytes = 0;
                 while (_deferred.TryDequeue(out var item))
                 {
                     _queue.Enqueue(item);
@@ -430,6 +442,7 @@ internal sealed class ManagedLeg : WebSocketLeg
     /// <summary>Called under the lock.</summary>
     private void ReturnDeferred()
     {
+        _deferredBytes = 0;
         while (_deferred?.TryDequeue(out var item) == true)
         {
             ArrayPool<byte>.Shared.Return(item.Buffer);
