@@ -1,3 +1,5 @@
+using Sluice.Protocol;
+
 namespace Sluice.Tests.Protocol;
 
 /// <summary>
