@@ -71,7 +71,9 @@ public class SoakTests
         Assert.All(clients, c => Assert.Equal(WebSocketState.Open, c.State));
         // Levelled off: after warm-up, memory stays within a band and no descriptor is leaked.
         Assert.True(warm.Max(s => s.RssKiB) < warm.Min(s => s.RssKiB) * 1.5 + 32_768, JsonSerializer.Serialize(report));
-        Assert.InRange(samples[^1].Descriptors, samples[0].Descriptors - 5, samples[0].Descriptors + 5);
+        // Descriptors are compared after warm-up too: the runtime opens a few lazily (the thread pool, the HTTP stack of
+        // the backend handshakes) during the first seconds; a leak grows past them with the traffic.
+        Assert.InRange(samples[^1].Descriptors, warm[0].Descriptors - 5, warm[0].Descriptors + 5);
     }
 
     private static string ArtifactsDirectory => Path.GetFullPath(Path.Combine(ExternalPeer.InteropDirectory, "..", "..", "artifacts"));
