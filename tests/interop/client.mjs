@@ -9,6 +9,7 @@
 //   node client.mjs garbage                           a raw server here answers garbage frames: errors, no crash
 //   node client.mjs recover WS_BASE HTTP_BASE         (history) away while 5 messages are published: exactly those, in order
 //   node client.mjs presence WS_BASE                  (presence) count, subjects, join and leave events
+//   node client.mjs sample WS_BASE                    samples/JsChat: a line typed in one chat reaches another
 //
 // WS_BASE is ws://127.0.0.1:PORT; the route is /topics. Prints "OK <details>" and exits 0, "SKIP <why>" and exits 0
 // when the gateway lacks the feature, or "FAIL <why>" and exits 1. Every wait is bounded.
@@ -260,7 +261,25 @@ async function presence() {
   console.log(`OK presence ${events.join(',')}`);
 }
 
-const scenarios = { roundtrip, restart, vanish, close, garbage, recover, presence };
+// The sample of samples/JsChat, run twice: what one chat is given as input the other prints.
+async function sample() {
+  const { chat } = await import('../../samples/JsChat/chat.mjs');
+  const { PassThrough } = await import('node:stream');
+  const printed = [];
+  const listenerInput = new PassThrough();
+  const listener = chat({ url, topic: 'sample', WebSocket, input: listenerInput, print: (line) => { printed.push(line); trace.push(`listener: ${line}`); } });
+  await until(() => printed.includes('[subscribed to sample]'), 'the listener subscribed');
+  const talkerInput = new PassThrough();
+  const talker = chat({ url, topic: 'sample', WebSocket, input: talkerInput, print: (line) => trace.push(`talker: ${line}`) });
+  await until(() => trace.includes('talker: [subscribed to sample]'), 'the talker subscribed');
+  talkerInput.end('hello from the sample\n');
+  await until(() => printed.includes('sample: {"text":"hello from the sample"}'), 'the line reached the other chat');
+  listenerInput.end();
+  await Promise.all([listener, talker]);
+  console.log('OK sample');
+}
+
+const scenarios = { roundtrip, restart, vanish, close, garbage, recover, presence, sample };
 if (!scenarios[scenario]) fail(`unknown scenario ${scenario}`);
 const watchdog = setTimeout(() => fail('the scenario took over 150 s'), 150000);
 try {

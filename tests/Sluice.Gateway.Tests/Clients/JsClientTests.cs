@@ -35,6 +35,14 @@ public sealed class JsClientTests : IDisposable
     }
 
     [Fact]
+    public async Task TheJsChatSample_ALineTypedInOneChat_IsPrintedByAnother()
+    {
+        await using var gateway = await GatewayProcess.StartAsync(_folder.Write(Plain));
+
+        Assert.Equal("OK sample", await ClientScript.RunAsync("client.mjs", "sample", Base(gateway)));
+    }
+
+    [Fact]
     public async Task GatewayRestart_TheClientReconnects_AndResubscribesEveryTopic()
     {
         var config = _folder.Write(Plain);
