@@ -172,12 +172,13 @@ async function clientRestart() {
     window.trace = [];
     window.acks = [];
     window.sluiceDemo.on('state', (s) => window.trace.push(s.state));
-    window.sluiceDemo.on('subscribed', (s) => window.acks.push(s.topic));
+    // Only answers to the resubscription count: the first subscribe's answer must not satisfy the wait below.
+    window.sluiceDemo.on('subscribed', (s) => window.acks.push(window.trace.includes('reconnecting') ? `again:${s.topic}` : s.topic));
     await window.sluiceDemo.subscribe('demo');
   });
   console.log('SUBSCRIBED');
   await page.waitForFunction(() => window.trace.includes('reconnecting'), null, { timeout: 60000 }).catch(() => fail('the page never saw the gateway go'));
-  await page.waitForFunction(() => window.sluiceDemo.state === 'connected' && window.acks.includes('demo'), null, { timeout: 90000 })
+  await page.waitForFunction(() => window.sluiceDemo.state === 'connected' && window.acks.includes('again:demo'), null, { timeout: 90000 })
     .catch(() => fail('the page did not reconnect and resubscribe'));
   // A raw peer publishes: the page shows it without having subscribed again itself.
   const ws = new WebSocket(base.replace('http', 'ws') + '/chat');
