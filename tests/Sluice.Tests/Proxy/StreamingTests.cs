@@ -126,16 +126,7 @@ public class StreamingTests
         await Task.Delay(300);
         await toClient.SendAsync(message.AsMemory(512 * 1024), WebSocketMessageType.Binary, endOfMessage: true, CancellationToken.None);
 
-        while (true)
-        {
-            var result = await client.ReceiveAsync(buffer.AsMemory(received), timeout.Token);
-            Assert.Equal(WebSocketMessageType.Binary, result.MessageType);
-            received += result.Count;
-            if (result.EndOfMessage)
-            {
-                break;
-            }
-        }
+        received = await ReceiveRestOfBinaryAsync(client, buffer, received, timeout.Token);
 
         Assert.Equal(Hash(message), Hash(buffer.AsSpan(0, received)));
         Assert.Equal("from the app", await client.ReceiveTextAsync());
@@ -192,16 +183,7 @@ public class StreamingTests
             var buffer = new byte[message.Length + 1];
             var received = 0;
             using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
-            while (true)
-            {
-                var result = await client.ReceiveAsync(buffer.AsMemory(received), timeout.Token);
-                Assert.Equal(WebSocketMessageType.Binary, result.MessageType);
-                received += result.Count;
-                if (result.EndOfMessage)
-                {
-                    break;
-                }
-            }
+            received = await ReceiveRestOfBinaryAsync(client, buffer, received, timeout.Token);
 
             await sending.WaitAsync(TimeSpan.FromSeconds(20));
             Assert.Equal(Hash(message), Hash(buffer.AsSpan(0, received)));
@@ -241,16 +223,7 @@ public class StreamingTests
         var received = first.Count;
         var appSend = Assert.Single(registry.List()).SendAsync("from the app").AsTask();
         await toClient.SendAsync(message.AsMemory(512 * 1024), WebSocketMessageType.Binary, endOfMessage: true, CancellationToken.None);
-        while (true)
-        {
-            var result = await client.ReceiveAsync(buffer.AsMemory(received), timeout.Token);
-            Assert.Equal(WebSocketMessageType.Binary, result.MessageType);
-            received += result.Count;
-            if (result.EndOfMessage)
-            {
-                break;
-            }
-        }
+        received = await ReceiveRestOfBinaryAsync(client, buffer, received, timeout.Token);
 
         Assert.Equal(Hash(message), Hash(buffer.AsSpan(0, received)));
         Assert.Equal("from the app", await client.ReceiveTextAsync());
@@ -418,6 +391,21 @@ public class StreamingTests
             p.ConfigureOptions(o => o.Streaming = new WebSocketStreamingOptions { AboveBytes = Above, MaxBytes = maxBytes });
             configure(p);
         }));
+
+    /// <summary>Reads the rest of a binary message into <paramref name="buffer"/> after <paramref name="received"/> bytes; returns its whole length.</summary>
+    private static async Task<int> ReceiveRestOfBinaryAsync(WebSocket client, byte[] buffer, int received, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var result = await client.ReceiveAsync(buffer.AsMemory(received), cancellationToken);
+            Assert.Equal(WebSocketMessageType.Binary, result.MessageType);
+            received += result.Count;
+            if (result.EndOfMessage)
+            {
+                return received;
+            }
+        }
+    }
 
     private static byte[] RandomBytes(int length)
     {
