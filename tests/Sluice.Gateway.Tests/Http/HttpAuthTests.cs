@@ -107,20 +107,13 @@ public sealed class HttpAuthTests(HttpAuthTests.Services services) : IClassFixtu
     }
 
     /// <summary>The services, and one gateway with a route and an http-auth policy per service.</summary>
-    public sealed class Services : IAsyncLifetime
+    public sealed class Services : HttpServicesFixture
     {
-        private readonly List<HttpService> _all = [];
-        private readonly ConfigFolder _folder = new();
-
         public HttpService Allow { get; private set; } = null!;
 
         public HttpService Cached { get; private set; } = null!;
 
-        public HugeAnswerService Huge { get; } = new();
-
-        public GatewayProcess Gateway { get; private set; } = null!;
-
-        public async Task InitializeAsync()
+        public override async Task InitializeAsync()
         {
             Allow = await Add(HttpService.AnswerAsync(200, """{"subject":"alice","claims":{"role":"admin","groups":["a","b"]}}"""));
             Cached = await Add(HttpService.AnswerAsync(200, """{"subject":"bob"}"""));
@@ -176,26 +169,7 @@ public sealed class HttpAuthTests(HttpAuthTests.Services services) : IClassFixtu
                   }
                 }
                 """;
-            Gateway = await GatewayProcess.StartAsync(_folder.Write(config));
-        }
-
-        public async Task DisposeAsync()
-        {
-            await Gateway.DisposeAsync();
-            foreach (var service in _all)
-            {
-                await service.DisposeAsync();
-            }
-
-            _folder.Dispose();
-            Huge.Dispose();
-        }
-
-        private async Task<HttpService> Add(Task<HttpService> starting)
-        {
-            var service = await starting;
-            _all.Add(service);
-            return service;
+            await StartGatewayAsync(config);
         }
     }
 }

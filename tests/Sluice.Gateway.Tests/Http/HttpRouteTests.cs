@@ -196,10 +196,8 @@ public sealed class HttpRouteTests(HttpRouteTests.Services services) : IClassFix
     }
 
     /// <summary>The services, and one gateway with an http route for each.</summary>
-    public sealed class Services : IAsyncLifetime
+    public sealed class Services : HttpServicesFixture
     {
-        private readonly List<HttpService> _all = [];
-        private readonly ConfigFolder _folder = new();
         private readonly TaskCompletionSource _four = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private int _waiting;
         private int _limitedInFlight;
@@ -213,11 +211,7 @@ public sealed class HttpRouteTests(HttpRouteTests.Services services) : IClassFix
 
         public int LimitedMaxInFlight => Volatile.Read(ref _limitedMax);
 
-        public HugeAnswerService Huge { get; } = new();
-
-        public GatewayProcess Gateway { get; private set; } = null!;
-
-        public async Task InitializeAsync()
+        public override async Task InitializeAsync()
         {
             Echo = await Add(HttpService.StartAsync(async (context, call) =>
             {
@@ -277,26 +271,7 @@ public sealed class HttpRouteTests(HttpRouteTests.Services services) : IClassFix
                   "policies": { "redact": { "type": "json-redact", "options": { "paths": ["/password"], "mode": "mask" } } }
                 }
                 """;
-            Gateway = await GatewayProcess.StartAsync(_folder.Write(config));
-        }
-
-        public async Task DisposeAsync()
-        {
-            await Gateway.DisposeAsync();
-            foreach (var service in _all)
-            {
-                await service.DisposeAsync();
-            }
-
-            _folder.Dispose();
-            Huge.Dispose();
-        }
-
-        private async Task<HttpService> Add(Task<HttpService> starting)
-        {
-            var service = await starting;
-            _all.Add(service);
-            return service;
+            await StartGatewayAsync(config);
         }
     }
 }
