@@ -11,6 +11,9 @@ using Sluice.Gateway.Hosting;
 // input, and a pattern that backtracks would hold a thread for minutes. json-schema answers a timeout with 400.
 AppContext.SetData("REGEX_DEFAULT_MATCH_TIMEOUT", TimeSpan.FromMilliseconds(200));
 
+// Before the first socket (the demo backend's, Kestrel's): socket completions on their I/O thread.
+InlineIo.Configure();
+
 var commandLine = GatewayCommandLine.Parse(args);
 if (commandLine.Error is not null)
 {

@@ -122,6 +122,14 @@ internal static class GatewayApplication
             o.Limits.KeepAliveTimeout = KeepAliveTimeout;
             o.Limits.RequestHeadersTimeout = RequestHeadersTimeout;
         });
+        if (InlineIo.Enabled)
+        {
+            // The application's continuations too: a message is read, run through its chain and written to the other
+            // leg on the socket's I/O thread. Work that may block moves to the thread pool itself (scripts, large
+            // messages: docs/architecture.md, "Where the gateway's code runs").
+            builder.WebHost.UseSockets(o => o.UnsafePreferInlineScheduling = true);
+        }
+
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(preview.Limits.DrainSeconds));
         var sluice = builder.Services.AddSluice(o =>
         {

@@ -150,7 +150,19 @@ public sealed class ScriptPolicy : MessagePolicy, IDisposable
     public void Dispose() => (_engines as IDisposable)?.Dispose();
 
     /// <inheritdoc />
-    protected override ValueTask ApplyAsync(MessageContext context, MessageDelegate next)
+    protected override ValueTask ApplyAsync(MessageContext context, MessageDelegate next) =>
+        Thread.CurrentThread.IsThreadPoolThread ? Run(context, next) : RunOnThreadPoolAsync(context, next);
+
+    // A script runs synchronously for up to its timeout. Off the thread pool, the caller is a socket's I/O thread (a
+    // server that runs continuations inline, as the gateway does), which would stall every connection it serves for
+    // that long: the script moves to the thread pool first.
+    private async ValueTask RunOnThreadPoolAsync(MessageContext context, MessageDelegate next)
+    {
+        await Task.Yield();
+        await Run(context, next);
+    }
+
+    private ValueTask Run(MessageContext context, MessageDelegate next)
     {
         var engine = _engines.Get();
         ScriptResult result;

@@ -56,6 +56,9 @@ public abstract partial class WebSocketConnection
     // Written and read by the backend pump only: it holds _sendGate from the first fragment of a streamed message to the last.
     private bool _streamHoldsOutboundGate;
 
+    // The size from which a message's chains leave a socket's I/O thread for the thread pool (see PumpAsync).
+    private const int InlineWorkLimit = 64 * 1024;
+
     private MessageSink _inboundSink;
     private volatile ConnectionState _state;
     private WebSocketCloseStatus? _closeStatus;
@@ -402,6 +405,14 @@ public abstract partial class WebSocketConnection
                         relay ??= new FragmentRelay();
                         await RelayFragmentAsync(relay, frame, fromClient ? context ??= new MessageContext(this, MessageDirection.Inbound, _inboundSink) : null, holder);
                         continue;
+                    }
+
+                    if (frame.Payload.Length >= InlineWorkLimit && !Thread.CurrentThread.IsThreadPoolThread)
+                    {
+                        // Off the thread pool this is a socket's I/O thread (a server that runs continuations inline,
+                        // as the gateway does). A large message's chain (parse, validate, rewrite) would stall every
+                        // connection that thread serves: it runs on the thread pool instead.
+                        await Task.Yield();
                     }
 
                     var message = WebSocketMessage.Borrow(frame.Type, frame.Payload);
