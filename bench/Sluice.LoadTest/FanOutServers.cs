@@ -20,11 +20,11 @@ internal static class FanOutServers
             case "sluice":
             {
                 // Hosted connections hold one descriptor each: the default cap (which leaves room for a proxy's second
-                // socket) would refuse half of 10,000 subscribers.
+                // socket) would refuse a quarter of 10,000 subscribers at an open-file limit of 20,000.
                 var redis = args.String("redis", string.Empty);
                 var app = Servers.CreateApp(port, services =>
                 {
-                    var sluice = services.AddSluice(o => o.MaxConnections = 19_000);
+                    var sluice = services.AddSluice(o => o.HostedConnectionsOnly = true);
                     if (redis.Length > 0)
                     {
                         // Cross-node: subscribers on one node, the publisher on another, topics through Redis.

@@ -150,6 +150,13 @@ internal static class Servers
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.WebHost.UseUrls($"http://127.0.0.1:{port}");
+        if (Environment.GetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS") == "1")
+        {
+            // The gateway's default I/O scheduling, for a peer run with it (bench/run.sh's *-inline peers): socket
+            // completions (the variable, read by the runtime) and Kestrel's continuations on the I/O thread.
+            builder.WebHost.UseSockets(o => o.UnsafePreferInlineScheduling = true);
+        }
+
         builder.Logging.ClearProviders();
         services?.Invoke(builder.Services);
         return builder.Build();

@@ -21,19 +21,24 @@ internal sealed record ConnectionBudget(long OpenFileLimit, long Sockets, int Ma
     /// backend), plus a sixteenth of slack for Kestrel, which counts an upgraded connection until its socket is
     /// closed, a moment after Sluice has released its place.
     /// </summary>
-    public static ConnectionBudget Compute(long openFileLimit, long openNow, int? requested)
+    /// <param name="openFileLimit">The soft open-file limit.</param>
+    /// <param name="openNow">The descriptors the process holds already.</param>
+    /// <param name="requested">An explicit <see cref="SluiceOptions.MaxConnections"/>.</param>
+    /// <param name="backendSockets">Whether a WebSocket may hold a backend socket too (<see cref="SluiceOptions.HostedConnectionsOnly"/> not set).</param>
+    public static ConnectionBudget Compute(long openFileLimit, long openNow, int? requested, bool backendSockets = true)
     {
         var reserve = Math.Min(1024, openFileLimit / 4);
         var sockets = Math.Clamp(openFileLimit - reserve - openNow, 8, 4_000_000);
         var pendingFloor = Math.Max(1, sockets / 5);
-        var most = (int)Math.Clamp((sockets - pendingFloor - 1) * 16 / 33, 1, 1_000_000);
+        // Per WebSocket: its upgraded socket with Kestrel's sixteenth of slack (17/16), and its backend's (16/16).
+        var most = (int)Math.Clamp((sockets - pendingFloor - 1) * 16 / (backendSockets ? 33 : 17), 1, 1_000_000);
         var max = requested is { } r ? Math.Min(r, most) : most;
         var upgraded = max + max / 16 + 1;
-        var pending = (int)Math.Clamp(sockets - max - upgraded, 1, int.MaxValue);
+        var pending = (int)Math.Clamp(sockets - (backendSockets ? max : 0) - upgraded, 1, int.MaxValue);
         return new ConnectionBudget(openFileLimit, sockets, max, upgraded, pending, requested > most ? requested : null);
     }
 
     /// <summary>The budget of this process, from its open-file limit now and the descriptors it holds now.</summary>
-    public static ConnectionBudget ForThisProcess(int? requested) =>
-        Compute(Sluice.OpenFileLimit.Read(), Sluice.OpenFileLimit.OpenNow(), requested);
+    public static ConnectionBudget ForThisProcess(int? requested, bool backendSockets) =>
+        Compute(Sluice.OpenFileLimit.Read(), Sluice.OpenFileLimit.OpenNow(), requested, backendSockets);
 }

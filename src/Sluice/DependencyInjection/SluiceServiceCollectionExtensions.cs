@@ -38,7 +38,8 @@ public static class SluiceServiceCollectionExtensions
         services.TryAddSingleton<Sluice.Proxy.ProxyMetrics>();
         services.TryAddSingleton(static sp =>
         {
-            var budget = ConnectionBudget.ForThisProcess(sp.GetRequiredService<IOptions<SluiceOptions>>().Value.MaxConnections);
+            var options = sp.GetRequiredService<IOptions<SluiceOptions>>().Value;
+            var budget = ConnectionBudget.ForThisProcess(options.MaxConnections, backendSockets: !options.HostedConnectionsOnly);
             if (budget.Requested is { } requested)
             {
                 var logger = sp.GetRequiredService<ILoggerFactory>().CreateLogger("Sluice.Hosting");

@@ -151,10 +151,18 @@ public sealed class SluiceOptions
     /// Upgrades beyond it get HTTP 503 with <c>Retry-After</c>, so that the process never runs out of file
     /// descriptors and takes every connection down with it. Null (the default) derives it from the process's
     /// open-file limit: what remains after a reserve for everything else and a fifth for connections that have not
-    /// upgraded, halved since a proxied connection holds two sockets. A larger value is lowered to that, with a warning
+    /// upgraded, halved since a proxied connection holds two sockets (unless <see cref="HostedConnectionsOnly"/>). A larger value is lowered to that, with a warning
     /// (event 110). Kestrel's own connection limits are derived from the same budget unless the app sets them.
     /// </summary>
     public int? MaxConnections { get; set; }
+
+    /// <summary>
+    /// Gets or sets whether the app hosts every WebSocket itself and proxies none (no <c>MapWebSocketProxy</c>). A
+    /// hosted connection holds one socket where a proxied one holds two, so the default <see cref="MaxConnections"/>
+    /// is then about twice as large for the same open-file limit. <c>MapWebSocketProxy</c> throws when it is set.
+    /// Default: false.
+    /// </summary>
+    public bool HostedConnectionsOnly { get; set; }
 
     /// <summary>
     /// Gets or sets this node's id in a cluster (<see cref="IWebSocketCluster"/>): in the connection lists of the admin

@@ -1,6 +1,8 @@
 using System.Diagnostics.CodeAnalysis;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
 using Sluice;
 using Sluice.Proxy;
 
@@ -72,6 +74,12 @@ public static class SluiceProxyEndpointRouteBuilderExtensions
     {
         ArgumentNullException.ThrowIfNull(endpoints);
         ArgumentNullException.ThrowIfNull(pattern);
+
+        if (endpoints.ServiceProvider.GetService<IOptions<SluiceOptions>>()?.Value.HostedConnectionsOnly == true)
+        {
+            // The connection budget counted one socket per connection: proxies could run the process out of descriptors.
+            throw new InvalidOperationException("SluiceOptions.HostedConnectionsOnly is set: this app cannot map a WebSocket proxy.");
+        }
 
         var builder = new WebSocketProxyBuilder();
         configure?.Invoke(builder);

@@ -178,6 +178,28 @@ public class LimitsTests
     }
 
     [Fact]
+    public void HostedConnectionsOnly_FitsAboutTwiceAsManyConnections_InTheSameLimit()
+    {
+        var hosted = ConnectionBudget.Compute(20_000, 200, null, backendSockets: false);
+        Assert.Equal(14_136, hosted.MaxConnections);
+        // Every accepted socket still fits: pending ones and upgraded ones, with no backend socket per connection.
+        Assert.True(hosted.MaxPending + hosted.MaxUpgraded <= hosted.Sockets, hosted.ToString());
+        Assert.True(hosted.MaxPending >= hosted.Sockets / 5, hosted.ToString());
+        Assert.Equal(10_000, ConnectionBudget.Compute(20_000, 200, 10_000, backendSockets: false).MaxConnections);
+        Assert.Equal(7282, ConnectionBudget.Compute(20_000, 200, 10_000).MaxConnections);
+    }
+
+    [Fact]
+    public void MapWebSocketProxy_Throws_WhenTheAppSaidItHostsEveryConnection()
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Services.AddSluice(o => o.HostedConnectionsOnly = true);
+        using var app = builder.Build();
+        var error = Assert.Throws<InvalidOperationException>(() => app.MapWebSocketProxy("/p", "ws://127.0.0.1:1/"));
+        Assert.Contains("HostedConnectionsOnly", error.Message);
+    }
+
+    [Fact]
     public void ConnectionBudget_FitsEveryAcceptedSocketAndEveryBackendInTheOpenFileLimit()
     {
         long[] limits = [64, 200, 600, 1024, 4096, 20_000, 65_536, 1 << 20];
@@ -186,14 +208,14 @@ public class LimitsTests
         {
             foreach (var openNow in new long[] { 0, 40, 200 })
             {
-                foreach (var requested in requests)
+                foreach (var (requested, backends) in requests.SelectMany(r => new[] { (r, true), (r, false) }))
                 {
-                    var budget = ConnectionBudget.Compute(limit, openNow, requested);
-                    var context = $"limit {limit}, open {openNow}, requested {requested}: {budget}";
+                    var budget = ConnectionBudget.Compute(limit, openNow, requested, backends);
+                    var context = $"limit {limit}, open {openNow}, requested {requested}, backends {backends}: {budget}";
                     // Pending connections, upgraded client sockets (Kestrel's count) and one backend socket per WebSocket.
                     if (limit - Math.Min(1024, limit / 4) - openNow >= 8)
                     {
-                        Assert.True(budget.MaxPending + budget.MaxUpgraded + budget.MaxConnections <= budget.Sockets, context);
+                        Assert.True(budget.MaxPending + budget.MaxUpgraded + (backends ? budget.MaxConnections : 0) <= budget.Sockets, context);
                         Assert.Equal(limit - Math.Min(1024, limit / 4) - openNow, budget.Sockets);
                     }
 
