@@ -165,13 +165,13 @@ for part in "${parts[@]}"; do
     : >"$out/proxies.jsonl"
     start backend 1 $BACKEND_PORT "${LOAD[@]}" echo --port $BACKEND_PORT
     backend=$started
-    taskset -c 1 "${LOAD[@]}" load --name direct --url "ws://127.0.0.1:$BACKEND_PORT/echo" --pid "$backend" "${load_args[@]}" | tee -a "$out/proxies.jsonl"
+    taskset -c 1 "${LOAD[@]}" load --name direct --url "ws://127.0.0.1:$BACKEND_PORT/echo" --pid "$backend" --backend-pid "$backend" "${load_args[@]}" | tee -a "$out/proxies.jsonl"
     for proxy in ${PROXIES:-haproxy nginx yarp handwritten node-noop sluice-library sluice-noop node-redact sluice-redact}; do
       start_proxy $proxy
       pid=$started
       redacted=()
       [[ $proxy == *redact ]] && redacted=(--redacted)
-      taskset -c 1 "${LOAD[@]}" load --name "$proxy" --url "ws://127.0.0.1:$PROXY_PORT/echo" --pid "$pid" "${load_args[@]}" "${redacted[@]}" | tee -a "$out/proxies.jsonl" || true
+      taskset -c 1 "${LOAD[@]}" load --name "$proxy" --url "ws://127.0.0.1:$PROXY_PORT/echo" --pid "$pid" --backend-pid "$backend" "${load_args[@]}" "${redacted[@]}" | tee -a "$out/proxies.jsonl" || true
       stop "$pid"
     done
     stop "$backend"

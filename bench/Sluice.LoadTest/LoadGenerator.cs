@@ -38,13 +38,15 @@ internal static class LoadGenerator
         var workers = sockets.Select((s, i) => Task.Run(() => RunConnectionAsync(s, i, size, inflight, redacted, state, stop.Token))).ToArray();
 
         int? pid = args.Flag("pid") ? args.Int("pid") : null;
+        int? backendPid = args.Flag("backend-pid") ? args.Int("backend-pid") : null;
         await Task.Delay(warmup);
-        var before = ProcStat.Read(pid);
+        var window = CpuWindow.Start(pid, backendPid);
         state.StartMeasuring();
         var clock = Stopwatch.StartNew();
         await Task.Delay(TimeSpan.FromSeconds(seconds));
         state.StopMeasuring();
         var elapsed = clock.Elapsed.TotalSeconds;
+        var cpu = window.Stop();
         var after = ProcStat.Read(pid);
         await stop.CancelAsync();
         await Task.WhenAll(workers).WaitAsync(TimeSpan.FromSeconds(10)).ContinueWith(_ => { }, TaskScheduler.Default);
@@ -65,8 +67,14 @@ internal static class LoadGenerator
             p99Us = Percentile(latencies, 0.99),
             p999Us = Percentile(latencies, 0.999),
             // The measured process's (the proxy's) CPU time per round trip, and its peak memory.
-            cpuUsPerRoundTrip = before is { } b && after is { } a && state.RoundTrips > 0 ? Math.Round((a.CpuSeconds - b.CpuSeconds) * 1e6 / state.RoundTrips, 1) : (double?)null,
+            cpuUsPerRoundTrip = cpu.ProxyCpuSeconds is { } used && state.RoundTrips > 0 ? Math.Round(used * 1e6 / state.RoundTrips, 1) : (double?)null,
             peakRssMiB = after is { } p ? Math.Round(p.PeakRssBytes / 1048576.0, 1) : (double?)null,
+            // Who was saturated: the proxy on its core, or the load generator and the backend on theirs.
+            proxyCpuPercent = cpu.ProxyCpuPercent,
+            loadCpuPercent = cpu.LoadCpuPercent,
+            backendCpuPercent = cpu.BackendCpuPercent,
+            bottleneck = cpu.Bottleneck,
+            trusted = cpu.Trusted,
             errors = state.Errors,
             mismatches = state.Mismatches,
             lost = state.Lost,
