@@ -3,15 +3,16 @@
 # same run. Each server under test is pinned to core 0 (taskset); the load generator and the echo backend share
 # core 1. See docs/benchmarks.md for what each figure means and the latest results.
 #
-#   bench/run.sh                  everything: echo, proxies, memory, fanout (about 15 minutes)
-#   bench/run.sh proxies          one part: echo | proxies | memory | fanout | fanout-redis | recovery | fanout-cluster
+#   bench/run.sh                  the default parts: echo proxies latency memory fanout fanout-redis
+#   bench/run.sh proxies          one part: echo | proxies | latency | memory | fanout | fanout-redis | recovery | fanout-cluster
 #   SECONDS_PER_RUN=5 bench/run.sh proxies    shorter runs
+#   C=1 DEPTH=1 bench/run.sh proxies          C connections with DEPTH messages in flight each (default 50 and 4)
 #
 # Results: artifacts/bench/<part>.json (one object per target), <part>.md (a table), proxies.svg (the chart).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-parts=("${@:-echo proxies memory fanout fanout-redis}")
+parts=("${@:-echo proxies latency memory fanout fanout-redis}")
 parts=(${parts[*]})
 run_seconds=${SECONDS_PER_RUN:-10}
 out=artifacts/bench
@@ -27,7 +28,7 @@ if [[ ${#missing[@]} -gt 0 ]]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # node's ws peer serves the single-node parts only; the Redis parts run Sluice nodes alone.
-if [[ " ${parts[*]} " =~ \ (echo|proxies|memory|fanout)\  ]]; then
+if [[ " ${parts[*]} " =~ \ (echo|proxies|memory|fanout|deflate)\  ]]; then
   [[ -d bench/node/node_modules ]] || (cd bench/node && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
@@ -139,12 +140,20 @@ start_proxy() {
   esac
 }
 
+# load_run PART NAME PID ARGS...: one load run on core 1 through the proxy port against NAME (pid PID), the backend's
+# CPU charged to the load side; its line goes to PART.jsonl.
+load_run() {
+  local part=$1 name=$2 pid=$3; shift 3
+  taskset -c 1 "${LOAD[@]}" load --name "$name" --url "ws://127.0.0.1:$PROXY_PORT/echo" --pid "$pid" --backend-pid "$backend" "$@" | tee -a "$out/$part.jsonl" || true
+}
+
 collect() { # collect PART: joins the result lines into a JSON array and prints the table
   { echo '['; paste -sd, "$out/$1.jsonl"; echo ']'; } >"$out/$1.json"
   "${LOAD[@]}" table "$out/$1.json" | tee "$out/$1.md"
 }
 
-load_args=(--connections 50 --size 128 --inflight 4 --seconds "$run_seconds")
+# C connections, each with DEPTH messages in flight (closed loop).
+load_args=(--connections "${C:-50}" --size 128 --inflight "${DEPTH:-4}" --seconds "$run_seconds")
 write_configs
 { echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r), .NET $(dotnet --version), node $(node --version), $("$NGINX" -v 2>&1 | cut -d/ -f2), haproxy $("$HAPROXY" -v | head -1 | cut -d' ' -f3)"; date -u; } >"$out/machine.txt"
 
@@ -171,12 +180,27 @@ for part in "${parts[@]}"; do
       pid=$started
       redacted=()
       [[ $proxy == *redact ]] && redacted=(--redacted)
-      taskset -c 1 "${LOAD[@]}" load --name "$proxy" --url "ws://127.0.0.1:$PROXY_PORT/echo" --pid "$pid" --backend-pid "$backend" "${load_args[@]}" "${redacted[@]}" | tee -a "$out/proxies.jsonl" || true
+      load_run proxies "$proxy" "$pid" "${load_args[@]}" "${redacted[@]}"
       stop "$pid"
     done
     stop "$backend"
     collect proxies
     "${LOAD[@]}" chart "$out/proxies.json" "$out/proxies.svg"
+    ;;
+  latency)
+    # Per-hop latency: one connection, one message in flight, so nothing queues; p50 and p99 are the figures. The CPU
+    # figures of these runs are mostly spin-waiting (.NET's thread pool spins before it sleeps): only latencies compare.
+    : >"$out/latency.jsonl"
+    start backend 1 $BACKEND_PORT "${LOAD[@]}" echo --port $BACKEND_PORT
+    backend=$started
+    for proxy in ${LATENCY_PROXIES:-haproxy yarp sluice-noop}; do
+      start_proxy $proxy
+      pid=$started
+      load_run latency "$proxy" "$pid" --connections 1 --inflight 1 --size 128 --seconds "$run_seconds"
+      stop "$pid"
+    done
+    stop "$backend"
+    collect latency
     ;;
   memory)
     # 9,000 idle proxied connections held by one proxy process: memory per connection over its idle baseline.
@@ -279,6 +303,6 @@ for part in "${parts[@]}"; do
     stop "$redis"
     collect fanout-cluster
     ;;
-  *) echo "unknown part: $part (echo, proxies, memory, fanout, fanout-redis, recovery, fanout-cluster)" >&2; exit 2 ;;
+  *) echo "unknown part: $part (echo, proxies, latency, memory, fanout, fanout-redis, recovery, fanout-cluster)" >&2; exit 2 ;;
   esac
 done
