@@ -3,8 +3,8 @@
 # same run. Each server under test is pinned to core 0 (taskset); the load generator and the echo backend share
 # core 1. See docs/benchmarks.md for what each figure means and the latest results.
 #
-#   bench/run.sh                  the default parts: echo proxies latency memory fanout fanout-redis
-#   bench/run.sh proxies          one part: echo | proxies | latency | memory | fanout | fanout-redis | recovery | fanout-cluster
+#   bench/run.sh                  the default parts: echo proxies latency chain memory fanout fanout-redis
+#   bench/run.sh proxies          one part: echo | proxies | latency | chain | memory | fanout | fanout-redis | recovery | fanout-cluster
 #   SECONDS_PER_RUN=5 bench/run.sh proxies    shorter runs
 #   C=1 DEPTH=1 bench/run.sh proxies          C connections with DEPTH messages in flight each (default 50 and 4)
 #
@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-parts=("${@:-echo proxies latency memory fanout fanout-redis}")
+parts=("${@:-echo proxies latency chain memory fanout fanout-redis}")
 parts=(${parts[*]})
 run_seconds=${SECONDS_PER_RUN:-10}
 out=artifacts/bench
@@ -123,6 +123,28 @@ EOF
   "routes": [ { "path": "/{**rest}", "proxy": { "target": "ws://127.0.0.1:$BACKEND_PORT/\${params.rest}" }, "inbound": ["redact"] } ],
   "policies": { "redact": { "type": "json-redact", "options": { "paths": ["/password"], "mode": "remove" } } } }
 EOF
+  # A realistic chain: an API key gives the subject its rate limit partitions by (the limit far above any rate here),
+  # a schema of the 10 properties the chain shape sends, redaction, and a log of 1% of the messages.
+  cat >"$tmp/sluice-chain.json" <<EOF
+{ "listen": ["http://127.0.0.1:$PROXY_PORT"], "limits": { "keepAliveSeconds": 0, "idleTimeoutSeconds": 0 },
+  "routes": [ { "path": "/{**rest}", "proxy": { "target": "ws://127.0.0.1:$BACKEND_PORT/\${params.rest}" },
+                "upgrade": ["key"], "inbound": ["size", "schema", "redact", "rate", "log"] } ],
+  "policies": {
+    "key": { "type": "api-key", "options": { "keys": [ { "key": "bench-key", "subject": "bench" } ] } },
+    "size": { "type": "size-limit", "options": { "maxBytes": 65536 } },
+    "schema": { "type": "json-schema", "options": { "schema": {
+      "type": "object", "additionalProperties": false,
+      "required": ["seq", "user", "action", "password", "amount", "currency", "active", "tags", "ts", "note"],
+      "properties": {
+        "seq": { "type": "string", "maxLength": 32 }, "user": { "type": "string", "minLength": 1, "maxLength": 64 },
+        "action": { "enum": ["create", "update", "delete"] }, "password": { "type": "string", "maxLength": 128 },
+        "amount": { "type": "integer", "minimum": 0 }, "currency": { "type": "string", "minLength": 3, "maxLength": 3 },
+        "active": { "type": "boolean" }, "tags": { "type": "array", "items": { "type": "string" }, "maxItems": 10 },
+        "ts": { "type": "string", "maxLength": 40 }, "note": { "type": "string", "maxLength": 16384 } } } } },
+    "redact": { "type": "json-redact", "options": { "paths": ["/password"] } },
+    "rate": { "type": "rate-limit", "options": { "permits": 1000000, "perSeconds": 1, "partitionBy": "subject" } },
+    "log": { "type": "log", "options": { "sample": 0.01 } } } }
+EOF
 }
 
 # start_proxy NAME: starts the named proxy on core 0 in front of the backend; sets $started.
@@ -137,6 +159,7 @@ start_proxy() {
     sluice-library) start sluice-library 0 $PROXY_PORT "${LOAD[@]}" sluice-proxy --port $PROXY_PORT --backend "ws://127.0.0.1:$BACKEND_PORT" ;;
     sluice-noop) start sluice-noop 0 $PROXY_PORT "${GATEWAY[@]}" --config "$tmp/sluice-noop.json" ;;
     sluice-redact) start sluice-redact 0 $PROXY_PORT "${GATEWAY[@]}" --config "$tmp/sluice-redact.json" ;;
+    sluice-chain) start sluice-chain 0 $PROXY_PORT "${GATEWAY[@]}" --config "$tmp/sluice-chain.json" ;;
   esac
 }
 
@@ -201,6 +224,22 @@ for part in "${parts[@]}"; do
     done
     stop "$backend"
     collect latency
+    ;;
+  chain)
+    # The realistic chain next to the gateway's no-op chain, both with the same 10-property messages, in one run.
+    : >"$out/chain.jsonl"
+    start backend 1 $BACKEND_PORT "${LOAD[@]}" echo --port $BACKEND_PORT
+    backend=$started
+    for proxy in sluice-noop sluice-chain; do
+      start_proxy $proxy
+      pid=$started
+      redacted=()
+      [[ $proxy == sluice-chain ]] && redacted=(--redacted)
+      load_run chain "$proxy" "$pid" "${load_args[@]}" --size "${CHAIN_SIZE:-256}" --shape chain --header X-Api-Key:bench-key "${redacted[@]}"
+      stop "$pid"
+    done
+    stop "$backend"
+    collect chain
     ;;
   memory)
     # 9,000 idle proxied connections held by one proxy process: memory per connection over its idle baseline.
@@ -303,6 +342,6 @@ for part in "${parts[@]}"; do
     stop "$redis"
     collect fanout-cluster
     ;;
-  *) echo "unknown part: $part (echo, proxies, latency, memory, fanout, fanout-redis, recovery, fanout-cluster)" >&2; exit 2 ;;
+  *) echo "unknown part: $part (echo, proxies, latency, chain, memory, fanout, fanout-redis, recovery, fanout-cluster)" >&2; exit 2 ;;
   esac
 done

@@ -22,20 +22,36 @@ internal static class LoadGenerator
         var inflight = args.Int("inflight", 4);
         var seconds = args.Int("seconds", 10);
         var redacted = args.Flag("redacted");
+        var shape = args.String("shape", "pad");
+        Payload.Check(shape, size);
         var warmup = TimeSpan.FromSeconds(args.Int("warmup", 2));
 
+        // --header name:value on every upgrade request (an API key); --deflate offers permessage-deflate.
+        var header = args.Flag("header") ? Header(args.String("header")) : ((string Name, string Value)?)null;
+        var deflate = args.Flag("deflate");
         var state = new RunState();
         var sockets = new List<ClientWebSocket>();
         for (var i = 0; i < connections; i++)
         {
             var socket = new ClientWebSocket();
             socket.Options.KeepAliveInterval = TimeSpan.Zero;
+            if (header is { } h)
+            {
+                socket.Options.SetRequestHeader(h.Name, h.Value);
+            }
+
+            if (deflate)
+            {
+                // Offered with .NET's defaults (15 window bits, context takeover both ways), as a browser would.
+                socket.Options.DangerousDeflateOptions = new WebSocketDeflateOptions();
+            }
+
             await socket.ConnectAsync(url, CancellationToken.None);
             sockets.Add(socket);
         }
 
         using var stop = new CancellationTokenSource();
-        var workers = sockets.Select((s, i) => Task.Run(() => RunConnectionAsync(s, i, size, inflight, redacted, state, stop.Token))).ToArray();
+        var workers = sockets.Select((s, i) => Task.Run(() => RunConnectionAsync(s, i, size, inflight, redacted, shape, state, stop.Token))).ToArray();
 
         int? pid = args.Flag("pid") ? args.Int("pid") : null;
         int? backendPid = args.Flag("backend-pid") ? args.Int("backend-pid") : null;
@@ -60,6 +76,8 @@ internal static class LoadGenerator
             connections,
             size,
             inflight,
+            shape,
+            deflate,
             seconds = Math.Round(elapsed, 2),
             roundTrips = state.RoundTrips,
             rps = Math.Round(state.RoundTrips / elapsed),
@@ -90,7 +108,7 @@ internal static class LoadGenerator
         return state.Errors + state.Mismatches + state.Lost == 0 ? 0 : 1;
     }
 
-    private static async Task RunConnectionAsync(ClientWebSocket socket, int index, int size, int inflight, bool redacted, RunState state, CancellationToken stop)
+    private static async Task RunConnectionAsync(ClientWebSocket socket, int index, int size, int inflight, bool redacted, string shape, RunState state, CancellationToken stop)
     {
         var latencies = new List<int>(1 << 16);
         state.Latencies.Add(latencies);
@@ -119,7 +137,7 @@ internal static class LoadGenerator
                         continue;
                     }
 
-                    var expectedLength = Payload.Write(expected, sent.Sequence, index, size, redacted);
+                    var expectedLength = Payload.Write(expected, sent.Sequence, index, size, redacted, shape);
                     if (!receiveBuffer.AsSpan(0, length).SequenceEqual(expected.AsSpan(0, expectedLength)))
                     {
                         state.Mismatch($"echo {sent.Sequence} differs: {Encoding.UTF8.GetString(receiveBuffer, 0, Math.Min(length, 200))}");
@@ -149,7 +167,7 @@ internal static class LoadGenerator
             while (!stop.IsCancellationRequested)
             {
                 await window.WaitAsync(stop);
-                var length = Payload.Write(sendBuffer, sequence, index, size, redacted: false);
+                var length = Payload.Write(sendBuffer, sequence, index, size, redacted: false, shape);
                 pending.Enqueue((sequence, Stopwatch.GetTimestamp(), state.Measuring));
                 sequence++;
                 await socket.SendAsync(sendBuffer.AsMemory(0, length), WebSocketMessageType.Text, endOfMessage: true, CancellationToken.None);
@@ -173,6 +191,12 @@ internal static class LoadGenerator
         state.CountLost(pending.Count(p => p.Measured));
         socket.Abort();
         await receiver;
+    }
+
+    private static (string Name, string Value) Header(string header)
+    {
+        var colon = header.IndexOf(':', StringComparison.Ordinal);
+        return colon > 0 ? (header[..colon].Trim(), header[(colon + 1)..].Trim()) : throw new ArgumentException($"--header must be name:value, not '{header}'");
     }
 
     private static int Percentile(int[] sorted, double p) => sorted.Length == 0 ? 0 : sorted[Math.Min(sorted.Length - 1, (int)(sorted.Length * p))];
@@ -222,24 +246,54 @@ internal static class LoadGenerator
 }
 
 /// <summary>
-/// The test message: JSON text of exactly --size bytes, <c>{"seq":"…","password":"hunter2","pad":"xx…"}</c>, and its
-/// redacted form with <c>/password</c> removed, as a json-redact policy (or the node proxy's JSON.stringify) writes it.
+/// The test message: JSON text of exactly --size bytes, and its redacted form with <c>/password</c> removed, as a
+/// json-redact policy (or the node proxy's JSON.stringify) writes it. Shape <c>pad</c> (default):
+/// <c>{"seq":"…","password":"hunter2","pad":"xx…"}</c>. Shape <c>chain</c>: an object of 10 properties (strings, an
+/// integer, a boolean, an array), the last one a sentence repeated to the size, compressible as real text is:
+/// <c>{"seq":"…","user":"user-0001","action":"update","password":"hunter2","amount":42,…,"note":"Order updated …"}</c>.
 /// </summary>
 internal static class Payload
 {
     private const string Password = "\"password\":\"hunter2\",";
+    private static readonly byte[] Note = "Order updated from the web client, the customer asked for delivery next week. "u8.ToArray();
 
-    public static int Write(byte[] buffer, long sequence, int connection, int size, bool redacted)
+    /// <summary>Checks the shape's name and that the message fits in --size.</summary>
+    public static void Check(string shape, int size)
     {
-        var prefix = string.Create(CultureInfo.InvariantCulture, $"{{\"seq\":\"{connection:D4}-{sequence:D10}\",{(redacted ? string.Empty : Password)}\"pad\":\"");
+        if (shape is not ("pad" or "chain"))
+        {
+            throw new ArgumentException($"--shape must be pad or chain, not '{shape}'");
+        }
+
+        Write(new byte[size], 9_999_999_999, 9999, size, redacted: false, shape); // the longest message of a run
+    }
+
+    public static int Write(byte[] buffer, long sequence, int connection, int size, bool redacted, string shape = "pad")
+    {
+        var password = redacted ? string.Empty : Password;
+        var prefix = shape == "chain"
+            ? string.Create(CultureInfo.InvariantCulture, $"{{\"seq\":\"{connection:D4}-{sequence:D10}\",\"user\":\"user-{connection:D4}\",\"action\":\"update\",{password}\"amount\":{sequence % 100000},\"currency\":\"EUR\",\"active\":true,\"tags\":[\"web\",\"eu\"],\"ts\":\"2026-11-30T12:00:00Z\",\"note\":\"")
+            : string.Create(CultureInfo.InvariantCulture, $"{{\"seq\":\"{connection:D4}-{sequence:D10}\",{password}\"pad\":\"");
         var padLength = size - (prefix.Length + (redacted ? Password.Length : 0)) - 2;
         if (padLength < 0)
         {
-            throw new ArgumentException($"--size must be at least {prefix.Length + 2 + Password.Length}");
+            throw new ArgumentException($"--size must be at least {prefix.Length + 2 + Password.Length - password.Length} for shape {shape}");
         }
 
         var length = Encoding.ASCII.GetBytes(prefix, buffer);
-        buffer.AsSpan(length, padLength).Fill((byte)'x');
+        var pad = buffer.AsSpan(length, padLength);
+        if (shape == "chain")
+        {
+            for (var at = 0; at < pad.Length; at += Note.Length)
+            {
+                Note.AsSpan(0, Math.Min(Note.Length, pad.Length - at)).CopyTo(pad[at..]);
+            }
+        }
+        else
+        {
+            pad.Fill((byte)'x');
+        }
+
         length += padLength;
         buffer[length++] = (byte)'"';
         buffer[length++] = (byte)'}';
