@@ -3,8 +3,8 @@
 # same run. Each server under test is pinned to core 0 (taskset); the load generator and the echo backend share
 # core 1. See docs/benchmarks.md for what each figure means and the latest results.
 #
-#   bench/run.sh                  the default parts: echo proxies latency chain memory fanout fanout-redis
-#   bench/run.sh proxies          one part: echo | proxies | latency | chain | memory | fanout | fanout-redis | recovery | fanout-cluster
+#   bench/run.sh                  the default parts: echo proxies latency chain deflate memory fanout fanout-redis
+#   bench/run.sh proxies          one part: echo | proxies | latency | chain | deflate | memory | fanout | fanout-redis | recovery | fanout-cluster
 #   SECONDS_PER_RUN=5 bench/run.sh proxies    shorter runs
 #   C=1 DEPTH=1 bench/run.sh proxies          C connections with DEPTH messages in flight each (default 50 and 4)
 #
@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-parts=("${@:-echo proxies latency chain memory fanout fanout-redis}")
+parts=("${@:-echo proxies latency chain deflate memory fanout fanout-redis}")
 parts=(${parts[*]})
 run_seconds=${SECONDS_PER_RUN:-10}
 out=artifacts/bench
@@ -123,6 +123,15 @@ EOF
   "routes": [ { "path": "/{**rest}", "proxy": { "target": "ws://127.0.0.1:$BACKEND_PORT/\${params.rest}" }, "inbound": ["redact"] } ],
   "policies": { "redact": { "type": "json-redact", "options": { "paths": ["/password"], "mode": "remove" } } } }
 EOF
+  # permessage-deflate on both legs (the client's and the backend's), the three no-op policies of sluice-noop.
+  cat >"$tmp/sluice-deflate.json" <<EOF
+{ "listen": ["http://127.0.0.1:$PROXY_PORT"], "limits": { "keepAliveSeconds": 0, "idleTimeoutSeconds": 0 },
+  "routes": [ { "path": "/{**rest}", "compression": true, "inbound": ["a", "b", "c"],
+                "proxy": { "target": "ws://127.0.0.1:$BACKEND_PORT/\${params.rest}", "compression": true } } ],
+  "policies": { "a": { "type": "size-limit", "options": { "maxBytes": 16777216 } },
+                "b": { "type": "size-limit", "options": { "maxBytes": 16777216 } },
+                "c": { "type": "size-limit", "options": { "maxBytes": 16777216 } } } }
+EOF
   # A realistic chain: an API key gives the subject its rate limit partitions by (the limit far above any rate here),
   # a schema of the 10 properties the chain shape sends, redaction, and a log of 1% of the messages.
   cat >"$tmp/sluice-chain.json" <<EOF
@@ -159,6 +168,8 @@ start_proxy() {
     sluice-library) start sluice-library 0 $PROXY_PORT "${LOAD[@]}" sluice-proxy --port $PROXY_PORT --backend "ws://127.0.0.1:$BACKEND_PORT" ;;
     sluice-noop) start sluice-noop 0 $PROXY_PORT "${GATEWAY[@]}" --config "$tmp/sluice-noop.json" ;;
     sluice-redact) start sluice-redact 0 $PROXY_PORT "${GATEWAY[@]}" --config "$tmp/sluice-redact.json" ;;
+    node-deflate) start node-deflate 0 $PROXY_PORT node bench/node/proxy.mjs $PROXY_PORT "ws://127.0.0.1:$BACKEND_PORT" noop deflate ;;
+    sluice-deflate) start sluice-deflate 0 $PROXY_PORT "${GATEWAY[@]}" --config "$tmp/sluice-deflate.json" ;;
     sluice-chain) start sluice-chain 0 $PROXY_PORT "${GATEWAY[@]}" --config "$tmp/sluice-chain.json" ;;
   esac
 }
@@ -240,6 +251,22 @@ for part in "${parts[@]}"; do
     done
     stop "$backend"
     collect chain
+    ;;
+  deflate)
+    # permessage-deflate on both legs: the client offers it, the backend insists on it (400 otherwise), and the proxy
+    # inflates and deflates every message on each leg. JSON of DEFLATE_SIZE bytes (default 1024), text that compresses
+    # as real text does. The gateway keeps its default inflate cap (limits.maxMessageBytes, 1 MiB).
+    : >"$out/deflate.jsonl"
+    start backend 1 $BACKEND_PORT "${LOAD[@]}" echo --port $BACKEND_PORT --deflate
+    backend=$started
+    for proxy in ${DEFLATE_PROXIES:-node-deflate sluice-deflate}; do
+      start_proxy $proxy
+      pid=$started
+      load_run deflate "$proxy" "$pid" "${load_args[@]}" --size "${DEFLATE_SIZE:-1024}" --shape chain --deflate
+      stop "$pid"
+    done
+    stop "$backend"
+    collect deflate
     ;;
   memory)
     # 9,000 idle proxied connections held by one proxy process: memory per connection over its idle baseline.
@@ -342,6 +369,6 @@ for part in "${parts[@]}"; do
     stop "$redis"
     collect fanout-cluster
     ;;
-  *) echo "unknown part: $part (echo, proxies, latency, chain, memory, fanout, fanout-redis, recovery, fanout-cluster)" >&2; exit 2 ;;
+  *) echo "unknown part: $part (echo, proxies, latency, chain, deflate, memory, fanout, fanout-redis, recovery, fanout-cluster)" >&2; exit 2 ;;
   esac
 done

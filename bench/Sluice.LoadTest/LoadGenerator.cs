@@ -44,9 +44,15 @@ internal static class LoadGenerator
             {
                 // Offered with .NET's defaults (15 window bits, context takeover both ways), as a browser would.
                 socket.Options.DangerousDeflateOptions = new WebSocketDeflateOptions();
+                socket.Options.CollectHttpResponseDetails = true;
             }
 
             await socket.ConnectAsync(url, CancellationToken.None);
+            if (deflate && !Negotiated(socket))
+            {
+                // A server that declines would make the run measure uncompressed traffic under a deflate label.
+                throw new InvalidOperationException($"{url} did not accept permessage-deflate");
+            }
             sockets.Add(socket);
         }
 
@@ -192,6 +198,10 @@ internal static class LoadGenerator
         socket.Abort();
         await receiver;
     }
+
+    private static bool Negotiated(ClientWebSocket socket) =>
+        socket.HttpResponseHeaders?.TryGetValue("Sec-WebSocket-Extensions", out var values) == true
+        && values.Any(v => v.Contains("permessage-deflate", StringComparison.OrdinalIgnoreCase));
 
     private static (string Name, string Value) Header(string header)
     {
