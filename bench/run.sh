@@ -286,12 +286,13 @@ for part in "${parts[@]}"; do
       held=$(rss_kib "$pid")
       opened=$(awk '/READY/ { print $2 }' "$out/idle-$proxy.log")
       wait $idle || true
-      echo "{\"name\":\"$proxy\",\"connections\":${opened:-0},\"baselineMiB\":$((base / 1024)),\"heldMiB\":$((held / 1024)),\"kibPerConnection\":$(awk "BEGIN { printf \"%.1f\", ($held - $base) / (${opened:-1} > 0 ? ${opened:-1} : 1) }")}" | tee -a "$out/memory.jsonl"
+      echo "{\"name\":\"$proxy\",\"connections\":${opened:-0},\"openFileLimit\":$(ulimit -n),\"baselineMiB\":$((base / 1024)),\"heldMiB\":$((held / 1024)),\"kibPerConnection\":$(awk "BEGIN { printf \"%.1f\", ($held - $base) / (${opened:-1} > 0 ? ${opened:-1} : 1) }")}" | tee -a "$out/memory.jsonl"
       stop "$pid"
       sleep 1
     done
     stop "$backend"
     collect memory
+    "${LOAD[@]}" verdict "$out" --part memory # per connection, and against node ws
     ;;
   fanout)
     # One 128-byte message to 1,000 and 10,000 subscribers, 200 publishes; server on core 0, clients on core 1.
@@ -372,3 +373,7 @@ for part in "${parts[@]}"; do
   *) echo "unknown part: $part (echo, proxies, latency, chain, deflate, memory, fanout, fanout-redis, recovery, fanout-cluster)" >&2; exit 2 ;;
   esac
 done
+
+# Issue 18's targets against this run's parts (the others n/a), and the runs whose ratios are doubtful; also in verdict.md.
+echo "==> targets"
+"${LOAD[@]}" verdict "$out" --parts "${parts[*]}"
