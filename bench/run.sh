@@ -8,14 +8,15 @@
 #   SECONDS_PER_RUN=5 bench/run.sh proxies    shorter runs
 #   C=1 DEPTH=1 bench/run.sh proxies          C connections with DEPTH messages in flight each (default 50 and 4)
 #
-# Results: artifacts/bench/<part>.json (one object per target), <part>.md (a table), proxies.svg (the chart).
+# Results: artifacts/bench/<part>.json (one object per target), <part>.md (a table), proxies.svg (the chart), verdict.md
+# (issue 18's targets); OUT=DIR writes them elsewhere. bench/repeat.sh N runs this N times and summarizes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 parts=("${@:-echo proxies latency chain deflate memory fanout fanout-redis}")
 parts=(${parts[*]})
 run_seconds=${SECONDS_PER_RUN:-10}
-out=artifacts/bench
+out=${OUT:-artifacts/bench}
 mkdir -p "$out"
 
 missing=()
