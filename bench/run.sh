@@ -70,8 +70,9 @@ stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 
 tmp=$(mktemp -d)
-BACKEND_PORT=7001
-PROXY_PORT=7100
+# Other ports when another run holds these (the Redis parts keep theirs).
+BACKEND_PORT=${BACKEND_PORT:-7001}
+PROXY_PORT=${PROXY_PORT:-7100}
 
 write_configs() {
   cat >"$tmp/nginx.conf" <<EOF

@@ -47,12 +47,22 @@ internal static class LoadGenerator
                 socket.Options.CollectHttpResponseDetails = true;
             }
 
-            await socket.ConnectAsync(url, CancellationToken.None);
-            if (deflate && !Negotiated(socket))
+            try
             {
-                // A server that declines would make the run measure uncompressed traffic under a deflate label.
-                throw new InvalidOperationException($"{url} did not accept permessage-deflate");
+                await socket.ConnectAsync(url, CancellationToken.None);
+                if (deflate && !Negotiated(socket))
+                {
+                    // A server that declines would make the run measure uncompressed traffic under a deflate label.
+                    throw new WebSocketException($"{url} did not accept permessage-deflate");
+                }
             }
+            catch (Exception ex) when (ex is WebSocketException or HttpRequestException)
+            {
+                // A run that cannot start is still a line of the results, so the table and the verdict show it.
+                Console.WriteLine(JsonSerializer.Serialize(new { name = args.String("name", url.ToString()), url = url.ToString(), connections, errors = 1, firstError = $"connection {i}: {ex.Message}" }));
+                return 1;
+            }
+
             sockets.Add(socket);
         }
 
