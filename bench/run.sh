@@ -3,18 +3,20 @@
 # same run. Each server under test is pinned to core 0 (taskset); the load generator and the echo backend share
 # core 1. See docs/benchmarks.md for what each figure means and the latest results.
 #
-#   bench/run.sh                  everything: echo, proxies, memory, fanout (about 15 minutes)
-#   bench/run.sh proxies          one part: echo | proxies | memory | fanout | fanout-redis | recovery | fanout-cluster
+#   bench/run.sh                  the default parts: echo proxies latency chain deflate memory fanout fanout-redis
+#   bench/run.sh proxies          one part: echo | proxies | latency | chain | deflate | memory | fanout | fanout-redis | recovery | fanout-cluster
 #   SECONDS_PER_RUN=5 bench/run.sh proxies    shorter runs
+#   C=1 DEPTH=1 bench/run.sh proxies          C connections with DEPTH messages in flight each (default 50 and 4)
 #
-# Results: artifacts/bench/<part>.json (one object per target), <part>.md (a table), proxies.svg (the chart).
+# Results: artifacts/bench/<part>.json (one object per target), <part>.md (a table), proxies.svg (the chart), verdict.md
+# (issue 18's targets); OUT=DIR writes them elsewhere. bench/repeat.sh N runs this N times and summarizes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-parts=("${@:-echo proxies memory fanout fanout-redis}")
+parts=("${@:-echo proxies latency chain deflate memory fanout fanout-redis}")
 parts=(${parts[*]})
 run_seconds=${SECONDS_PER_RUN:-10}
-out=artifacts/bench
+out=${OUT:-artifacts/bench}
 mkdir -p "$out"
 
 missing=()
@@ -27,7 +29,7 @@ if [[ ${#missing[@]} -gt 0 ]]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # node's ws peer serves the single-node parts only; the Redis parts run Sluice nodes alone.
-if [[ " ${parts[*]} " =~ \ (echo|proxies|memory|fanout)\  ]]; then
+if [[ " ${parts[*]} " =~ \ (echo|proxies|memory|fanout|deflate)\  ]]; then
   [[ -d bench/node/node_modules ]] || (cd bench/node && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
@@ -68,8 +70,9 @@ stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 
 tmp=$(mktemp -d)
-BACKEND_PORT=7001
-PROXY_PORT=7100
+# Other ports when another run holds these (the Redis parts keep theirs).
+BACKEND_PORT=${BACKEND_PORT:-7001}
+PROXY_PORT=${PROXY_PORT:-7100}
 
 write_configs() {
   cat >"$tmp/nginx.conf" <<EOF
@@ -122,6 +125,37 @@ EOF
   "routes": [ { "path": "/{**rest}", "proxy": { "target": "ws://127.0.0.1:$BACKEND_PORT/\${params.rest}" }, "inbound": ["redact"] } ],
   "policies": { "redact": { "type": "json-redact", "options": { "paths": ["/password"], "mode": "remove" } } } }
 EOF
+  # permessage-deflate on both legs (the client's and the backend's), the three no-op policies of sluice-noop.
+  cat >"$tmp/sluice-deflate.json" <<EOF
+{ "listen": ["http://127.0.0.1:$PROXY_PORT"], "limits": { "keepAliveSeconds": 0, "idleTimeoutSeconds": 0 },
+  "routes": [ { "path": "/{**rest}", "compression": true, "inbound": ["a", "b", "c"],
+                "proxy": { "target": "ws://127.0.0.1:$BACKEND_PORT/\${params.rest}", "compression": true } } ],
+  "policies": { "a": { "type": "size-limit", "options": { "maxBytes": 16777216 } },
+                "b": { "type": "size-limit", "options": { "maxBytes": 16777216 } },
+                "c": { "type": "size-limit", "options": { "maxBytes": 16777216 } } } }
+EOF
+  # A realistic chain: an API key gives the subject its rate limit partitions by (the limit far above any rate here),
+  # a schema of the 10 properties the chain shape sends, redaction, and a log of 1% of the messages.
+  cat >"$tmp/sluice-chain.json" <<EOF
+{ "listen": ["http://127.0.0.1:$PROXY_PORT"], "limits": { "keepAliveSeconds": 0, "idleTimeoutSeconds": 0 },
+  "routes": [ { "path": "/{**rest}", "proxy": { "target": "ws://127.0.0.1:$BACKEND_PORT/\${params.rest}" },
+                "upgrade": ["key"], "inbound": ["size", "schema", "redact", "rate", "log"] } ],
+  "policies": {
+    "key": { "type": "api-key", "options": { "keys": [ { "key": "bench-key", "subject": "bench" } ] } },
+    "size": { "type": "size-limit", "options": { "maxBytes": 65536 } },
+    "schema": { "type": "json-schema", "options": { "schema": {
+      "type": "object", "additionalProperties": false,
+      "required": ["seq", "user", "action", "password", "amount", "currency", "active", "tags", "ts", "note"],
+      "properties": {
+        "seq": { "type": "string", "maxLength": 32 }, "user": { "type": "string", "minLength": 1, "maxLength": 64 },
+        "action": { "enum": ["create", "update", "delete"] }, "password": { "type": "string", "maxLength": 128 },
+        "amount": { "type": "integer", "minimum": 0 }, "currency": { "type": "string", "minLength": 3, "maxLength": 3 },
+        "active": { "type": "boolean" }, "tags": { "type": "array", "items": { "type": "string" }, "maxItems": 10 },
+        "ts": { "type": "string", "maxLength": 40 }, "note": { "type": "string", "maxLength": 16384 } } } } },
+    "redact": { "type": "json-redact", "options": { "paths": ["/password"] } },
+    "rate": { "type": "rate-limit", "options": { "permits": 1000000, "perSeconds": 1, "partitionBy": "subject" } },
+    "log": { "type": "log", "options": { "sample": 0.01 } } } }
+EOF
 }
 
 # start_proxy NAME: starts the named proxy on core 0 in front of the backend; sets $started.
@@ -136,7 +170,17 @@ start_proxy() {
     sluice-library) start sluice-library 0 $PROXY_PORT "${LOAD[@]}" sluice-proxy --port $PROXY_PORT --backend "ws://127.0.0.1:$BACKEND_PORT" ;;
     sluice-noop) start sluice-noop 0 $PROXY_PORT "${GATEWAY[@]}" --config "$tmp/sluice-noop.json" ;;
     sluice-redact) start sluice-redact 0 $PROXY_PORT "${GATEWAY[@]}" --config "$tmp/sluice-redact.json" ;;
+    node-deflate) start node-deflate 0 $PROXY_PORT node bench/node/proxy.mjs $PROXY_PORT "ws://127.0.0.1:$BACKEND_PORT" noop deflate ;;
+    sluice-deflate) start sluice-deflate 0 $PROXY_PORT "${GATEWAY[@]}" --config "$tmp/sluice-deflate.json" ;;
+    sluice-chain) start sluice-chain 0 $PROXY_PORT "${GATEWAY[@]}" --config "$tmp/sluice-chain.json" ;;
   esac
+}
+
+# load_run PART NAME PID ARGS...: one load run on core 1 through the proxy port against NAME (pid PID), the backend's
+# CPU charged to the load side; its line goes to PART.jsonl.
+load_run() {
+  local part=$1 name=$2 pid=$3; shift 3
+  taskset -c 1 "${LOAD[@]}" load --name "$name" --url "ws://127.0.0.1:$PROXY_PORT/echo" --pid "$pid" --backend-pid "$backend" "$@" | tee -a "$out/$part.jsonl" || true
 }
 
 collect() { # collect PART: joins the result lines into a JSON array and prints the table
@@ -144,7 +188,8 @@ collect() { # collect PART: joins the result lines into a JSON array and prints 
   "${LOAD[@]}" table "$out/$1.json" | tee "$out/$1.md"
 }
 
-load_args=(--connections 50 --size 128 --inflight 4 --seconds "$run_seconds")
+# C connections, each with DEPTH messages in flight (closed loop).
+load_args=(--connections "${C:-50}" --size 128 --inflight "${DEPTH:-4}" --seconds "$run_seconds")
 write_configs
 { echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r), .NET $(dotnet --version), node $(node --version), $("$NGINX" -v 2>&1 | cut -d/ -f2), haproxy $("$HAPROXY" -v | head -1 | cut -d' ' -f3)"; date -u; } >"$out/machine.txt"
 
@@ -165,18 +210,65 @@ for part in "${parts[@]}"; do
     : >"$out/proxies.jsonl"
     start backend 1 $BACKEND_PORT "${LOAD[@]}" echo --port $BACKEND_PORT
     backend=$started
-    taskset -c 1 "${LOAD[@]}" load --name direct --url "ws://127.0.0.1:$BACKEND_PORT/echo" --pid "$backend" "${load_args[@]}" | tee -a "$out/proxies.jsonl"
+    taskset -c 1 "${LOAD[@]}" load --name direct --url "ws://127.0.0.1:$BACKEND_PORT/echo" --pid "$backend" --backend-pid "$backend" "${load_args[@]}" | tee -a "$out/proxies.jsonl"
     for proxy in ${PROXIES:-haproxy nginx yarp handwritten node-noop sluice-library sluice-noop node-redact sluice-redact}; do
       start_proxy $proxy
       pid=$started
       redacted=()
       [[ $proxy == *redact ]] && redacted=(--redacted)
-      taskset -c 1 "${LOAD[@]}" load --name "$proxy" --url "ws://127.0.0.1:$PROXY_PORT/echo" --pid "$pid" "${load_args[@]}" "${redacted[@]}" | tee -a "$out/proxies.jsonl" || true
+      load_run proxies "$proxy" "$pid" "${load_args[@]}" "${redacted[@]}"
       stop "$pid"
     done
     stop "$backend"
     collect proxies
     "${LOAD[@]}" chart "$out/proxies.json" "$out/proxies.svg"
+    ;;
+  latency)
+    # Per-hop latency: one connection, one message in flight, so nothing queues; p50 and p99 are the figures. The CPU
+    # figures of these runs are mostly spin-waiting (.NET's thread pool spins before it sleeps): only latencies compare.
+    : >"$out/latency.jsonl"
+    start backend 1 $BACKEND_PORT "${LOAD[@]}" echo --port $BACKEND_PORT
+    backend=$started
+    for proxy in ${LATENCY_PROXIES:-haproxy yarp sluice-noop}; do
+      start_proxy $proxy
+      pid=$started
+      load_run latency "$proxy" "$pid" --connections 1 --inflight 1 --size 128 --seconds "$run_seconds"
+      stop "$pid"
+    done
+    stop "$backend"
+    collect latency
+    ;;
+  chain)
+    # The realistic chain next to the gateway's no-op chain, both with the same 10-property messages, in one run.
+    : >"$out/chain.jsonl"
+    start backend 1 $BACKEND_PORT "${LOAD[@]}" echo --port $BACKEND_PORT
+    backend=$started
+    for proxy in sluice-noop sluice-chain; do
+      start_proxy $proxy
+      pid=$started
+      redacted=()
+      [[ $proxy == sluice-chain ]] && redacted=(--redacted)
+      load_run chain "$proxy" "$pid" "${load_args[@]}" --size "${CHAIN_SIZE:-256}" --shape chain --header X-Api-Key:bench-key "${redacted[@]}"
+      stop "$pid"
+    done
+    stop "$backend"
+    collect chain
+    ;;
+  deflate)
+    # permessage-deflate on both legs: the client offers it, the backend insists on it (400 otherwise), and the proxy
+    # inflates and deflates every message on each leg. JSON of DEFLATE_SIZE bytes (default 1024), text that compresses
+    # as real text does. The gateway keeps its default inflate cap (limits.maxMessageBytes, 1 MiB).
+    : >"$out/deflate.jsonl"
+    start backend 1 $BACKEND_PORT "${LOAD[@]}" echo --port $BACKEND_PORT --deflate
+    backend=$started
+    for proxy in ${DEFLATE_PROXIES:-node-deflate sluice-deflate}; do
+      start_proxy $proxy
+      pid=$started
+      load_run deflate "$proxy" "$pid" "${load_args[@]}" --size "${DEFLATE_SIZE:-1024}" --shape chain --deflate
+      stop "$pid"
+    done
+    stop "$backend"
+    collect deflate
     ;;
   memory)
     # 9,000 idle proxied connections held by one proxy process: memory per connection over its idle baseline.
@@ -196,12 +288,13 @@ for part in "${parts[@]}"; do
       held=$(rss_kib "$pid")
       opened=$(awk '/READY/ { print $2 }' "$out/idle-$proxy.log")
       wait $idle || true
-      echo "{\"name\":\"$proxy\",\"connections\":${opened:-0},\"baselineMiB\":$((base / 1024)),\"heldMiB\":$((held / 1024)),\"kibPerConnection\":$(awk "BEGIN { printf \"%.1f\", ($held - $base) / (${opened:-1} > 0 ? ${opened:-1} : 1) }")}" | tee -a "$out/memory.jsonl"
+      echo "{\"name\":\"$proxy\",\"connections\":${opened:-0},\"openFileLimit\":$(ulimit -n),\"baselineMiB\":$((base / 1024)),\"heldMiB\":$((held / 1024)),\"kibPerConnection\":$(awk "BEGIN { printf \"%.1f\", ($held - $base) / (${opened:-1} > 0 ? ${opened:-1} : 1) }")}" | tee -a "$out/memory.jsonl"
       stop "$pid"
       sleep 1
     done
     stop "$backend"
     collect memory
+    "${LOAD[@]}" verdict "$out" --part memory # per connection, and against node ws
     ;;
   fanout)
     # One 128-byte message to 1,000 and 10,000 subscribers, 200 publishes; server on core 0, clients on core 1.
@@ -279,6 +372,10 @@ for part in "${parts[@]}"; do
     stop "$redis"
     collect fanout-cluster
     ;;
-  *) echo "unknown part: $part (echo, proxies, memory, fanout, fanout-redis, recovery, fanout-cluster)" >&2; exit 2 ;;
+  *) echo "unknown part: $part (echo, proxies, latency, chain, deflate, memory, fanout, fanout-redis, recovery, fanout-cluster)" >&2; exit 2 ;;
   esac
 done
+
+# Issue 18's targets against this run's parts (the others n/a), and the runs whose ratios are doubtful; also in verdict.md.
+echo "==> targets"
+"${LOAD[@]}" verdict "$out" --parts "${parts[*]}"

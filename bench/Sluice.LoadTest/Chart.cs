@@ -59,11 +59,19 @@ internal static class Chart
         Console.WriteLine("|" + string.Concat(columns.Select(_ => " --- |")));
         foreach (var row in rows)
         {
-            Console.WriteLine("| " + string.Join(" | ", columns.Select(c => row.TryGetProperty(c, out var v) ? v.ToString() : string.Empty)) + " |");
+            Console.WriteLine("| " + string.Join(" | ", columns.Select(c => row.TryGetProperty(c, out var v) ? Cell(v) : string.Empty)) + " |");
         }
 
         return 0;
     }
+
+    // JSON's true/false rather than .NET's True/False; null as an empty cell.
+    private static string Cell(JsonElement value) => value.ValueKind switch
+    {
+        JsonValueKind.True or JsonValueKind.False => value.GetRawText(),
+        JsonValueKind.Null => string.Empty,
+        _ => value.ToString(),
+    };
 
     private static string Escape(string text) => text.Replace("&", "&amp;", StringComparison.Ordinal).Replace("<", "&lt;", StringComparison.Ordinal);
 }

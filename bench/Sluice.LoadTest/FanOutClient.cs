@@ -51,7 +51,7 @@ internal static class FanOutClient
         using var publisher = await ConnectAsync(new Uri(args.String("publish-url", url.ToString())), kind, subscriber: false);
         await Task.Delay(args.Int("settle-ms", 1000)); // subscriptions settle (SignalR's group joins and Redis subscriptions are asynchronous)
 
-        var before = ProcStat.Read(pid);
+        var window = CpuWindow.Start(pid, backendPid: null);
         var redisBefore = ProcStat.Read(redisPid);
         var clock = Stopwatch.StartNew();
         var interval = rate > 0 ? TimeSpan.FromSeconds(1 / rate) : TimeSpan.Zero;
@@ -85,6 +85,7 @@ internal static class FanOutClient
         }
 
         var elapsed = Stopwatch.GetElapsedTime(0, lastArrival.Max()).TotalSeconds - Stopwatch.GetElapsedTime(0, published[0]).TotalSeconds;
+        var cpu = window.Stop();
         var after = ProcStat.Read(pid);
         var redisAfter = ProcStat.Read(redisPid);
         var delivered = arrivals.Sum(a => (long)Math.Min(a, count));
@@ -104,11 +105,16 @@ internal static class FanOutClient
             lost = (long)count * publishes - delivered,
             duplicated = state.Duplicated,
             outOfOrder = state.OutOfOrder,
-            serverCpuUsPerDelivery = before is { } b && after is { } a && delivered > 0 ? Math.Round((a.CpuSeconds - b.CpuSeconds) * 1e6 / delivered, 2) : (double?)null,
+            serverCpuUsPerDelivery = cpu.ProxyCpuSeconds is { } used && delivered > 0 ? Math.Round(used * 1e6 / delivered, 2) : (double?)null,
             serverPeakRssMiB = after is { } p ? Math.Round(p.PeakRssBytes / 1048576.0, 1) : (double?)null,
             nodes = urls.Length,
             redisCpuSeconds = redisBefore is { } rb && redisAfter is { } ra ? Math.Round(ra.CpuSeconds - rb.CpuSeconds, 2) : (double?)null,
             redisCpuPercent = redisBefore is { } rb2 && redisAfter is { } ra2 && elapsed > 0 ? Math.Round((ra2.CpuSeconds - rb2.CpuSeconds) * 100 / elapsed, 1) : (double?)null,
+            // The server's share of its core and the clients' of theirs over the same window (see CpuWindow).
+            proxyCpuPercent = cpu.ProxyCpuPercent,
+            loadCpuPercent = cpu.LoadCpuPercent,
+            bottleneck = cpu.Bottleneck,
+            trusted = cpu.Trusted,
         }));
 
         foreach (var socket in subscribers.Append(publisher))

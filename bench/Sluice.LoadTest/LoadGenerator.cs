@@ -22,29 +22,63 @@ internal static class LoadGenerator
         var inflight = args.Int("inflight", 4);
         var seconds = args.Int("seconds", 10);
         var redacted = args.Flag("redacted");
+        var shape = args.String("shape", "pad");
+        Payload.Check(shape, size);
         var warmup = TimeSpan.FromSeconds(args.Int("warmup", 2));
 
+        // --header name:value on every upgrade request (an API key); --deflate offers permessage-deflate.
+        var header = args.Flag("header") ? Header(args.String("header")) : ((string Name, string Value)?)null;
+        var deflate = args.Flag("deflate");
         var state = new RunState();
         var sockets = new List<ClientWebSocket>();
         for (var i = 0; i < connections; i++)
         {
             var socket = new ClientWebSocket();
             socket.Options.KeepAliveInterval = TimeSpan.Zero;
-            await socket.ConnectAsync(url, CancellationToken.None);
+            if (header is { } h)
+            {
+                socket.Options.SetRequestHeader(h.Name, h.Value);
+            }
+
+            if (deflate)
+            {
+                // Offered with .NET's defaults (15 window bits, context takeover both ways), as a browser would.
+                socket.Options.DangerousDeflateOptions = new WebSocketDeflateOptions();
+                socket.Options.CollectHttpResponseDetails = true;
+            }
+
+            try
+            {
+                await socket.ConnectAsync(url, CancellationToken.None);
+                if (deflate && !Negotiated(socket))
+                {
+                    // A server that declines would make the run measure uncompressed traffic under a deflate label.
+                    throw new WebSocketException($"{url} did not accept permessage-deflate");
+                }
+            }
+            catch (Exception ex) when (ex is WebSocketException or HttpRequestException)
+            {
+                // A run that cannot start is still a line of the results, so the table and the verdict show it.
+                Console.WriteLine(JsonSerializer.Serialize(new { name = args.String("name", url.ToString()), url = url.ToString(), connections, errors = 1, firstError = $"connection {i}: {ex.Message}" }));
+                return 1;
+            }
+
             sockets.Add(socket);
         }
 
         using var stop = new CancellationTokenSource();
-        var workers = sockets.Select((s, i) => Task.Run(() => RunConnectionAsync(s, i, size, inflight, redacted, state, stop.Token))).ToArray();
+        var workers = sockets.Select((s, i) => Task.Run(() => RunConnectionAsync(s, i, size, inflight, redacted, shape, state, stop.Token))).ToArray();
 
         int? pid = args.Flag("pid") ? args.Int("pid") : null;
+        int? backendPid = args.Flag("backend-pid") ? args.Int("backend-pid") : null;
         await Task.Delay(warmup);
-        var before = ProcStat.Read(pid);
+        var window = CpuWindow.Start(pid, backendPid);
         state.StartMeasuring();
         var clock = Stopwatch.StartNew();
         await Task.Delay(TimeSpan.FromSeconds(seconds));
         state.StopMeasuring();
         var elapsed = clock.Elapsed.TotalSeconds;
+        var cpu = window.Stop();
         var after = ProcStat.Read(pid);
         await stop.CancelAsync();
         await Task.WhenAll(workers).WaitAsync(TimeSpan.FromSeconds(10)).ContinueWith(_ => { }, TaskScheduler.Default);
@@ -58,6 +92,8 @@ internal static class LoadGenerator
             connections,
             size,
             inflight,
+            shape,
+            deflate,
             seconds = Math.Round(elapsed, 2),
             roundTrips = state.RoundTrips,
             rps = Math.Round(state.RoundTrips / elapsed),
@@ -65,8 +101,14 @@ internal static class LoadGenerator
             p99Us = Percentile(latencies, 0.99),
             p999Us = Percentile(latencies, 0.999),
             // The measured process's (the proxy's) CPU time per round trip, and its peak memory.
-            cpuUsPerRoundTrip = before is { } b && after is { } a && state.RoundTrips > 0 ? Math.Round((a.CpuSeconds - b.CpuSeconds) * 1e6 / state.RoundTrips, 1) : (double?)null,
+            cpuUsPerRoundTrip = cpu.ProxyCpuSeconds is { } used && state.RoundTrips > 0 ? Math.Round(used * 1e6 / state.RoundTrips, 1) : (double?)null,
             peakRssMiB = after is { } p ? Math.Round(p.PeakRssBytes / 1048576.0, 1) : (double?)null,
+            // Who was saturated: the proxy on its core, or the load generator and the backend on theirs.
+            proxyCpuPercent = cpu.ProxyCpuPercent,
+            loadCpuPercent = cpu.LoadCpuPercent,
+            backendCpuPercent = cpu.BackendCpuPercent,
+            bottleneck = cpu.Bottleneck,
+            trusted = cpu.Trusted,
             errors = state.Errors,
             mismatches = state.Mismatches,
             lost = state.Lost,
@@ -82,7 +124,7 @@ internal static class LoadGenerator
         return state.Errors + state.Mismatches + state.Lost == 0 ? 0 : 1;
     }
 
-    private static async Task RunConnectionAsync(ClientWebSocket socket, int index, int size, int inflight, bool redacted, RunState state, CancellationToken stop)
+    private static async Task RunConnectionAsync(ClientWebSocket socket, int index, int size, int inflight, bool redacted, string shape, RunState state, CancellationToken stop)
     {
         var latencies = new List<int>(1 << 16);
         state.Latencies.Add(latencies);
@@ -111,7 +153,7 @@ internal static class LoadGenerator
                         continue;
                     }
 
-                    var expectedLength = Payload.Write(expected, sent.Sequence, index, size, redacted);
+                    var expectedLength = Payload.Write(expected, sent.Sequence, index, size, redacted, shape);
                     if (!receiveBuffer.AsSpan(0, length).SequenceEqual(expected.AsSpan(0, expectedLength)))
                     {
                         state.Mismatch($"echo {sent.Sequence} differs: {Encoding.UTF8.GetString(receiveBuffer, 0, Math.Min(length, 200))}");
@@ -141,7 +183,7 @@ internal static class LoadGenerator
             while (!stop.IsCancellationRequested)
             {
                 await window.WaitAsync(stop);
-                var length = Payload.Write(sendBuffer, sequence, index, size, redacted: false);
+                var length = Payload.Write(sendBuffer, sequence, index, size, redacted: false, shape);
                 pending.Enqueue((sequence, Stopwatch.GetTimestamp(), state.Measuring));
                 sequence++;
                 await socket.SendAsync(sendBuffer.AsMemory(0, length), WebSocketMessageType.Text, endOfMessage: true, CancellationToken.None);
@@ -165,6 +207,16 @@ internal static class LoadGenerator
         state.CountLost(pending.Count(p => p.Measured));
         socket.Abort();
         await receiver;
+    }
+
+    private static bool Negotiated(ClientWebSocket socket) =>
+        socket.HttpResponseHeaders?.TryGetValue("Sec-WebSocket-Extensions", out var values) == true
+        && values.Any(v => v.Contains("permessage-deflate", StringComparison.OrdinalIgnoreCase));
+
+    private static (string Name, string Value) Header(string header)
+    {
+        var colon = header.IndexOf(':', StringComparison.Ordinal);
+        return colon > 0 ? (header[..colon].Trim(), header[(colon + 1)..].Trim()) : throw new ArgumentException($"--header must be name:value, not '{header}'");
     }
 
     private static int Percentile(int[] sorted, double p) => sorted.Length == 0 ? 0 : sorted[Math.Min(sorted.Length - 1, (int)(sorted.Length * p))];
@@ -214,24 +266,54 @@ internal static class LoadGenerator
 }
 
 /// <summary>
-/// The test message: JSON text of exactly --size bytes, <c>{"seq":"…","password":"hunter2","pad":"xx…"}</c>, and its
-/// redacted form with <c>/password</c> removed, as a json-redact policy (or the node proxy's JSON.stringify) writes it.
+/// The test message: JSON text of exactly --size bytes, and its redacted form with <c>/password</c> removed, as a
+/// json-redact policy (or the node proxy's JSON.stringify) writes it. Shape <c>pad</c> (default):
+/// <c>{"seq":"…","password":"hunter2","pad":"xx…"}</c>. Shape <c>chain</c>: an object of 10 properties (strings, an
+/// integer, a boolean, an array), the last one a sentence repeated to the size, compressible as real text is:
+/// <c>{"seq":"…","user":"user-0001","action":"update","password":"hunter2","amount":42,…,"note":"Order updated …"}</c>.
 /// </summary>
 internal static class Payload
 {
     private const string Password = "\"password\":\"hunter2\",";
+    private static readonly byte[] Note = "Order updated from the web client, the customer asked for delivery next week. "u8.ToArray();
 
-    public static int Write(byte[] buffer, long sequence, int connection, int size, bool redacted)
+    /// <summary>Checks the shape's name and that the message fits in --size.</summary>
+    public static void Check(string shape, int size)
     {
-        var prefix = string.Create(CultureInfo.InvariantCulture, $"{{\"seq\":\"{connection:D4}-{sequence:D10}\",{(redacted ? string.Empty : Password)}\"pad\":\"");
+        if (shape is not ("pad" or "chain"))
+        {
+            throw new ArgumentException($"--shape must be pad or chain, not '{shape}'");
+        }
+
+        Write(new byte[size], 9_999_999_999, 9999, size, redacted: false, shape); // the longest message of a run
+    }
+
+    public static int Write(byte[] buffer, long sequence, int connection, int size, bool redacted, string shape = "pad")
+    {
+        var password = redacted ? string.Empty : Password;
+        var prefix = shape == "chain"
+            ? string.Create(CultureInfo.InvariantCulture, $"{{\"seq\":\"{connection:D4}-{sequence:D10}\",\"user\":\"user-{connection:D4}\",\"action\":\"update\",{password}\"amount\":{sequence % 100000},\"currency\":\"EUR\",\"active\":true,\"tags\":[\"web\",\"eu\"],\"ts\":\"2026-11-30T12:00:00Z\",\"note\":\"")
+            : string.Create(CultureInfo.InvariantCulture, $"{{\"seq\":\"{connection:D4}-{sequence:D10}\",{password}\"pad\":\"");
         var padLength = size - (prefix.Length + (redacted ? Password.Length : 0)) - 2;
         if (padLength < 0)
         {
-            throw new ArgumentException($"--size must be at least {prefix.Length + 2 + Password.Length}");
+            throw new ArgumentException($"--size must be at least {prefix.Length + 2 + Password.Length - password.Length} for shape {shape}");
         }
 
         var length = Encoding.ASCII.GetBytes(prefix, buffer);
-        buffer.AsSpan(length, padLength).Fill((byte)'x');
+        var pad = buffer.AsSpan(length, padLength);
+        if (shape == "chain")
+        {
+            for (var at = 0; at < pad.Length; at += Note.Length)
+            {
+                Note.AsSpan(0, Math.Min(Note.Length, pad.Length - at)).CopyTo(pad[at..]);
+            }
+        }
+        else
+        {
+            pad.Fill((byte)'x');
+        }
+
         length += padLength;
         buffer[length++] = (byte)'"';
         buffer[length++] = (byte)'}';

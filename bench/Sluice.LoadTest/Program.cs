@@ -16,6 +16,8 @@ return args.FirstOrDefault() switch
     "recovery" => await RecoveryClient.RunAsync(Arguments.Parse(args[1..])),
     "chart" => Chart.Write(args[1], args[2]),
     "table" => Chart.Table(args[1]),
+    "verdict" => Verdict.Run(args[1], Arguments.Parse(args[2..])),
+    "summary" => Summary.Run(args[1..]),
     _ => Usage(),
 };
 
@@ -31,6 +33,8 @@ static int Usage()
         sluice-load recovery --url WS --publish-url WS --clients N --missed N [--pid P] [--redis-pid P]
         sluice-load chart RESULTS.json OUT.svg
         sluice-load table RESULTS.json          (a markdown table of any results file)
+        sluice-load verdict DIR [--parts "P..."] [--part P]   (issue 18's targets: MET, MISSED or n/a; DIR/verdict.md)
+        sluice-load summary DIR...               (several runs: each figure, median, spread; each target in every run)
         """);
     return 2;
 }

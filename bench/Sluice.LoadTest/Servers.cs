@@ -11,20 +11,26 @@ namespace Sluice.LoadTest;
 /// <summary>The echo backends and the C# peer proxies the load is measured against.</summary>
 internal static class Servers
 {
-    /// <summary>A bare System.Net.WebSockets echo loop, written as simply as possible: the backend of every proxy run.</summary>
+    /// <summary>
+    /// A bare System.Net.WebSockets echo loop, written as simply as possible: the backend of every proxy run. With
+    /// --deflate it negotiates permessage-deflate and refuses (400) a client that does not offer it, so that a proxy
+    /// whose backend leg would not compress fails the run rather than measuring less work.
+    /// </summary>
     public static async Task<int> BareEchoAsync(Arguments args)
     {
+        var deflate = args.Flag("deflate");
         var app = CreateApp(args.Int("port"));
         app.UseWebSockets();
         app.Run(async context =>
         {
-            if (!context.WebSockets.IsWebSocketRequest)
+            if (!context.WebSockets.IsWebSocketRequest
+                || (deflate && !context.Request.Headers.SecWebSocketExtensions.ToString().Contains("permessage-deflate", StringComparison.OrdinalIgnoreCase)))
             {
                 context.Response.StatusCode = 400;
                 return;
             }
 
-            using var socket = await context.WebSockets.AcceptWebSocketAsync();
+            using var socket = await context.WebSockets.AcceptWebSocketAsync(new WebSocketAcceptContext { DangerousEnableCompression = deflate });
             var buffer = new byte[64 * 1024];
             while (true)
             {
