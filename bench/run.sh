@@ -47,6 +47,9 @@ export DOTNET_TieredPGO=1 DOTNET_gcServer=0
 ulimit -Hn 65536 2>/dev/null || true
 ulimit -n "$(ulimit -Hn)"
 
+# The gateway's own runtime defaults (inline socket I/O, no tiering delay), given to .NET peers in their *-tuned rows.
+TUNED=(DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1 DOTNET_TC_CallCountingDelayMs=0)
+
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
@@ -164,6 +167,9 @@ start_proxy() {
     nginx) start nginx 0 $PROXY_PORT "$NGINX" -c "$tmp/nginx.conf" -p "$tmp" ;;
     haproxy) start haproxy 0 $PROXY_PORT "$HAPROXY" -f "$tmp/haproxy.cfg" ;;
     yarp) start yarp 0 $PROXY_PORT "${LOAD[@]}" yarp --port $PROXY_PORT --backend "ws://127.0.0.1:$BACKEND_PORT" ;;
+    # YARP given the runtime settings the gateway ships with (docs/architecture.md, "Where the gateway's code runs"):
+    # not a target, it shows how much of the gap to YARP is those settings and how much Sluice's own code.
+    yarp-tuned) start yarp-tuned 0 $PROXY_PORT env "${TUNED[@]}" "${LOAD[@]}" yarp --port $PROXY_PORT --backend "ws://127.0.0.1:$BACKEND_PORT" ;;
     handwritten) start handwritten 0 $PROXY_PORT "${LOAD[@]}" handwritten --port $PROXY_PORT --backend "ws://127.0.0.1:$BACKEND_PORT" ;;
     node-noop) start node-noop 0 $PROXY_PORT node bench/node/proxy.mjs $PROXY_PORT "ws://127.0.0.1:$BACKEND_PORT" noop ;;
     node-redact) start node-redact 0 $PROXY_PORT node bench/node/proxy.mjs $PROXY_PORT "ws://127.0.0.1:$BACKEND_PORT" redact ;;
@@ -211,7 +217,7 @@ for part in "${parts[@]}"; do
     start backend 1 $BACKEND_PORT "${LOAD[@]}" echo --port $BACKEND_PORT
     backend=$started
     taskset -c 1 "${LOAD[@]}" load --name direct --url "ws://127.0.0.1:$BACKEND_PORT/echo" --pid "$backend" --backend-pid "$backend" "${load_args[@]}" | tee -a "$out/proxies.jsonl"
-    for proxy in ${PROXIES:-haproxy nginx yarp handwritten node-noop sluice-library sluice-noop node-redact sluice-redact}; do
+    for proxy in ${PROXIES:-haproxy nginx yarp yarp-tuned handwritten node-noop sluice-library sluice-noop node-redact sluice-redact}; do
       start_proxy $proxy
       pid=$started
       redacted=()
@@ -229,7 +235,7 @@ for part in "${parts[@]}"; do
     : >"$out/latency.jsonl"
     start backend 1 $BACKEND_PORT "${LOAD[@]}" echo --port $BACKEND_PORT
     backend=$started
-    for proxy in ${LATENCY_PROXIES:-haproxy yarp sluice-noop}; do
+    for proxy in ${LATENCY_PROXIES:-haproxy yarp yarp-tuned sluice-noop}; do
       start_proxy $proxy
       pid=$started
       load_run latency "$proxy" "$pid" --connections 1 --inflight 1 --size 128 --seconds "$run_seconds"
@@ -298,13 +304,16 @@ for part in "${parts[@]}"; do
     ;;
   fanout)
     # One 128-byte message to 1,000 and 10,000 subscribers, 200 publishes; server on core 0, clients on core 1.
+    # sluice and signalr run with the runtime's defaults, as a library leaves them; their *-tuned rows with the
+    # gateway's runtime settings (TUNED above), the same for both.
     : >"$out/fanout.jsonl"
     for subscribers in 1000 10000; do
-      for kind in sluice signalr bare node; do
+      for kind in ${FANOUT_KINDS:-sluice signalr sluice-tuned signalr-tuned bare node}; do
+        server_kind=${kind%-tuned}; settings=(); [[ $kind == *-tuned ]] && settings=("${TUNED[@]}")
         if [[ $kind == node ]]; then start fanout-node 0 $BACKEND_PORT node bench/node/fanout.mjs $BACKEND_PORT
-        else start "fanout-$kind" 0 $BACKEND_PORT "${LOAD[@]}" fanout-server --kind $kind --port $BACKEND_PORT; fi
+        else start "fanout-$kind" 0 $BACKEND_PORT env "${settings[@]}" "${LOAD[@]}" fanout-server --kind $server_kind --port $BACKEND_PORT; fi
         pid=$started
-        client_kind=$kind; [[ $kind == node ]] && client_kind=sluice
+        client_kind=$server_kind; [[ $kind == node ]] && client_kind=sluice
         taskset -c 1 "${LOAD[@]}" fanout --name "$kind" --kind $client_kind --url "ws://127.0.0.1:$BACKEND_PORT/ws" --subscribers $subscribers --publishes 200 --pid "$pid" | tee -a "$out/fanout.jsonl" || true
         if [[ $subscribers == 1000 ]]; then
           taskset -c 1 "${LOAD[@]}" fanout --name "$kind" --kind $client_kind --url "ws://127.0.0.1:$BACKEND_PORT/ws" --subscribers $subscribers --publishes 200 --rate 50 --pid "$pid" | tee -a "$out/fanout.jsonl" || true

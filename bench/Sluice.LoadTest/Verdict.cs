@@ -54,6 +54,7 @@ internal static class Verdict
             Ratio(results, "proxies", "proxy CPU/rt vs HAProxy", "sluice-noop", "haproxy", "cpuUsPerRoundTrip", "us", atMost: 1.5),
             Ratio(results, "proxies", "proxy throughput vs hand-written", "sluice-noop", "handwritten", "rps", "rt/s", atLeast: 1.5),
             Ratio(results, "proxies", "proxy p99 vs YARP", "sluice-noop", "yarp", "p99Us", "us", atMost: 1),
+            Ratio(results, "proxies", "(not a target) proxy CPU/rt vs YARP with the gateway's runtime settings", "sluice-noop", "yarp-tuned", "cpuUsPerRoundTrip", "us", atMost: 1),
             Ratio(results, "latency", "latency p50 vs YARP (1 connection, 1 in flight)", "sluice-noop", "yarp", "p50Us", "us", atMost: 1),
             Ratio(results, "latency", "latency p99 vs YARP (1 connection, 1 in flight)", "sluice-noop", "yarp", "p99Us", "us", atMost: 1),
             Ratio(results, "proxies", "redaction CPU/rt vs Sluice no-op", "sluice-redact", "sluice-noop", "cpuUsPerRoundTrip", "us", atMost: 1.15),
@@ -65,6 +66,9 @@ internal static class Verdict
             Ratio(results, "fanout", "fan-out deliveries/s vs SignalR (10,000 subscribers, closed loop)", "sluice", "signalr", "deliveriesPerSecond", "/s", atLeast: 2),
             Ratio(results, "fanout", "fan-out CPU/delivery vs SignalR (10,000 subscribers, closed loop)", "sluice", "signalr", "serverCpuUsPerDelivery", "us", atMost: 0.5),
             Ratio(results, "fanout", "fan-out CPU/delivery vs node ws (10,000 subscribers, closed loop)", "sluice", "node", "serverCpuUsPerDelivery", "us", atMost: 1),
+            Ratio(results, "fanout", "(not a target) fan-out deliveries/s vs SignalR, both with the gateway's runtime settings", "sluice-tuned", "signalr-tuned", "deliveriesPerSecond", "/s", atLeast: 2),
+            Ratio(results, "fanout", "(not a target) fan-out CPU/delivery vs SignalR, both with the gateway's runtime settings", "sluice-tuned", "signalr-tuned", "serverCpuUsPerDelivery", "us", atMost: 0.5),
+            Ratio(results, "fanout", "(not a target) fan-out CPU/delivery vs node ws, Sluice with the gateway's runtime settings", "sluice-tuned", "node", "serverCpuUsPerDelivery", "us", atMost: 1),
             Pipeline(directory),
         };
         return outcomes;
