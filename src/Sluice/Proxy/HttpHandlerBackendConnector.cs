@@ -69,6 +69,11 @@ internal static class HttpHandlerBackendConnector
                 try
                 {
                     leftover = await ReadBufferedAsync(stream, timeout.Token);
+
+                    // The socket's cached send arguments keep the last buffer sent, here the handler's 4 KiB write
+                    // buffer (the request head), for as long as nothing else is sent: an empty send, which puts
+                    // nothing on the wire, lets it go.
+                    await holder.Socket!.SendAsync(ReadOnlyMemory<byte>.Empty, SocketFlags.None, timeout.Token);
                 }
                 catch
                 {
