@@ -12,7 +12,8 @@ namespace Sluice.Proxy;
 /// <summary>
 /// Performs the client side of the opening handshake (RFC 6455 4.1) through a <see cref="SocketsHttpHandler"/>, as
 /// YARP's HttpForwarder does: an HTTP/1.1 GET with the upgrade headers, whose 101 response's content stream is the
-/// upgraded connection. The handler brings outbound proxies (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY: a ws://
+/// upgraded connection, except for a direct ws:// connection, whose socket the leg takes back after the 101
+/// (<see cref="DetachableStream"/>). The handler brings outbound proxies (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY: a ws://
 /// backend goes through a CONNECT tunnel), the TLS stack and HttpClient's metrics and events; the checks of the
 /// response (accept key, subprotocol, extensions) stay Sluice's own.
 /// </summary>
