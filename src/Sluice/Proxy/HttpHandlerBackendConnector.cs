@@ -12,7 +12,8 @@ namespace Sluice.Proxy;
 /// <summary>
 /// Performs the client side of the opening handshake (RFC 6455 4.1) through a <see cref="SocketsHttpHandler"/>, as
 /// YARP's HttpForwarder does: an HTTP/1.1 GET with the upgrade headers, whose 101 response's content stream is the
-/// upgraded connection. The handler brings outbound proxies (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY: a ws://
+/// upgraded connection, except for a direct ws:// connection, whose socket the leg takes back after the 101
+/// (<see cref="DetachableStream"/>). The handler brings outbound proxies (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY: a ws://
 /// backend goes through a CONNECT tunnel), the TLS stack and HttpClient's metrics and events; the checks of the
 /// response (accept key, subprotocol, extensions) stay Sluice's own.
 /// </summary>
@@ -59,9 +60,36 @@ internal static class HttpHandlerBackendConnector
             }
 
             stream = await response.Content.ReadAsStreamAsync(timeout.Token);
-            var connection = Check(response, request, key, stream, holder);
+            var (subProtocol, deflate) = Check(response, request, key);
+            if (holder.Detachable is { } direct)
+            {
+                // A direct ws:// connection: take the socket back from the handler, with the bytes its read buffer
+                // holds past the 101, and let the handler's connection (its buffers, the request and response) go.
+                direct.Detach();
+                byte[] leftover;
+                try
+                {
+                    leftover = await ReadBufferedAsync(stream, timeout.Token);
 
-            // Not disposed: disposing a 101 response disposes its content stream, the upgraded connection.
+                    // The socket's cached send arguments keep the last buffer sent, here the handler's 4 KiB write
+                    // buffer (the request head), for as long as nothing else is sent: an empty send, which puts
+                    // nothing on the wire, lets it go.
+                    await holder.Socket!.SendAsync(ReadOnlyMemory<byte>.Empty, SocketFlags.None, timeout.Token);
+                }
+                catch
+                {
+                    // Detached, the handler's disposal no longer closes the socket.
+                    await direct.Inner.DisposeAsync();
+                    throw;
+                }
+
+                return new BackendConnection(direct.Inner, holder.Socket, leftover, subProtocol, deflate);
+            }
+
+            // Not disposed: disposing a 101 response disposes its content stream, the upgraded connection. Bytes the
+            // backend sent past its 101 stay in the handler's buffer and are read through the stream. The socket is
+            // unknown through a proxy's tunnel (the handler opens it for its own CONNECT request).
+            var connection = new BackendConnection(stream, holder.Socket, [], subProtocol, deflate);
             response = null;
             stream = null;
             return connection;
@@ -149,8 +177,16 @@ internal static class HttpHandlerBackendConnector
 
         // The leg aborts through the socket (a pending read ends at once), whatever streams wrap it.
         holder?.Socket = socket;
+        var network = new NetworkStream(socket, ownsSocket: true);
 
-        return new NetworkStream(socket, ownsSocket: true);
+        // The request's own socket (through a proxy the callback opens the proxy's, for a CONNECT request without the
+        // holder), in plain text: after the 101 the leg can read it without the handler (see DetachableStream).
+        if (holder is not null && context.InitialRequestMessage.RequestUri?.Scheme == "ws")
+        {
+            return holder.Detachable = new DetachableStream(network);
+        }
+
+        return network;
     }
 
     private static HttpRequestMessage BuildRequest(BackendConnectRequest request, string key, SocketHolder holder)
@@ -195,7 +231,33 @@ internal static class HttpHandlerBackendConnector
         return message;
     }
 
-    private static BackendConnection Check(HttpResponseMessage response, BackendConnectRequest request, string key, Stream stream, SocketHolder holder)
+    /// <summary>
+    /// Reads what the handler buffered past the 101 from its content stream, whose connection no longer reads the
+    /// socket (<see cref="DetachableStream"/>): the handler hands out its buffered bytes, then reads the detached
+    /// stream, gets 0, and disposes its connection, which disposes the detached stream and so nothing.
+    /// </summary>
+    private static async ValueTask<byte[]> ReadBufferedAsync(Stream content, CancellationToken cancellationToken)
+    {
+        var buffer = new byte[4096];
+        var total = 0;
+        while (true)
+        {
+            if (total == buffer.Length)
+            {
+                Array.Resize(ref buffer, buffer.Length * 2);
+            }
+
+            var read = await content.ReadAsync(buffer.AsMemory(total), cancellationToken);
+            if (read == 0)
+            {
+                return total == 0 ? [] : buffer[..total];
+            }
+
+            total += read;
+        }
+    }
+
+    private static (string? SubProtocol, WebSocketDeflateOptions? Deflate) Check(HttpResponseMessage response, BackendConnectRequest request, string key)
     {
         var headers = response.Headers;
         if (!TryGet(headers, "Upgrade", out var upgrade) || !ServerHandshake.HasToken(upgrade, "websocket")
@@ -233,9 +295,7 @@ internal static class HttpHandlerBackendConnector
             }
         }
 
-        // Bytes the backend sent past its 101 response stay in the handler's buffer and are read through the stream.
-        // The socket is unknown through a proxy's tunnel (the handler opens it for its own CONNECT request).
-        return new BackendConnection(stream, holder.Socket, [], string.IsNullOrEmpty(subProtocol) ? null : subProtocol, deflate);
+        return (string.IsNullOrEmpty(subProtocol) ? null : subProtocol, deflate);
     }
 
     private static bool TryGet(HttpResponseHeaders headers, string name, out string value)
@@ -288,5 +348,77 @@ internal static class HttpHandlerBackendConnector
     private sealed class SocketHolder
     {
         public Socket? Socket { get; set; }
+
+        public DetachableStream? Detachable { get; set; }
+    }
+
+    /// <summary>
+    /// The handler's view of a direct ws:// connection's socket, which the leg takes back after the 101. Reading the
+    /// backend through the handler's upgraded stream keeps its HttpConnection alive for the whole connection (two 4 KiB
+    /// buffers, the request and response objects: about 11 KiB), and that stream answers a zero-byte read at once, so
+    /// FrameReader could not give its own buffer back while the backend is quiet. Once detached, the handler's reads
+    /// get 0 (the end of its stream) and its disposal leaves the socket open.
+    /// </summary>
+    private sealed class DetachableStream(NetworkStream inner) : Stream
+    {
+        private volatile bool _detached;
+
+        public NetworkStream Inner => inner;
+
+        public void Detach() => _detached = true;
+
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => true;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+        public override int Read(Span<byte> buffer) => _detached ? 0 : inner.Read(buffer);
+
+        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) =>
+            _detached ? ValueTask.FromResult(0) : inner.ReadAsync(buffer, cancellationToken);
+
+        public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+
+        public override void Write(ReadOnlySpan<byte> buffer)
+        {
+            ObjectDisposedException.ThrowIf(_detached, this);
+            inner.Write(buffer);
+        }
+
+        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default) =>
+            _detached ? ValueTask.FromException(new ObjectDisposedException(nameof(DetachableStream))) : inner.WriteAsync(buffer, cancellationToken);
+
+        public override void Flush()
+        {
+        }
+
+        public override Task FlushAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing && !_detached)
+            {
+                inner.Dispose();
+            }
+
+            base.Dispose(disposing);
+        }
     }
 }

@@ -85,9 +85,10 @@ public class BackendHandshakeTests
     }
 
     [Fact]
-    public async Task FramesSentWithThe101_AreReadThroughTheStream_AndTheRequestCarriesTheOfferAndHeaders()
+    public async Task FramesSentWithThe101_ReachTheLeg_AndTheRequestCarriesTheOfferAndHeaders()
     {
-        // A text frame "hi" in the same write as the 101: the bytes the old hand-made reader returned as leftover.
+        // A text frame "hi" in the same write as the 101: the handler reads it with the response head; the leg gets it
+        // as the connection's leftover, then reads the socket.
         var frame = Encoding.Latin1.GetString([0x81, 0x02, (byte)'h', (byte)'i']);
         await using var backend = await ScriptedBackend.StartAsync(
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Protocol: chat.v1\r\n\r\n" + frame);
@@ -99,7 +100,7 @@ public class BackendHandshakeTests
         Assert.Null(connection.Deflate);
         var received = new byte[4];
         using var cts = new CancellationTokenSource(s_wait);
-        await stream.ReadExactlyAsync(received, cts.Token);
+        await new PrefixedStream(connection.Leftover, stream).ReadExactlyAsync(received, cts.Token);
         Assert.Equal(Encoding.Latin1.GetBytes(frame), received);
         var head = backend.RequestHead!;
         Assert.StartsWith("GET /path?q=1 HTTP/1.1\r\n", head, StringComparison.Ordinal);
@@ -112,6 +113,33 @@ public class BackendHandshakeTests
         var pending = stream.ReadAsync(new byte[16]).AsTask();
         connection.Abort();
         await Assert.ThrowsAnyAsync<Exception>(async () => { if (await pending.WaitAsync(s_wait) == 0) { throw new EndOfStreamException(); } });
+    }
+
+    [Fact]
+    public async Task DirectWsBackend_IsReadOnItsOwnSocket_AZeroByteReadWaitsForData()
+    {
+        // The handler's upgraded stream answers a zero-byte read at once, so a leg on it could never give its read
+        // buffer back while the backend is quiet; on the socket's own stream the read waits for data.
+        await using var backend = await ScriptedBackend.StartAsync(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n");
+        var connection = await BackendConnector.ConnectAsync(Request(backend.Uri), CancellationToken.None);
+        await using var stream = connection.Stream;
+        Assert.Empty(connection.Leftover);
+
+        var zero = stream.ReadAsync(Memory<byte>.Empty).AsTask();
+        await Task.Delay(200);
+        Assert.False(zero.IsCompleted);
+
+        await backend.SendAsync([0x81, 0x02, (byte)'o', (byte)'k']);
+        Assert.Equal(0, await zero.WaitAsync(s_wait));
+        var received = new byte[4];
+        using var cts = new CancellationTokenSource(s_wait);
+        await stream.ReadExactlyAsync(received, cts.Token);
+        Assert.Equal([0x81, 0x02, (byte)'o', (byte)'k'], received);
+
+        // Writes reach the backend on the same socket.
+        await stream.WriteAsync(new byte[] { 0x88, 0x80, 1, 2, 3, 4 }, cts.Token);
+        Assert.Equal([0x88, 0x80, 1, 2, 3, 4], await backend.ReceiveAsync(6).WaitAsync(s_wait));
     }
 
     private static BackendConnectRequest Request(Uri uri, TimeSpan? timeout = null) => new()
@@ -128,6 +156,7 @@ public class BackendHandshakeTests
     {
         private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
         private readonly List<Socket> _sockets = [];
+        private readonly TaskCompletionSource _answered = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private Task? _serve;
 
         public Uri Uri => new($"ws://127.0.0.1:{((IPEndPoint)_listener.LocalEndpoint).Port}/");
@@ -143,6 +172,42 @@ public class BackendHandshakeTests
         }
 
         public int Connections { get; private set; }
+
+        /// <summary>Sends bytes on the last connection, after its script.</summary>
+        public async Task SendAsync(byte[] bytes)
+        {
+            await _answered.Task.WaitAsync(s_wait);
+            await LastSocket().SendAsync(bytes);
+        }
+
+        /// <summary>Receives exactly <paramref name="count"/> bytes on the last connection.</summary>
+        public async Task<byte[]> ReceiveAsync(int count)
+        {
+            await _answered.Task.WaitAsync(s_wait);
+            var socket = LastSocket();
+            var bytes = new byte[count];
+            var total = 0;
+            while (total < count)
+            {
+                var read = await socket.ReceiveAsync(bytes.AsMemory(total));
+                if (read == 0)
+                {
+                    throw new EndOfStreamException();
+                }
+
+                total += read;
+            }
+
+            return bytes;
+        }
+
+        private Socket LastSocket()
+        {
+            lock (_sockets)
+            {
+                return _sockets[^1];
+            }
+        }
 
         private async Task AcceptAsync(string? response)
         {
@@ -200,6 +265,7 @@ public class BackendHandshakeTests
 
                 var key = RequestHead.Split("\r\n").First(l => l.StartsWith("Sec-WebSocket-Key:", StringComparison.OrdinalIgnoreCase))[18..].Trim();
                 await socket.SendAsync(Encoding.Latin1.GetBytes(response.Replace("{accept}", ServerHandshake.ComputeAccept(key), StringComparison.Ordinal)));
+                _answered.TrySetResult();
             }
             catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
             {
