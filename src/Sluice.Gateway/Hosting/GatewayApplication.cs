@@ -222,6 +222,9 @@ internal static class GatewayApplication
         }
 
         output.WriteLine($"  limits: messages up to {config.Limits.MaxMessageBytes} bytes, {maxConnections} connections; Ctrl+C closes every connection with 1001 and exits");
+        output.WriteLine(InlineIo.Enabled
+            ? "  I/O: inline on the sockets' threads (DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=0 turns it off)"
+            : "  I/O: on the thread pool");
     }
 
     /// <summary>An https:// address in <c>--urls</c> needs the file's <c>tls</c>, as one in <c>listen</c> does.</summary>

@@ -158,7 +158,7 @@ public sealed class ScriptPolicy : MessagePolicy, IDisposable
     // that long: the script moves to the thread pool first.
     private async ValueTask RunOnThreadPoolAsync(MessageContext context, MessageDelegate next)
     {
-        await Task.Yield();
+        await Task.CompletedTask.ConfigureAwait(ConfigureAwaitOptions.ForceYielding);
         await Run(context, next);
     }
 

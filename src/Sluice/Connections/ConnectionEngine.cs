@@ -412,7 +412,7 @@ public abstract partial class WebSocketConnection
                         // Off the thread pool this is a socket's I/O thread (a server that runs continuations inline,
                         // as the gateway does). A large message's chain (parse, validate, rewrite) would stall every
                         // connection that thread serves: it runs on the thread pool instead.
-                        await Task.Yield();
+                        await Task.CompletedTask.ConfigureAwait(ConfigureAwaitOptions.ForceYielding);
                     }
 
                     var message = WebSocketMessage.Borrow(frame.Type, frame.Payload);

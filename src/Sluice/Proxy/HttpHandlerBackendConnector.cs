@@ -74,7 +74,7 @@ internal static class HttpHandlerBackendConnector
                     // The socket's cached send arguments keep the last buffer sent, here the handler's 4 KiB write
                     // buffer (the request head), for as long as nothing else is sent: an empty send, which puts
                     // nothing on the wire, lets it go.
-                    await holder.Socket!.SendAsync(ReadOnlyMemory<byte>.Empty, SocketFlags.None, timeout.Token);
+                    await ReleaseSendBufferAsync(holder.Socket!, timeout.Token);
                 }
                 catch
                 {
@@ -254,6 +254,19 @@ internal static class HttpHandlerBackendConnector
             }
 
             total += read;
+        }
+    }
+
+    private static async ValueTask ReleaseSendBufferAsync(Socket socket, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await socket.SendAsync(ReadOnlyMemory<byte>.Empty, SocketFlags.None, cancellationToken);
+        }
+        catch (SocketException)
+        {
+            // Only memory was at stake: a backend that reset after its 101 is found by the leg's first read, after
+            // the frames it sent with the 101 have been delivered.
         }
     }
 

@@ -36,6 +36,7 @@ public sealed class InlineIoTests : IAsyncLifetime
             }
             """);
         await using var gateway = await GatewayProcess.StartAsync(path, OneIoThread);
+        await gateway.WaitForOutputAsync("I/O: inline");
         using var slow = await WebSocketClient.ConnectAsync(gateway.Ws("/slow"));
         using var fast = await WebSocketClient.ConnectAsync(gateway.Ws("/fast"));
         await fast.SendTextAsync("warm");
@@ -62,6 +63,8 @@ public sealed class InlineIoTests : IAsyncLifetime
             { "routes": [ { "path": "/echo", "proxy": { "target": "ws://{{_python.Authority}}/echo" } } ] }
             """);
         await using var gateway = await GatewayProcess.StartAsync(path, new Dictionary<string, string> { ["DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS"] = "0" });
+        await gateway.WaitForOutputAsync("I/O: on the thread pool");
+        Assert.DoesNotContain("I/O: inline", gateway.Output, StringComparison.Ordinal);
         using var client = await WebSocketClient.ConnectAsync(gateway.Ws("/echo"));
         await client.SendTextAsync("plain");
         Assert.Equal("plain", await client.ReceiveTextAsync());

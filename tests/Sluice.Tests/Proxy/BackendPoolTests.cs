@@ -345,8 +345,22 @@ public sealed class BackendPoolTests : IAsyncLifetime
 
         // The first check runs at once; the next only when the clock has moved by the interval.
         await WaitUntilAsync(() => _backends[0].HealthRequests == 1, "the first check");
+        await Task.Delay(500);
+        Assert.Equal(1, _backends[0].HealthRequests);
         var checkedAt = pool.GetTargets()[0].LastCheckAt;
-        time.Advance(TimeSpan.FromMinutes(5));
+
+        // The backend counts the request before the pool has recorded it and armed its next wait; a clock moved in
+        // between would arm that wait from the new time. So the clock moves by the interval until the second check
+        // comes, each time after a pause: each move brings at most one check.
+        for (var moves = 0; _backends[0].HealthRequests < 2 && moves < 20; moves++)
+        {
+            time.Advance(TimeSpan.FromMinutes(5));
+            for (var waited = 0; _backends[0].HealthRequests < 2 && waited < 10; waited++)
+            {
+                await Task.Delay(100);
+            }
+        }
+
         await WaitUntilAsync(() => _backends[0].HealthRequests == 2, "the second check");
         await WaitUntilAsync(() => pool.GetTargets()[0].LastCheckAt > checkedAt, "the second check is recorded");
 
