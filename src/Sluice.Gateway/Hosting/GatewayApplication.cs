@@ -121,6 +121,11 @@ internal static class GatewayApplication
             // byte a connection is under the keep-alive timeout, then under the headers timeout.
             o.Limits.KeepAliveTimeout = KeepAliveTimeout;
             o.Limits.RequestHeadersTimeout = RequestHeadersTimeout;
+
+            // An open connection need not hold its upgrade request's objects in Kestrel (about 4 KiB each):
+            // docs/architecture.md, "After the handshake". On an https:// listener this runs outside TLS, and such
+            // connections keep their request.
+            o.ConfigureEndpointDefaults(listen => listen.UseWebSocketHandoff());
         });
         if (InlineIo.Enabled)
         {

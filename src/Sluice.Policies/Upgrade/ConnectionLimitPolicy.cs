@@ -43,8 +43,8 @@ public sealed class ConnectionLimitPolicyOptions : IPolicyOptions
 /// when the upgrade fails after this policy let it through (a later policy refused it, the backend failed).
 /// </summary>
 /// <remarks>
-/// The place is held by the request (<see cref="HttpResponse.RegisterForDispose"/>), which lasts as long as the
-/// connection: every way an upgrade or a connection can end gives it back, exactly once.
+/// The place is held through <see cref="UpgradeContext.RegisterForDispose"/>: every way an upgrade or a connection
+/// can end gives it back, exactly once.
 /// </remarks>
 public sealed class ConnectionLimitPolicy : IUpgradePolicy
 {
@@ -113,7 +113,7 @@ public sealed class ConnectionLimitPolicy : IUpgradePolicy
             _open[key] = open + 1;
         }
 
-        context.HttpContext.Response.RegisterForDispose(new Place(this, key));
+        context.RegisterForDispose(new Place(this, key));
         return new ValueTask<UpgradeResult>(UpgradeResult.Continue());
     }
 

@@ -87,13 +87,25 @@ public abstract partial class WebSocketConnection
     internal ConnectionState State => _state;
 
     /// <summary>Runs the connection until every pump has ended, then ends it.</summary>
-    internal async Task RunAsync()
+    /// <summary>
+    /// Runs the connection to its end; with an <see cref="UpgradeHandoff"/>, returns once the connection runs on its
+    /// own and hands the rest to the connection middleware.
+    /// </summary>
+    internal Task RunAsync() => _handoff is { } handoff ? handoff.AdoptAsync(RunCoreAsync()) : RunCoreAsync();
+
+    private async Task RunCoreAsync()
     {
         OnAccepted();
         Exception? fault = null;
         try
         {
             await Route.RunConnectedHooksAsync(this);
+            if (_handoff is { } handoff)
+            {
+                // Nothing reads the request from here on: it may end, and Kestrel free its objects.
+                _handoff = null;
+                handoff.Release();
+            }
 
             // Reads wait with no token (an idle connection then holds no callback per pending read); a close that
             // times out aborts every leg once, which ends the reads.
@@ -117,7 +129,15 @@ public abstract partial class WebSocketConnection
         finally
         {
             await FinishAsync(fault);
+            Activity?.Dispose();
+            UpgradeContext.DisposeAll(Interlocked.Exchange(ref _disposables, null));
+            OnEnded();
         }
+    }
+
+    /// <summary>After the connection has ended and given its place back: what the mode counted for it ends too.</summary>
+    private protected virtual void OnEnded()
+    {
     }
 
     /// <summary>

@@ -38,6 +38,8 @@ public abstract partial class WebSocketConnection
     private long _lastInboundTicks;
     private long _lastOutboundTicks;
     private ClaimsPrincipal? _user;
+    private UpgradeHandoff? _handoff;
+    private List<IDisposable>? _disposables;
 
     private protected WebSocketConnection(WebSocketRoute route, HttpContext httpContext, UpgradeContext upgrade, string? subProtocol, WebSocketLeg client, WebSocketLeg? backend)
     {
@@ -48,13 +50,17 @@ public abstract partial class WebSocketConnection
         _outboundSink = new LegSink(this, forwardTo: client, replyTo: backend);
         _inboundSink = backend is null ? null! : new LegSink(this, forwardTo: backend, replyTo: client);
         Id = upgrade.ConnectionId;
-        RouteValues = httpContext.Request.RouteValues;
+        _handoff = upgrade.Handoff;
+        _disposables = upgrade.TakeDisposables();
+        // A connection that leaves its request early (UpgradeHandoff) keeps copies: Kestrel clears its route values
+        // and headers for the next request.
+        RouteValues = _handoff is null ? httpContext.Request.RouteValues : new RouteValueDictionary(httpContext.Request.RouteValues);
         // Read now, while the request is live (its HttpContext is recycled when the connection ends), but without
         // making ASP.NET Core build a parsed query or an anonymous principal that nothing asked for: an idle
         // connection would hold them for its whole life.
         RequestPath = httpContext.Request.PathBase.Add(httpContext.Request.Path);
         Query = httpContext.Request.QueryString.HasValue ? httpContext.Request.Query : QueryCollection.Empty;
-        RequestHeaders = httpContext.Request.Headers;
+        RequestHeaders = _handoff is null ? httpContext.Request.Headers : CopyHeaders(httpContext.Request.Headers);
         _user = httpContext.Features.Get<IHttpAuthenticationFeature>()?.User;
         RemoteIpAddress = httpContext.Connection.RemoteIpAddress;
         Subject = upgrade.Subject;
@@ -136,6 +142,17 @@ public abstract partial class WebSocketConnection
     public DateTimeOffset? LastOutboundAt => FromTicks(Volatile.Read(ref _lastOutboundTicks));
 
     internal WebSocketRoute Route { get; }
+
+    private static HeaderDictionary CopyHeaders(IHeaderDictionary headers)
+    {
+        var copy = new HeaderDictionary(headers.Count);
+        foreach (var (name, value) in headers)
+        {
+            copy[name] = value;
+        }
+
+        return copy;
+    }
 
     internal long LastMessageTicks => Math.Max(Math.Max(Volatile.Read(ref _lastInboundTicks), Volatile.Read(ref _lastOutboundTicks)), _connectedTicks);
 

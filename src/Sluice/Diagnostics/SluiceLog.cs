@@ -45,6 +45,9 @@ internal static partial class SluiceLog
     [LoggerMessage(111, LogLevel.Information, "{Count} more upgrades to {Route} rejected with {StatusCode} in the last {Seconds} s, not logged one by one (sluice.upgrades.rejected counts every one).")]
     public static partial void UpgradesRejectedSummary(ILogger logger, int count, string route, int statusCode, double seconds);
 
+    [LoggerMessage(112, LogLevel.Error, "A WebSocket connection that left its HTTP request (Kestrel connection {KestrelConnectionId}) failed.")]
+    public static partial void HandedOffConnectionFailed(ILogger logger, string kestrelConnectionId, Exception exception);
+
     [LoggerMessage(200, LogLevel.Error, "Interceptor {Interceptor} failed on {Direction} message {ChainId} of connection {ConnectionId} on {Route}; the message was dropped.")]
     public static partial void InterceptorFailed(ILogger logger, Exception exception, string interceptor, MessageDirection direction, long chainId, string connectionId, string route);
 

@@ -42,8 +42,13 @@ internal abstract class RouteEndpoint(string pattern, WebSocketPipelineBuilder b
         }
     }
 
+    /// <remarks>
+    /// With <see cref="UpgradeHandoff"/> this returns once the connection runs on its own (after its connected hooks),
+    /// and the connection middleware awaits the rest; otherwise it returns when the connection ends.
+    /// </remarks>
     public async Task HandleAsync(HttpContext httpContext)
     {
+        var handoff = UpgradeHandoff.For(httpContext);
         if (_route is null)
         {
             // Only when the endpoint came from a data source that does not run Finally conventions.
@@ -57,8 +62,10 @@ internal abstract class RouteEndpoint(string pattern, WebSocketPipelineBuilder b
             return;
         }
 
+        upgrade.Handoff = handoff;
+
         // As long as the connection; the proxy's backend handshake carries its trace context.
-        using var activity = SluiceTracing.StartConnection(httpContext, route.Pattern);
+        var activity = SluiceTracing.StartConnection(httpContext, route.Pattern);
         try
         {
             await RunUpgradedAsync(httpContext, route, upgrade, activity);
@@ -66,10 +73,12 @@ internal abstract class RouteEndpoint(string pattern, WebSocketPipelineBuilder b
         finally
         {
             // However the mode failed before a connection existed (a rejection, a backend that failed, an exception),
-            // the place goes back here, once; a connection gives it back itself when it ends.
+            // the place and the activity end here, once; a connection ends them itself when it ends.
             if (!upgrade.ConnectionOwnsPlace)
             {
                 route.Registry.ReleaseReservation();
+                activity?.Dispose();
+                upgrade.DisposeRegistered();
             }
         }
     }
@@ -86,24 +95,30 @@ internal abstract class RouteEndpoint(string pattern, WebSocketPipelineBuilder b
     protected abstract Task RunUpgradedAsync(HttpContext httpContext, WebSocketRoute route, UpgradeContext upgrade, Activity? activity);
 
     /// <summary>Answers the client's handshake with 101 and creates its leg.</summary>
-    protected static async Task<WebSocketLeg> AcceptClientAsync(HttpContext httpContext, WebSocketRoute route, string? subProtocol)
+    protected static async Task<WebSocketLeg> AcceptClientAsync(HttpContext httpContext, WebSocketRoute route, UpgradeContext upgrade, string? subProtocol)
     {
         var deflate = route.Options.EnableCompression
             ? DeflateNegotiation.AcceptOffer(httpContext.Request.Headers.SecWebSocketExtensions)
             : null;
         var stream = await ServerHandshake.AcceptAsync(httpContext, subProtocol, deflate);
-        return ClientLegs.Create(httpContext, stream, route.Options, deflate, subProtocol, route.Time);
+        if (upgrade.Handoff is { } handoff)
+        {
+            // Kestrel's upgraded stream is left unused: the connection reads the socket's pipes from here on.
+            return ClientLegs.Create(handoff.Switch(), handoff.Abort, route.Options, deflate, subProtocol, route.Time);
+        }
+
+        return ClientLegs.Create(stream, httpContext.Abort, route.Options, deflate, subProtocol, route.Time);
     }
 }
 
 /// <summary>Creates the client's leg of a connection over Kestrel's upgraded stream.</summary>
 internal static class ClientLegs
 {
-    public static WebSocketLeg Create(HttpContext httpContext, Stream stream, WebSocketEndpointOptions options, DeflateNegotiation? deflate, string? subProtocol, TimeProvider time)
+    public static WebSocketLeg Create(Stream stream, Action abort, WebSocketEndpointOptions options, DeflateNegotiation? deflate, string? subProtocol, TimeProvider time)
     {
         if (deflate is null)
         {
-            return new FramedLeg(stream, isServer: true, options.MaxMessageBytes, httpContext.Abort, ownsStream: false, time: time, streamAboveBytes: options.Streaming?.AboveBytes ?? 0, streamMaxBytes: options.Streaming?.MaxBytes ?? 0);
+            return new FramedLeg(stream, isServer: true, options.MaxMessageBytes, abort, ownsStream: false, time: time, streamAboveBytes: options.Streaming?.AboveBytes ?? 0, streamMaxBytes: options.Streaming?.MaxBytes ?? 0);
         }
 
         var creation = new WebSocketCreationOptions
@@ -114,7 +129,7 @@ internal static class ClientLegs
             KeepAliveTimeout = options.EffectiveKeepAliveTimeout,
             DangerousDeflateOptions = deflate.Options,
         };
-        return new ManagedLeg(stream, creation, options.MaxMessageBytes, httpContext.Abort, transport: null, time);
+        return new ManagedLeg(stream, creation, options.MaxMessageBytes, abort, transport: null, time);
     }
 }
 

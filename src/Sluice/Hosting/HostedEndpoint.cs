@@ -27,7 +27,7 @@ internal sealed class HostedEndpoint(string pattern, WebSocketEndpointBuilder bu
     protected override async Task RunUpgradedAsync(HttpContext httpContext, WebSocketRoute route, UpgradeContext upgrade, Activity? activity)
     {
         var subProtocol = ServerHandshake.SelectProtocol(ServerHandshake.GetOfferedProtocols(httpContext), route.Options.SubProtocols);
-        var leg = await AcceptClientAsync(httpContext, route, subProtocol);
+        var leg = await AcceptClientAsync(httpContext, route, upgrade, subProtocol);
         var connection = new HostedConnection(this, route, httpContext, leg, upgrade, subProtocol);
         SluiceTracing.Accepted(activity, connection);
         await connection.RunAsync();

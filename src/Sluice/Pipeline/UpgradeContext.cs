@@ -12,6 +12,7 @@ public sealed class UpgradeContext
 {
     private Dictionary<object, object?>? _items;
     private string? _connectionId;
+    private List<IDisposable>? _disposables;
 
     /// <summary>
     /// Creates the context of an upgrade request. Sluice creates one per upgrade; create one yourself to run upgrade
@@ -48,6 +49,45 @@ public sealed class UpgradeContext
     internal Dictionary<object, object?>? ItemsOrNull => _items;
 
     /// <summary>
+    /// Disposes <paramref name="disposable"/> when the connection ends, or when the upgrade fails after this call (a
+    /// later step refused it, the backend failed): what an upgrade step holds for the connection's life, such as a
+    /// place under a limit, is given back exactly once.
+    /// </summary>
+    /// <remarks>
+    /// Use this rather than <c>HttpContext.Response.RegisterForDispose</c>: the upgrade request may end before the
+    /// connection does (<see cref="Microsoft.AspNetCore.Hosting.SluiceConnectionBuilderExtensions.UseWebSocketHandoff{TBuilder}"/>).
+    /// </remarks>
+    public void RegisterForDispose(IDisposable disposable)
+    {
+        ArgumentNullException.ThrowIfNull(disposable);
+        (_disposables ??= []).Add(disposable);
+    }
+
+    /// <summary>Hands what was registered for disposal to the connection, which disposes it when it ends.</summary>
+    internal List<IDisposable>? TakeDisposables()
+    {
+        var taken = _disposables;
+        _disposables = null;
+        return taken;
+    }
+
+    /// <summary>The upgrade failed before a connection took over: disposes what was registered.</summary>
+    internal void DisposeRegistered() => DisposeAll(TakeDisposables());
+
+    internal static void DisposeAll(List<IDisposable>? disposables)
+    {
+        if (disposables is null)
+        {
+            return;
+        }
+
+        foreach (var disposable in disposables)
+        {
+            disposable.Dispose();
+        }
+    }
+
+    /// <summary>
     /// The id the connection will have: made when first asked for, so that a proxy's target can name the connection
     /// (<c>${connection.id}</c>) before it exists.
     /// </summary>
@@ -58,6 +98,9 @@ public sealed class UpgradeContext
     /// until then the endpoint gives it back, however the upgrade fails.
     /// </summary>
     internal bool ConnectionOwnsPlace { get; set; }
+
+    /// <summary>Set when the connection reads the socket itself after the 101 and the request may end early.</summary>
+    internal UpgradeHandoff? Handoff { get; set; }
 }
 
 /// <summary>What an upgrade step decided: go on (maybe with data for the next step) or reject the request.</summary>

@@ -1,5 +1,6 @@
 using Microsoft.AspNetCore.Http;
 using Sluice.Protocol;
+using Sluice.Proxy;
 
 namespace Sluice;
 
@@ -11,10 +12,13 @@ namespace Sluice;
 /// </summary>
 public sealed class ProxyConnection : WebSocketConnection
 {
-    internal ProxyConnection(WebSocketRoute route, HttpContext httpContext, WebSocketLeg client, WebSocketLeg backend, Uri backendUri, UpgradeContext upgrade, string? subProtocol)
+    private readonly BackendTarget? _target;
+
+    internal ProxyConnection(WebSocketRoute route, HttpContext httpContext, WebSocketLeg client, WebSocketLeg backend, Uri backendUri, UpgradeContext upgrade, string? subProtocol, BackendTarget? target = null)
         : base(route, httpContext, upgrade, subProtocol, client, backend)
     {
         BackendUri = backendUri;
+        _target = target;
     }
 
     /// <summary>Gets the backend URL this connection was proxied to.</summary>
@@ -38,4 +42,6 @@ public sealed class ProxyConnection : WebSocketConnection
 
         return FlushQuietlyAsync(backend, cancellationToken);
     }
+
+    private protected override void OnEnded() => _target?.Closed();
 }

@@ -92,16 +92,7 @@ internal sealed class ProxyEndpoint : RouteEndpoint
                 }
 
                 // Counted from the backend's handshake to the end of the connection: what least-connections balances.
-                found.Target.Opened();
-                try
-                {
-                    await RunAsync(httpContext, route, upgrade, activity, found.Connection, found.Uri);
-                }
-                finally
-                {
-                    found.Target.Closed();
-                }
-
+                await RunAsync(httpContext, route, upgrade, activity, found.Connection, found.Uri, found.Target);
                 return;
             }
 
@@ -147,7 +138,7 @@ internal sealed class ProxyEndpoint : RouteEndpoint
 
             var accepted = backend;
             backend = null;
-            await RunAsync(httpContext, route, upgrade, activity, accepted, backendUri);
+            await RunAsync(httpContext, route, upgrade, activity, accepted, backendUri, target: null);
         }
         catch when (backend is not null)
         {
@@ -156,18 +147,23 @@ internal sealed class ProxyEndpoint : RouteEndpoint
         }
     }
 
-    /// <summary>Accepts the client and runs the connection; owns <paramref name="backend"/> from here on.</summary>
-    private static async Task RunAsync(HttpContext httpContext, WebSocketRoute route, UpgradeContext upgrade, Activity? activity, BackendConnection backend, Uri backendUri)
+    /// <summary>
+    /// Accepts the client and runs the connection; owns <paramref name="backend"/> from here on, and counts it on the
+    /// pool's <paramref name="target"/> until the connection ends.
+    /// </summary>
+    private static async Task RunAsync(HttpContext httpContext, WebSocketRoute route, UpgradeContext upgrade, Activity? activity, BackendConnection backend, Uri backendUri, BackendTarget? target)
     {
         ProxyConnection connection;
+        target?.Opened();
         try
         {
-            var client = await AcceptClientAsync(httpContext, route, backend.SubProtocol);
+            var client = await AcceptClientAsync(httpContext, route, upgrade, backend.SubProtocol);
             var backendLeg = CreateBackendLeg(backend, route.Options, route.Time);
-            connection = new ProxyConnection(route, httpContext, client, backendLeg, backendUri, upgrade, backend.SubProtocol);
+            connection = new ProxyConnection(route, httpContext, client, backendLeg, backendUri, upgrade, backend.SubProtocol, target);
         }
         catch
         {
+            target?.Closed();
             await backend.Stream.DisposeAsync();
             throw;
         }

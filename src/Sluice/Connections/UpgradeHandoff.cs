@@ -1,0 +1,338 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Connections.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Core.Features;
+using Microsoft.Extensions.Logging;
+using Sluice.Diagnostics;
+
+namespace Sluice;
+
+/// <summary>
+/// Lets a WebSocket connection leave Kestrel's HTTP/1.1 request once it is upgraded. Kestrel keeps the request's
+/// objects (the HTTP/1.1 connection state, both header collections, the HttpContext, the request's pending calls:
+/// about 4 KiB) for as long as the request delegate runs, which for a WebSocket is the connection's whole life. A
+/// connection middleware puts this between Kestrel's socket and its HTTP layer; after the 101 the connection reads
+/// and writes the socket's pipes itself, the request delegate returns, and the middleware runs the connection to its
+/// end. The HTTP layer's last calls on the pipes (a flush, a complete) are dropped from the switch on.
+/// </summary>
+/// <remarks>
+/// Only a connection whose HTTP layer reads the socket's pipes through this middleware switches: not HTTP/2, and
+/// not a TLS connection whose TLS middleware runs inside this one (it would read the encrypted bytes).
+/// </remarks>
+internal sealed class UpgradeHandoff : IConnectionHeartbeatFeature
+{
+    private readonly ConnectionContext _connection;
+    private readonly IDuplexPipe _transport;
+    private readonly HttpSide _httpSide;
+    private readonly IConnectionHeartbeatFeature? _heartbeat;
+    private HeartbeatRelay? _relay;
+    private TaskCompletionSource? _released;
+    private Task? _connectionTask;
+    private volatile bool _switched;
+
+    private UpgradeHandoff(ConnectionContext connection)
+    {
+        _connection = connection;
+        _transport = connection.Transport;
+        _httpSide = new HttpSide(this);
+        _heartbeat = connection.Features.Get<IConnectionHeartbeatFeature>();
+        connection.Transport = _httpSide;
+        connection.Features.Set(this);
+        if (_heartbeat is not null)
+        {
+            // Kestrel's HTTP layer registers for the heartbeat and never unregisters: through the relay, the
+            // registration can be dropped and the HTTP layer's objects collected.
+            connection.Features.Set<IConnectionHeartbeatFeature>(this);
+        }
+    }
+
+    /// <summary>The connection middleware: wraps the HTTP layer and, after it returns, runs a connection it gave up.</summary>
+    internal static async Task OnConnectionAsync(ConnectionDelegate next, ConnectionContext context, ILogger logger)
+    {
+        var handoff = new UpgradeHandoff(context);
+        try
+        {
+            await next(context);
+        }
+        finally
+        {
+            handoff.Detach();
+        }
+
+        if (handoff._connectionTask is { } connection)
+        {
+            try
+            {
+                await connection;
+            }
+            catch (Exception ex)
+            {
+                // What Kestrel would have logged had the request delegate thrown.
+                SluiceLog.HandedOffConnectionFailed(logger, context.ConnectionId, ex);
+            }
+        }
+    }
+
+    /// <summary>The connection's handoff, if its HTTP/1.1 request can leave Kestrel's HTTP layer after the 101.</summary>
+    internal static UpgradeHandoff? For(HttpContext context) =>
+        context.Features.Get<UpgradeHandoff>() is { } handoff
+            && ReferenceEquals(handoff._connection.Transport, handoff._httpSide)
+            && (HttpProtocol.IsHttp11(context.Request.Protocol) || HttpProtocol.IsHttp10(context.Request.Protocol))
+            ? handoff
+            : null;
+
+    /// <summary>
+    /// Called once the 101 has been flushed: from here on the connection reads and writes the socket's pipes through
+    /// the returned stream, and the HTTP layer's calls on them are dropped.
+    /// </summary>
+    internal Stream Switch()
+    {
+        _released = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _switched = true;
+        return new PipeStream(_transport);
+    }
+
+    /// <summary>Aborts the socket, as <see cref="HttpContext.Abort"/> does before the switch.</summary>
+    internal void Abort() => _connection.Abort(new ConnectionAbortedException("The WebSocket connection was aborted."));
+
+    /// <summary>Called by the connection once nothing reads the request any more.</summary>
+    internal void Release() => _released?.TrySetResult();
+
+    /// <summary>
+    /// Completes when <paramref name="connection"/> ends or, once it is released, hands the rest of it to the
+    /// middleware, which awaits it after the HTTP layer has returned: the request delegate and every frame up to here
+    /// can end, and with them the request's objects.
+    /// </summary>
+    internal async Task AdoptAsync(Task connection)
+    {
+        if (_released is null || await Task.WhenAny(connection, _released.Task) == connection)
+        {
+            await connection;
+            return;
+        }
+
+        _connectionTask = connection;
+    }
+
+    void IConnectionHeartbeatFeature.OnHeartbeat(Action<object> action, object state)
+    {
+        var relay = new HeartbeatRelay(action, state, _relay);
+        _relay = relay;
+        _heartbeat!.OnHeartbeat(static s => ((HeartbeatRelay)s).Tick(), relay);
+    }
+
+    private void Detach()
+    {
+        _connection.Transport = _transport;
+        _connection.Features.Set<UpgradeHandoff>(null);
+        if (_heartbeat is not null)
+        {
+            _connection.Features.Set(_heartbeat);
+        }
+
+        if (_switched)
+        {
+            // The HTTP layer is done with this connection: drop what still points at it (its heartbeat registration,
+            // its timeout control), so that its objects are collected while the WebSocket goes on.
+            for (var relay = _relay; relay is not null; relay = relay.Next)
+            {
+                relay.Clear();
+            }
+
+            _relay = null;
+            _connection.Features.Set<IConnectionTimeoutFeature>(null);
+        }
+    }
+
+    private sealed class HeartbeatRelay(Action<object> action, object state, HeartbeatRelay? next)
+    {
+        private volatile Tuple<Action<object>, object>? _handler = Tuple.Create(action, state);
+
+        public HeartbeatRelay? Next { get; } = next;
+
+        public void Tick()
+        {
+            if (_handler is { } handler)
+            {
+                handler.Item1(handler.Item2);
+            }
+        }
+
+        public void Clear() => _handler = null;
+    }
+
+    /// <summary>The socket's pipes as the HTTP layer sees them: passed through until the switch, then inert.</summary>
+    private sealed class HttpSide(UpgradeHandoff owner) : IDuplexPipe
+    {
+        public PipeReader Input { get; } = new Reader(owner);
+
+        public PipeWriter Output { get; } = new Writer(owner);
+    }
+
+    private sealed class Reader(UpgradeHandoff owner) : PipeReader
+    {
+        private PipeReader Inner => owner._transport.Input;
+
+        public override bool TryRead(out ReadResult result)
+        {
+            if (owner._switched)
+            {
+                result = new ReadResult(ReadOnlySequence<byte>.Empty, isCanceled: false, isCompleted: true);
+                return true;
+            }
+
+            return Inner.TryRead(out result);
+        }
+
+        public override ValueTask<ReadResult> ReadAsync(CancellationToken cancellationToken = default) =>
+            owner._switched
+                ? new ValueTask<ReadResult>(new ReadResult(ReadOnlySequence<byte>.Empty, isCanceled: false, isCompleted: true))
+                : Inner.ReadAsync(cancellationToken);
+
+        public override void AdvanceTo(SequencePosition consumed)
+        {
+            if (!owner._switched)
+            {
+                Inner.AdvanceTo(consumed);
+            }
+        }
+
+        public override void AdvanceTo(SequencePosition consumed, SequencePosition examined)
+        {
+            if (!owner._switched)
+            {
+                Inner.AdvanceTo(consumed, examined);
+            }
+        }
+
+        public override void CancelPendingRead()
+        {
+            if (!owner._switched)
+            {
+                Inner.CancelPendingRead();
+            }
+        }
+
+        public override void Complete(Exception? exception = null)
+        {
+            if (!owner._switched)
+            {
+                Inner.Complete(exception);
+            }
+        }
+    }
+
+    private sealed class Writer(UpgradeHandoff owner) : PipeWriter
+    {
+        private byte[]? _discard;
+
+        private PipeWriter Inner => owner._transport.Output;
+
+        public override bool CanGetUnflushedBytes => Inner.CanGetUnflushedBytes;
+
+        public override long UnflushedBytes => owner._switched ? 0 : Inner.UnflushedBytes;
+
+        public override Memory<byte> GetMemory(int sizeHint = 0) =>
+            owner._switched ? Discard(sizeHint) : Inner.GetMemory(sizeHint);
+
+        public override Span<byte> GetSpan(int sizeHint = 0) =>
+            owner._switched ? Discard(sizeHint).Span : Inner.GetSpan(sizeHint);
+
+        public override void Advance(int bytes)
+        {
+            if (!owner._switched)
+            {
+                Inner.Advance(bytes);
+            }
+        }
+
+        public override ValueTask<FlushResult> FlushAsync(CancellationToken cancellationToken = default) =>
+            owner._switched
+                ? new ValueTask<FlushResult>(new FlushResult(isCanceled: false, isCompleted: true))
+                : Inner.FlushAsync(cancellationToken);
+
+        public override void CancelPendingFlush()
+        {
+            if (!owner._switched)
+            {
+                Inner.CancelPendingFlush();
+            }
+        }
+
+        public override void Complete(Exception? exception = null)
+        {
+            if (!owner._switched)
+            {
+                Inner.Complete(exception);
+            }
+        }
+
+        private Memory<byte> Discard(int sizeHint) =>
+            _discard is { } discard && discard.Length >= sizeHint ? discard : _discard = new byte[Math.Max(sizeHint, 256)];
+    }
+
+    /// <summary>The socket's pipes as a stream, for the connection's client leg after the switch.</summary>
+    private sealed class PipeStream(IDuplexPipe pipe) : Stream
+    {
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => true;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            while (true)
+            {
+                var result = await pipe.Input.ReadAsync(cancellationToken);
+                var readable = result.Buffer;
+                if (!readable.IsEmpty)
+                {
+                    // A zero-byte read waits for data and takes none, as Kestrel's upgraded stream does.
+                    var count = (int)Math.Min(readable.Length, buffer.Length);
+                    readable.Slice(0, count).CopyTo(buffer.Span);
+                    pipe.Input.AdvanceTo(readable.GetPosition(count));
+                    return count;
+                }
+
+                pipe.Input.AdvanceTo(readable.End);
+                if (result.IsCompleted || result.IsCanceled)
+                {
+                    return 0;
+                }
+            }
+        }
+
+        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer, offset, count, default).GetAwaiter().GetResult();
+
+        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            var flush = pipe.Output.WriteAsync(buffer, cancellationToken);
+            return flush.IsCompletedSuccessfully ? default : AwaitFlushAsync(flush);
+        }
+
+        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        public override void Write(byte[] buffer, int offset, int count) => WriteAsync(buffer, offset, count, default).GetAwaiter().GetResult();
+
+        public override Task FlushAsync(CancellationToken cancellationToken) => pipe.Output.FlushAsync(cancellationToken).AsTask();
+
+        public override void Flush() => FlushAsync(default).GetAwaiter().GetResult();
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        private static async ValueTask AwaitFlushAsync(ValueTask<FlushResult> flush) => await flush;
+    }
+}
