@@ -1,0 +1,170 @@
+using System.Collections.Concurrent;
+using System.Net.WebSockets;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Sluice.Tests.Infrastructure;
+using Sluice.Tests.Proxy;
+
+namespace Sluice.Tests.Hosting;
+
+/// <summary>
+/// <see cref="SluiceConnectionBuilderExtensions.UseWebSocketHandoff{TBuilder}"/>: the upgrade request ends once the
+/// connection runs on its own, and the connection goes on over the socket's pipes with everything it had.
+/// </summary>
+public class UpgradeHandoffTests
+{
+    private static readonly TimeSpan Wait = TimeSpan.FromSeconds(10);
+
+    /// <summary>A server whose requests report, by path, when they end.</summary>
+    private static Task<TestServer> StartAsync(bool handoff, ConcurrentDictionary<string, TaskCompletionSource> ended, Action<WebApplication> map) =>
+        TestServer.StartAsync(
+            app =>
+            {
+                app.Use(async (context, next) =>
+                {
+                    var path = context.Request.Path.Value!;
+                    try
+                    {
+                        await next(context);
+                    }
+                    finally
+                    {
+                        ended.GetOrAdd(path, _ => new(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+                    }
+                });
+                map(app);
+            },
+            configureBuilder: builder =>
+            {
+                if (handoff)
+                {
+                    builder.WebHost.ConfigureKestrel(o => o.ConfigureEndpointDefaults(listen => listen.UseWebSocketHandoff()));
+                }
+            });
+
+    private static Task Ended(ConcurrentDictionary<string, TaskCompletionSource> ended, string path) =>
+        ended.GetOrAdd(path, _ => new(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+
+    [Fact]
+    public async Task Hosted_TheRequestEnds_AndTheConnectionKeepsItsRequestData()
+    {
+        var ended = new ConcurrentDictionary<string, TaskCompletionSource>();
+        var closed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var server = await StartAsync(handoff: true, ended, app => app.MapWebSocket("/rooms/{room}", ws =>
+        {
+            ws.OnConnected(c => c.Closed.Register(closed.SetResult));
+            ws.OnMessage((m, c) =>
+                $"{m.Text} room={c.RouteValues["room"]} team={c.RequestHeaders["X-Team"]} user={c.Query["user"]} path={c.RequestPath}");
+        }));
+        using var client = await WebSocketClient.ConnectAsync(server.WebSocketUri("/rooms/blue?user=ann"), o => o.SetRequestHeader("X-Team", "red"));
+
+        await Ended(ended, "/rooms/blue").WaitAsync(Wait);
+        Assert.False(closed.Task.IsCompleted);
+
+        // Kestrel has since cleared the request (its headers and route values are reused by the next request).
+        for (var i = 0; i < 3; i++)
+        {
+            await client.SendTextAsync($"m{i}");
+            Assert.Equal($"m{i} room=blue team=red user=ann path=/rooms/blue", await client.ReceiveTextAsync());
+        }
+
+        await client.CloseAsync(WebSocketCloseStatus.NormalClosure, "bye", CancellationToken.None);
+        Assert.Equal(WebSocketCloseStatus.NormalClosure, client.CloseStatus);
+        await closed.Task.WaitAsync(Wait);
+    }
+
+    [Fact]
+    public async Task WithoutTheMiddleware_TheRequestLastsAsLongAsTheConnection()
+    {
+        var ended = new ConcurrentDictionary<string, TaskCompletionSource>();
+        await using var server = await StartAsync(handoff: false, ended, app => app.MapWebSocket("/echo", ws => ws.OnMessage((m, c) => m.Text)));
+        using var client = await WebSocketClient.ConnectAsync(server.WebSocketUri("/echo"));
+        await client.SendTextAsync("hi");
+        Assert.Equal("hi", await client.ReceiveTextAsync());
+        Assert.False(Ended(ended, "/echo").IsCompleted);
+
+        await client.CloseAsync(WebSocketCloseStatus.NormalClosure, null, CancellationToken.None);
+        await Ended(ended, "/echo").WaitAsync(Wait);
+    }
+
+    [Fact]
+    public async Task Proxy_MessagesFlowBothWays_AndWhatTheUpgradeRegisteredIsDisposedWhenTheConnectionEnds()
+    {
+        var ended = new ConcurrentDictionary<string, TaskCompletionSource>();
+        var place = new Place();
+        await using var backend = await RecordingBackend.StartAsync();
+        await using var server = await StartAsync(handoff: true, ended, app => app.MapWebSocketProxy("/p/{**rest}", $"ws://{backend.Authority}/echo/x", p => p.UseUpgrade(context =>
+        {
+            context.RegisterForDispose(place);
+            return UpgradeResult.Continue();
+        })));
+        using var client = await WebSocketClient.ConnectAsync(server.WebSocketUri("/p/any"));
+
+        await Ended(ended, "/p/any").WaitAsync(Wait);
+        var bytes = new byte[200_000];
+        Random.Shared.NextBytes(bytes);
+        await client.SendBinaryAsync(bytes);
+        Assert.Equal(bytes, (await client.ReceiveMessageAsync()).Payload);
+        await client.SendTextAsync("after");
+        Assert.Equal("after", await client.ReceiveTextAsync());
+        Assert.Equal(0, place.Disposed);
+
+        await client.CloseAsync(WebSocketCloseStatus.NormalClosure, "done", CancellationToken.None);
+        Assert.Equal(WebSocketCloseStatus.NormalClosure, client.CloseStatus);
+        await WaitUntilAsync(() => place.Disposed == 1);
+    }
+
+    [Fact]
+    public async Task AFailedUpgrade_DisposesWhatItRegistered_Once()
+    {
+        var ended = new ConcurrentDictionary<string, TaskCompletionSource>();
+        var place = new Place();
+        await using var server = await StartAsync(handoff: true, ended, app => app.MapWebSocketProxy("/p", "ws://127.0.0.1:1/nothing-listens", p => p.UseUpgrade(context =>
+        {
+            context.RegisterForDispose(place);
+            return UpgradeResult.Continue();
+        })));
+
+        using var refused = await RawWebSocket.ConnectAsync(server.WebSocketUri("/p"));
+        Assert.Equal(StatusCodes.Status502BadGateway, refused.StatusCode);
+        await WaitUntilAsync(() => place.Disposed == 1);
+    }
+
+    [Fact]
+    public async Task ServerShutdown_ClosesAHandedOffConnectionWith1001()
+    {
+        var ended = new ConcurrentDictionary<string, TaskCompletionSource>();
+        var server = await StartAsync(handoff: true, ended, app => app.MapWebSocket("/echo", ws => ws.OnMessage((m, c) => m.Text)));
+        await using (server)
+        {
+            using var client = await WebSocketClient.ConnectAsync(server.WebSocketUri("/echo"));
+            await Ended(ended, "/echo").WaitAsync(Wait);
+
+            var stopping = server.StopAsync();
+            var (status, _) = await client.ReceiveCloseAsync();
+            Assert.Equal(WebSocketCloseStatus.EndpointUnavailable, status);
+            await client.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, null, CancellationToken.None);
+            await stopping.WaitAsync(Wait);
+        }
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> condition)
+    {
+        var deadline = DateTime.UtcNow + Wait;
+        while (!condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, "timed out");
+            await Task.Delay(20);
+        }
+    }
+
+    private sealed class Place : IDisposable
+    {
+        private int _disposed;
+
+        public int Disposed => Volatile.Read(ref _disposed);
+
+        public void Dispose() => Interlocked.Increment(ref _disposed);
+    }
+}
