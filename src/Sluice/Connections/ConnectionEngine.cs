@@ -108,8 +108,7 @@ public abstract partial class WebSocketConnection
             }
 
             // Reads wait with no token (an idle connection then holds no callback per pending read); a close that
-            // times out aborts every leg once, which ends the reads.
-            using var abortLegs = _abort.Token.UnsafeRegister(static state => ((WebSocketConnection)state!).AbortLegs(), this);
+            // times out aborts every leg once, which ends the reads (OnCloseTimedOut).
             if (_backend is null)
             {
                 fault = await PumpAsync(_client, target: null, fromClient: true);
@@ -491,6 +490,9 @@ public abstract partial class WebSocketConnection
                     await source.FlushAsync(aborted);
                 }
 
+                // An idle connection waits here, on the transport's own zero-byte read; what the receive then
+                // reads has arrived.
+                await source.WaitForDataAsync();
                 if (!await source.ReceiveAsync(CancellationToken.None))
                 {
                     OnLegLost(fromClient);
@@ -662,8 +664,10 @@ public abstract partial class WebSocketConnection
             _state = ConnectionState.Aborted;
         }
 
-        // Cancels the pumps' flushes and, through the registration in RunAsync, aborts every leg.
+        // Cancels the pumps' flushes, then ends their reads: called here rather than registered on the token, so
+        // that an idle connection holds no registration.
         _abort.Cancel();
+        AbortLegs();
     }
 
     private void AbortLegs()

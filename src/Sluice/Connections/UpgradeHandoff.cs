@@ -113,6 +113,7 @@ internal sealed class UpgradeHandoff : IConnectionHeartbeatFeature
             return;
         }
 
+        _released = null;
         _connectionTask = connection;
     }
 

@@ -347,6 +347,16 @@ internal sealed class FrameReader : IDisposable
         return true;
     }
 
+    private void ReturnBuffer()
+    {
+        _start = _end = 0;
+        if (_buffer is not null)
+        {
+            ArrayPool<byte>.Shared.Return(_buffer);
+            _buffer = null;
+        }
+    }
+
     /// <summary>Discards what has arrived of a skipped frame; false while some of it is still to come.</summary>
     private bool SkipPending()
     {
@@ -361,6 +371,23 @@ internal sealed class FrameReader : IDisposable
     }
 
     /// <summary>
+    /// When nothing is buffered, gives the buffer back and waits for data with a zero-byte read: the stream's own
+    /// pending read is all an idle leg holds (<see cref="FillAsync"/> after it then completes at once).
+    /// </summary>
+    public ValueTask<int> WaitForDataAsync()
+    {
+        if (_start != _end || _disposed)
+        {
+            return default;
+        }
+
+        ReturnBuffer();
+#pragma warning disable CA2022 // A zero-byte read only waits for data; there is nothing to read exactly.
+        return _stream.ReadAsync(Memory<byte>.Empty, CancellationToken.None);
+#pragma warning restore CA2022
+    }
+
+    /// <summary>
     /// Reads more bytes from the stream. Returns false when the peer has closed the connection.
     /// Call only after <see cref="TryRead"/> returned false.
     /// </summary>
@@ -371,12 +398,7 @@ internal sealed class FrameReader : IDisposable
         if (_start == _end)
         {
             // Hold nothing while the peer is quiet: return the buffer and wait for data with a zero-byte read.
-            _start = _end = 0;
-            if (_buffer is not null)
-            {
-                ArrayPool<byte>.Shared.Return(_buffer);
-                _buffer = null;
-            }
+            ReturnBuffer();
 
 #pragma warning disable CA2022 // A zero-byte read only waits for data; there is nothing to read exactly.
             await _stream.ReadAsync(Memory<byte>.Empty, cancellationToken);

@@ -65,6 +65,13 @@ internal abstract class WebSocketLeg : IDisposable
     /// <summary>Reads more from the peer; false when the peer closed the transport.</summary>
     public abstract ValueTask<bool> ReceiveAsync(CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Waits, holding no buffer, until the peer has sent something, when nothing is buffered; a
+    /// <see cref="ReceiveAsync"/> after it then rarely waits. An idle connection's pending receive is this wait, which
+    /// completes without any state of the leg's own.
+    /// </summary>
+    public virtual ValueTask<int> WaitForDataAsync() => default;
+
     /// <summary>Queues a data message; it is written by the next <see cref="FlushAsync"/>. False once closed.</summary>
     public abstract bool Send(MessageType type, ReadOnlySpan<byte> payload);
 
@@ -183,6 +190,8 @@ internal sealed class FramedLeg : WebSocketLeg
     }
 
     public override ValueTask<bool> ReceiveAsync(CancellationToken cancellationToken) => _reader.FillAsync(cancellationToken);
+
+    public override ValueTask<int> WaitForDataAsync() => _reader.WaitForDataAsync();
 
     public override bool Send(MessageType type, ReadOnlySpan<byte> payload) => _writer.Write(type, payload);
 
