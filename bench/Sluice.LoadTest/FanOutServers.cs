@@ -30,7 +30,7 @@ internal static class FanOutServers
                         // Cross-node: subscribers on one node, the publisher on another, topics through Redis.
                         sluice.AddRedisBackplane(redis);
                     }
-                });
+                }, sluice: true);
                 var history = args.Int("history", 0);
                 app.MapWebSocket("/ws", ws => ws.UsePubSubProtocol(new PubSubProtocolOptions
                 {

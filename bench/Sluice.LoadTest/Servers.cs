@@ -51,7 +51,7 @@ internal static class Servers
     /// <summary>Sluice host mode: an echo handler, no interceptors.</summary>
     public static async Task<int> SluiceHostEchoAsync(Arguments args)
     {
-        var app = CreateApp(args.Int("port"), services => services.AddSluice());
+        var app = CreateApp(args.Int("port"), services => services.AddSluice(), sluice: true);
         app.MapWebSocket("/{**any}", ws => ws.OnMessage((message, _) => message));
         await app.RunAsync();
         return 0;
@@ -61,7 +61,7 @@ internal static class Servers
     public static async Task<int> SluiceLibraryProxyAsync(Arguments args)
     {
         var backend = new Uri(args.String("backend"));
-        var app = CreateApp(args.Int("port"), services => services.AddSluice());
+        var app = CreateApp(args.Int("port"), services => services.AddSluice(), sluice: true);
         // For memory investigations: a full GC, then what the GC holds against what the process holds.
         app.MapGet("/_gc", () =>
         {
@@ -152,10 +152,21 @@ internal static class Servers
         }
     }
 
-    internal static WebApplication CreateApp(int port, Action<IServiceCollection>? services = null)
+    /// <param name="port">The loopback port.</param>
+    /// <param name="services">The app's services.</param>
+    /// <param name="sluice">
+    /// A Sluice app: its connections leave their upgrade requests (UseWebSocketHandoff), as docs/configuration.md
+    /// recommends to an app with many connections and as the gateway does.
+    /// </param>
+    internal static WebApplication CreateApp(int port, Action<IServiceCollection>? services = null, bool sluice = false)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.WebHost.UseUrls($"http://127.0.0.1:{port}");
+        if (sluice)
+        {
+            builder.WebHost.ConfigureKestrel(o => o.ConfigureEndpointDefaults(listen => listen.UseWebSocketHandoff()));
+        }
+
         if (Environment.GetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS") == "1")
         {
             // The gateway's default I/O scheduling, for a peer run with it (bench/run.sh's *-inline peers): socket

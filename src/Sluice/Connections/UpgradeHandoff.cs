@@ -51,17 +51,20 @@ internal sealed class UpgradeHandoff : IConnectionHeartbeatFeature
     /// <summary>The connection middleware: wraps the HTTP layer and, after it returns, runs a connection it gave up.</summary>
     internal static async Task OnConnectionAsync(ConnectionDelegate next, ConnectionContext context, ILogger logger)
     {
-        var handoff = new UpgradeHandoff(context);
+        UpgradeHandoff? handoff = new(context);
+        Task? connection;
         try
         {
             await next(context);
         }
         finally
         {
-            handoff.Detach();
+            connection = handoff.Detach();
         }
 
-        if (handoff._connectionTask is { } connection)
+        // The connection's leg reads the socket's pipes itself: the HTTP layer's views can go.
+        handoff = null;
+        if (connection is not null)
         {
             try
             {
@@ -124,7 +127,8 @@ internal sealed class UpgradeHandoff : IConnectionHeartbeatFeature
         _heartbeat!.OnHeartbeat(static s => ((HeartbeatRelay)s).Tick(), relay);
     }
 
-    private void Detach()
+    /// <summary>Gives the connection back to the transport; returns the rest of a connection that was handed over.</summary>
+    private Task? Detach()
     {
         _connection.Transport = _transport;
         _connection.Features.Set<UpgradeHandoff>(null);
@@ -145,6 +149,8 @@ internal sealed class UpgradeHandoff : IConnectionHeartbeatFeature
             _relay = null;
             _connection.Features.Set<IConnectionTimeoutFeature>(null);
         }
+
+        return _connectionTask;
     }
 
     private sealed class HeartbeatRelay(Action<object> action, object state, HeartbeatRelay? next)

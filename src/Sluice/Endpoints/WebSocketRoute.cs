@@ -114,6 +114,7 @@ internal sealed class WebSocketRoute
                 if (result.IsRejected)
                 {
                     Registry.ReleaseReservation();
+                    upgrade.DisposeRegistered();
                     await RejectAsync(httpContext, result.StatusCode, result.Message);
                     return null;
                 }
@@ -127,6 +128,7 @@ internal sealed class WebSocketRoute
         catch (Exception ex)
         {
             Registry.ReleaseReservation();
+            upgrade.DisposeRegistered();
             await RejectAsync(
                 httpContext,
                 StatusCodes.Status500InternalServerError,
