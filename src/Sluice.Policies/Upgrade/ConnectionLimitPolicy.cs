@@ -138,7 +138,7 @@ public sealed class ConnectionLimitPolicy : IUpgradePolicy
             ? "s:" + subject
             : ClientPartitions.IpKey(context.HttpContext.Connection.RemoteIpAddress);
 
-    /// <summary>One counted connection; disposed by the request when it ends.</summary>
+    /// <summary>One counted connection; disposed when the connection ends, or when the upgrade fails.</summary>
     private sealed class Place(ConnectionLimitPolicy policy, string key) : IDisposable
     {
         private int _released;

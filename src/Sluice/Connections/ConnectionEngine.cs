@@ -86,9 +86,8 @@ public abstract partial class WebSocketConnection
 
     internal ConnectionState State => _state;
 
-    /// <summary>Runs the connection until every pump has ended, then ends it.</summary>
     /// <summary>
-    /// Runs the connection to its end; with an <see cref="UpgradeHandoff"/>, returns once the connection runs on its
+    /// Runs the connection until every pump has ended, then ends it; with an <see cref="UpgradeHandoff"/>, returns once the connection runs on its
     /// own and hands the rest to the connection middleware.
     /// </summary>
     internal Task RunAsync() => _handoff is { } handoff ? handoff.AdoptAsync(RunCoreAsync()) : RunCoreAsync();
@@ -127,10 +126,37 @@ public abstract partial class WebSocketConnection
         }
         finally
         {
-            await FinishAsync(fault);
-            Activity?.Dispose();
-            UpgradeContext.DisposeAll(Interlocked.Exchange(ref _disposables, null));
-            OnEnded();
+            try
+            {
+                await FinishAsync(fault);
+            }
+            finally
+            {
+                // What the connection holds for others (a limit's place, a pool's count) is given back whatever failed.
+                Activity?.Dispose();
+                DisposeRegistered();
+                OnEnded();
+            }
+        }
+    }
+
+    private void DisposeRegistered()
+    {
+        if (Interlocked.Exchange(ref _disposables, null) is not { } disposables)
+        {
+            return;
+        }
+
+        foreach (var disposable in disposables)
+        {
+            try
+            {
+                disposable.Dispose();
+            }
+            catch (Exception ex)
+            {
+                SluiceLog.HookFailed(Route.Logger, ex, "RegisterForDispose", Id, Route.Pattern);
+            }
         }
     }
 
@@ -666,8 +692,14 @@ public abstract partial class WebSocketConnection
 
         // Cancels the pumps' flushes, then ends their reads: called here rather than registered on the token, so
         // that an idle connection holds no registration.
-        _abort.Cancel();
-        AbortLegs();
+        try
+        {
+            _abort.Cancel();
+        }
+        finally
+        {
+            AbortLegs();
+        }
     }
 
     private void AbortLegs()

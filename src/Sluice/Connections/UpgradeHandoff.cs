@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.IO.Pipelines;
+using System.Runtime.CompilerServices;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.AspNetCore.Http;
@@ -52,29 +53,35 @@ internal sealed class UpgradeHandoff : IConnectionHeartbeatFeature
     internal static async Task OnConnectionAsync(ConnectionDelegate next, ConnectionContext context, ILogger logger)
     {
         UpgradeHandoff? handoff = new(context);
-        Task? connection;
         try
         {
             await next(context);
         }
         finally
         {
-            connection = handoff.Detach();
-        }
+            var connection = handoff.Detach();
 
-        // The connection's leg reads the socket's pipes itself: the HTTP layer's views can go.
-        handoff = null;
-        if (connection is not null)
+            // The connection's leg reads the socket's pipes itself: the HTTP layer's views can go.
+            handoff = null;
+            if (connection is not null)
+            {
+                // Also when a middleware inside this one threw after the request delegate returned: the transport is
+                // disposed once this returns, so the connection must have ended first.
+                await ObserveAsync(connection, context.ConnectionId, logger);
+            }
+        }
+    }
+
+    private static async Task ObserveAsync(Task connection, string connectionId, ILogger logger)
+    {
+        try
         {
-            try
-            {
-                await connection;
-            }
-            catch (Exception ex)
-            {
-                // What Kestrel would have logged had the request delegate thrown.
-                SluiceLog.HandedOffConnectionFailed(logger, context.ConnectionId, ex);
-            }
+            await connection;
+        }
+        catch (Exception ex)
+        {
+            // What Kestrel would have logged had the request delegate thrown.
+            SluiceLog.HandedOffConnectionFailed(logger, connectionId, ex);
         }
     }
 
@@ -88,17 +95,17 @@ internal sealed class UpgradeHandoff : IConnectionHeartbeatFeature
 
     /// <summary>
     /// Called once the 101 has been flushed: from here on the connection reads and writes the socket's pipes through
-    /// the returned stream, and the HTTP layer's calls on them are dropped.
+    /// the returned stream, and the HTTP layer's calls on them are dropped. Disposing the stream completes the pipes,
+    /// which closes the socket; <paramref name="abort"/> aborts it, as <see cref="HttpContext.Abort"/> does before.
     /// </summary>
-    internal Stream Switch()
+    internal Stream Switch(out Action abort)
     {
         _released = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         _switched = true;
-        return new PipeStream(_transport);
+        var stream = new PipeStream(_connection, _transport);
+        abort = stream.Abort;
+        return stream;
     }
-
-    /// <summary>Aborts the socket, as <see cref="HttpContext.Abort"/> does before the switch.</summary>
-    internal void Abort() => _connection.Abort(new ConnectionAbortedException("The WebSocket connection was aborted."));
 
     /// <summary>Called by the connection once nothing reads the request any more.</summary>
     internal void Release() => _released?.TrySetResult();
@@ -281,8 +288,10 @@ internal sealed class UpgradeHandoff : IConnectionHeartbeatFeature
     }
 
     /// <summary>The socket's pipes as a stream, for the connection's client leg after the switch.</summary>
-    private sealed class PipeStream(IDuplexPipe pipe) : Stream
+    private sealed class PipeStream(ConnectionContext connection, IDuplexPipe pipe) : Stream
     {
+        private int _disposed;
+
         public override bool CanRead => true;
 
         public override bool CanSeek => false;
@@ -293,6 +302,8 @@ internal sealed class UpgradeHandoff : IConnectionHeartbeatFeature
 
         public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
 
+        // Pooled: a read that waits (each message of an otherwise quiet client) would allocate its state each time.
+        [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
         public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
         {
             while (true)
@@ -309,10 +320,12 @@ internal sealed class UpgradeHandoff : IConnectionHeartbeatFeature
                 }
 
                 pipe.Input.AdvanceTo(readable.End);
-                if (result.IsCompleted || result.IsCanceled)
+                if (result.IsCompleted)
                 {
                     return 0;
                 }
+
+                // Canceled: a CancelPendingRead the HTTP layer made before the switch, not an end of stream.
             }
         }
 
@@ -339,6 +352,21 @@ internal sealed class UpgradeHandoff : IConnectionHeartbeatFeature
         public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
 
         public override void SetLength(long value) => throw new NotSupportedException();
+
+        public void Abort() => connection.Abort(new ConnectionAbortedException("The WebSocket connection was aborted."));
+
+        protected override void Dispose(bool disposing)
+        {
+            // The connection has ended and flushed: the socket closes now (its send side after what is queued), not
+            // when the middleware returns, after the connection's closed hooks.
+            if (disposing && Interlocked.Exchange(ref _disposed, 1) == 0)
+            {
+                pipe.Input.Complete();
+                pipe.Output.Complete();
+            }
+
+            base.Dispose(disposing);
+        }
 
         private static async ValueTask AwaitFlushAsync(ValueTask<FlushResult> flush) => await flush;
     }

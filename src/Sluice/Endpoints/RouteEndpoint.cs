@@ -104,21 +104,22 @@ internal abstract class RouteEndpoint(string pattern, WebSocketPipelineBuilder b
         if (upgrade.Handoff is { } handoff)
         {
             // Kestrel's upgraded stream is left unused: the connection reads the socket's pipes from here on.
-            return ClientLegs.Create(handoff.Switch(), handoff.Abort, route.Options, deflate, subProtocol, route.Time);
+            var pipes = handoff.Switch(out var abort);
+            return ClientLegs.Create(pipes, abort, ownsStream: true, route.Options, deflate, subProtocol, route.Time);
         }
 
-        return ClientLegs.Create(stream, httpContext.Abort, route.Options, deflate, subProtocol, route.Time);
+        return ClientLegs.Create(stream, httpContext.Abort, ownsStream: false, route.Options, deflate, subProtocol, route.Time);
     }
 }
 
 /// <summary>Creates the client's leg of a connection over Kestrel's upgraded stream.</summary>
 internal static class ClientLegs
 {
-    public static WebSocketLeg Create(Stream stream, Action abort, WebSocketEndpointOptions options, DeflateNegotiation? deflate, string? subProtocol, TimeProvider time)
+    public static WebSocketLeg Create(Stream stream, Action abort, bool ownsStream, WebSocketEndpointOptions options, DeflateNegotiation? deflate, string? subProtocol, TimeProvider time)
     {
         if (deflate is null)
         {
-            return new FramedLeg(stream, isServer: true, options.MaxMessageBytes, abort, ownsStream: false, time: time, streamAboveBytes: options.Streaming?.AboveBytes ?? 0, streamMaxBytes: options.Streaming?.MaxBytes ?? 0);
+            return new FramedLeg(stream, isServer: true, options.MaxMessageBytes, abort, ownsStream, time: time, streamAboveBytes: options.Streaming?.AboveBytes ?? 0, streamMaxBytes: options.Streaming?.MaxBytes ?? 0);
         }
 
         var creation = new WebSocketCreationOptions

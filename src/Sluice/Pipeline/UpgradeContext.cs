@@ -71,19 +71,33 @@ public sealed class UpgradeContext
         return taken;
     }
 
-    /// <summary>The upgrade failed before a connection took over: disposes what was registered.</summary>
-    internal void DisposeRegistered() => DisposeAll(TakeDisposables());
-
-    internal static void DisposeAll(List<IDisposable>? disposables)
+    /// <summary>
+    /// The upgrade failed before a connection took over: disposes what was registered, each even if another throws
+    /// (the first exception is rethrown after the others, as the request's own disposal did).
+    /// </summary>
+    internal void DisposeRegistered()
     {
-        if (disposables is null)
+        if (TakeDisposables() is not { } disposables)
         {
             return;
         }
 
+        List<Exception>? errors = null;
         foreach (var disposable in disposables)
         {
-            disposable.Dispose();
+            try
+            {
+                disposable.Dispose();
+            }
+            catch (Exception ex)
+            {
+                (errors ??= []).Add(ex);
+            }
+        }
+
+        if (errors is not null)
+        {
+            throw errors.Count == 1 ? errors[0] : new AggregateException(errors);
         }
     }
 

@@ -3,6 +3,7 @@ using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Net.WebSockets;
 using System.Numerics;
+using System.Runtime.CompilerServices;
 using System.Text.Unicode;
 
 namespace Sluice.Protocol;
@@ -391,6 +392,7 @@ internal sealed class FrameReader : IDisposable
     /// Reads more bytes from the stream. Returns false when the peer has closed the connection.
     /// Call only after <see cref="TryRead"/> returned false.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<bool> FillAsync(CancellationToken cancellationToken)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);

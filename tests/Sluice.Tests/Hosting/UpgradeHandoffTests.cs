@@ -75,6 +75,49 @@ public class UpgradeHandoffTests
     }
 
     [Fact]
+    public async Task Compressed_TheDeflateLegRunsOverTheSocketsPipes()
+    {
+        var ended = new ConcurrentDictionary<string, TaskCompletionSource>();
+        await using var server = await StartAsync(handoff: true, ended, app => app.MapWebSocket("/z", ws =>
+        {
+            ws.ConfigureOptions(o => o.EnableCompression = true);
+            ws.OnMessage((m, c) => m.Text);
+        }));
+        using var client = await WebSocketClient.ConnectAsync(server.WebSocketUri("/z"), o => o.DangerousDeflateOptions = new WebSocketDeflateOptions());
+        await Ended(ended, "/z").WaitAsync(Wait);
+
+        var text = string.Concat(Enumerable.Repeat("compressible ", 10_000));
+        await client.SendTextAsync(text);
+        Assert.Equal(text, await client.ReceiveTextAsync());
+        await client.CloseAsync(WebSocketCloseStatus.NormalClosure, null, CancellationToken.None);
+        Assert.Equal(WebSocketCloseStatus.NormalClosure, client.CloseStatus);
+    }
+
+    [Fact]
+    public async Task TheSocketCloses_BeforeTheClosedHooksEnd()
+    {
+        // Kestrel no longer counts a handed-off socket, so it must not outlive the connection's place.
+        var ended = new ConcurrentDictionary<string, TaskCompletionSource>();
+        var hookMayEnd = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var server = await StartAsync(handoff: true, ended, app => app.MapWebSocket("/slow-hook", ws =>
+        {
+            ws.OnMessage((m, c) => m.Text);
+            ws.OnClosed((c, info) => new ValueTask(hookMayEnd.Task));
+        }));
+        using var client = await RawWebSocket.ConnectAsync(server.WebSocketUri("/slow-hook"));
+        Assert.Equal(101, client.StatusCode);
+        await Ended(ended, "/slow-hook").WaitAsync(Wait);
+
+        await client.SendCloseAsync(1000, "bye");
+        Assert.Equal((ushort?)1000, (await client.ReadCloseAsync()).Code);
+
+        // The closed hook has not returned, and the server has closed TCP all the same.
+        Assert.True(await client.WaitForTcpCloseAsync(Wait));
+        Assert.False(hookMayEnd.Task.IsCompleted);
+        hookMayEnd.SetResult();
+    }
+
+    [Fact]
     public async Task WithoutTheMiddleware_TheRequestLastsAsLongAsTheConnection()
     {
         var ended = new ConcurrentDictionary<string, TaskCompletionSource>();
