@@ -1,5 +1,8 @@
 using System.Collections.Concurrent;
+using System.Net;
 using System.Net.WebSockets;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
@@ -190,6 +193,68 @@ public class UpgradeHandoffTests
             await client.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, null, CancellationToken.None);
             await stopping.WaitAsync(Wait);
         }
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task OverTls_TheConnectionLeavesItsRequest_OnlyWhenTheMiddlewareRunsInsideTls(bool insideTls)
+    {
+        using var certificate = SelfSigned();
+        var ended = new ConcurrentDictionary<string, TaskCompletionSource>();
+        await using var server = await TestServer.StartAsync(
+            app =>
+            {
+                app.Use(async (context, next) =>
+                {
+                    try
+                    {
+                        await next(context);
+                    }
+                    finally
+                    {
+                        ended.GetOrAdd(context.Request.Path.Value!, _ => new(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+                    }
+                });
+                app.MapWebSocket("/tls", ws => ws.OnMessage((m, c) => "tls:" + m.Text));
+            },
+            configureBuilder: builder => builder.WebHost.ConfigureKestrel(o => o.Listen(IPAddress.Loopback, 0, listen =>
+            {
+                // Outside TLS the middleware would see encrypted bytes: it must leave such a connection alone.
+                if (!insideTls)
+                {
+                    listen.UseWebSocketHandoff();
+                }
+
+                listen.UseHttps(certificate);
+                if (insideTls)
+                {
+                    listen.UseWebSocketHandoff();
+                }
+            })));
+        using var client = await WebSocketClient.ConnectAsync(
+            new Uri($"wss://127.0.0.1:{server.BaseAddress.Port}/tls"),
+            o => o.RemoteCertificateValidationCallback = (_, presented, _, _) => presented is not null && presented.GetCertHashString() == certificate.GetCertHashString());
+
+        await client.SendTextAsync("a");
+        Assert.Equal("tls:a", await client.ReceiveTextAsync());
+        var requestEnded = Ended(ended, "/tls");
+        Assert.Equal(insideTls, await Task.WhenAny(requestEnded, Task.Delay(TimeSpan.FromSeconds(insideTls ? 10 : 1))) == requestEnded);
+        await client.SendTextAsync("b");
+        Assert.Equal("tls:b", await client.ReceiveTextAsync());
+        await client.CloseAsync(WebSocketCloseStatus.NormalClosure, null, CancellationToken.None);
+        Assert.Equal(WebSocketCloseStatus.NormalClosure, client.CloseStatus);
+    }
+
+    private static X509Certificate2 SelfSigned()
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest("CN=127.0.0.1", key, HashAlgorithmName.SHA256);
+        var names = new SubjectAlternativeNameBuilder();
+        names.AddIpAddress(IPAddress.Loopback);
+        request.CertificateExtensions.Add(names.Build());
+        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.1")], false));
+        return request.CreateSelfSigned(DateTimeOffset.UtcNow.AddHours(-1), DateTimeOffset.UtcNow.AddDays(1));
     }
 
     private static async Task WaitUntilAsync(Func<bool> condition)
