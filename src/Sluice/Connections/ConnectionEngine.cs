@@ -87,8 +87,8 @@ public abstract partial class WebSocketConnection
     internal ConnectionState State => _state;
 
     /// <summary>
-    /// Runs the connection until every pump has ended, then ends it; with an <see cref="UpgradeHandoff"/>, returns once the connection runs on its
-    /// own and hands the rest to the connection middleware.
+    /// Runs the connection until every pump has ended, then ends it; with an <see cref="UpgradeHandoff"/>, returns once
+    /// the connection runs on its own and hands the rest to the connection middleware.
     /// </summary>
     internal Task RunAsync() => _handoff is { } handoff ? handoff.AdoptAsync(RunCoreAsync()) : RunCoreAsync();
 
