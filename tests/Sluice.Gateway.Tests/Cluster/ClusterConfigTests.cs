@@ -80,6 +80,11 @@ public class ClusterConfigTests
             """);
         await using var gateway = await GatewayProcess.StartAsync(path);
         using var alice = await WebSocketClient.ConnectAsync(gateway.Ws("/echo?apikey=k-alice-0123"));
+
+        // The gateway registers a connection just after it writes the 101, so the client can see the 101 first;
+        // an echo proves the connection is registered before the admin API is asked.
+        await alice.SendTextAsync("ready");
+        Assert.Equal("ready", await alice.ReceiveTextAsync());
         using var http = new HttpClient();
 
         using var nodes = JsonDocument.Parse(await http.GetStringAsync(gateway.Http("/_sluice/nodes")));
