@@ -69,22 +69,18 @@ internal sealed class UpgradeHandoff : IConnectionHeartbeatFeature
             if (connection is not null)
             {
                 // Also when a middleware inside this one threw after the request delegate returned: the transport is
-                // disposed once this returns, so the connection must have ended first.
-                await ObserveAsync(connection, context.ConnectionId, logger);
+                // disposed once this returns, so the connection must have ended first. Awaited here rather than in a
+                // method of its own, whose state every idle connection would hold besides this one's.
+                try
+                {
+                    await connection;
+                }
+                catch (Exception ex)
+                {
+                    // What Kestrel would have logged had the request delegate thrown.
+                    SluiceLog.HandedOffConnectionFailed(logger, context.ConnectionId, ex);
+                }
             }
-        }
-    }
-
-    private static async Task ObserveAsync(Task connection, string connectionId, ILogger logger)
-    {
-        try
-        {
-            await connection;
-        }
-        catch (Exception ex)
-        {
-            // What Kestrel would have logged had the request delegate thrown.
-            SluiceLog.HandedOffConnectionFailed(logger, connectionId, ex);
         }
     }
 
@@ -284,6 +280,7 @@ internal sealed class UpgradeHandoff : IConnectionHeartbeatFeature
         private byte[]? _buffer;
         private int _buffered;
         private bool _sendFailed;
+        private volatile bool _sending;
 
         private PipeWriter Inner => owner._transport.Output;
 
@@ -342,13 +339,9 @@ internal sealed class UpgradeHandoff : IConnectionHeartbeatFeature
             }
 
             // Kestrel's HTTP layer gets no memory while a flush is pending, so the buffer holds still until it ends.
+            _sending = true;
             var send = DirectSend.SendAsync(socket, _buffer.AsMemory(0, _buffered), cancellationToken);
-            if (send.IsCompletedSuccessfully)
-            {
-                return new ValueTask<FlushResult>(Flushed(send.Result));
-            }
-
-            return AwaitFlushAsync(send);
+            return send.IsCompletedSuccessfully ? new ValueTask<FlushResult>(Flushed(send.Result)) : AwaitFlushAsync(send);
         }
 
         public override void CancelPendingFlush()
@@ -366,13 +359,22 @@ internal sealed class UpgradeHandoff : IConnectionHeartbeatFeature
                 return;
             }
 
-            if (owner._socket is { } socket && _buffered > 0 && !_sendFailed)
+            if (_sending)
             {
-                // What a pipe's writer completes with is still read; here it gets one attempt that does not wait.
-                DirectSend.TrySend(socket, _buffer.AsSpan(0, _buffered));
+                // Completed (an abort) while a send still reads the buffer: the buffer is left to the collector, not
+                // handed to another renter under that send.
+                _buffer = null;
             }
+            else
+            {
+                if (owner._socket is { } socket && _buffered > 0 && !_sendFailed)
+                {
+                    // What a pipe's writer completes with is still read; here it gets one attempt that does not wait.
+                    DirectSend.TrySend(socket, _buffer.AsSpan(0, _buffered));
+                }
 
-            ReturnBuffer();
+                ReturnBuffer();
+            }
 
             // Completing the transport's pipe ends Kestrel's send loop, which closes the socket.
             Inner.Complete(exception);
@@ -382,6 +384,7 @@ internal sealed class UpgradeHandoff : IConnectionHeartbeatFeature
         {
             _sendFailed |= !sent;
             ReturnBuffer();
+            _sending = false;
             return new FlushResult(isCanceled: false, isCompleted: _sendFailed);
         }
 
@@ -409,9 +412,8 @@ internal sealed class UpgradeHandoff : IConnectionHeartbeatFeature
         private void ReturnBuffer()
         {
             _buffered = 0;
-            if (_buffer is { } buffer)
+            if (Interlocked.Exchange(ref _buffer, null) is { } buffer)
             {
-                _buffer = null;
                 ArrayPool<byte>.Shared.Return(buffer);
             }
         }
