@@ -22,8 +22,12 @@ namespace Sluice;
 [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "A connection disposes its resources itself when it ends; apps never own one.")]
 public abstract partial class WebSocketConnection
 {
-    private readonly CancellationTokenSource _closed = new();
-    private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    // Both are made when first asked for, which most connections never are (about 140 bytes each connection otherwise
+    // holds while idle), and replaced by the shared ended instances when the connection ends.
+    private static readonly CancellationTokenSource s_ended = new(TimeSpan.Zero);
+    private static readonly TaskCompletionSource s_completed = Completed();
+    private CancellationTokenSource? _closed;
+    private TaskCompletionSource? _completion;
     private readonly long _connectedTicks;
     private Dictionary<object, object?>? _items;
     private object?[]? _features;
@@ -121,7 +125,7 @@ public abstract partial class WebSocketConnection
     public IDictionary<object, object?> Items => _items ??= [];
 
     /// <summary>Gets a token that fires once the connection has ended.</summary>
-    public CancellationToken Closed => _closed.Token;
+    public CancellationToken Closed => (Volatile.Read(ref _closed) ?? Create(ref _closed, static () => new CancellationTokenSource())).Token;
 
     /// <summary>Gets the number of messages received from the client.</summary>
     public long InboundMessages => Volatile.Read(ref _inboundMessages);
@@ -319,7 +323,22 @@ public abstract partial class WebSocketConnection
     public override string ToString() => $"{Id} {RoutePattern}";
 
     /// <summary>Completes when the connection has ended and every hook has run.</summary>
-    internal Task Completion => _completion.Task;
+    internal Task Completion =>
+        (Volatile.Read(ref _completion) ?? Create(ref _completion, static () => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously))).Task;
+
+    private static T Create<T>(ref T? field, Func<T> create)
+        where T : class
+    {
+        var created = create();
+        return Interlocked.CompareExchange(ref field, created, null) ?? created;
+    }
+
+    private static TaskCompletionSource Completed()
+    {
+        var completed = new TaskCompletionSource();
+        completed.SetResult();
+        return completed;
+    }
 
     private ValueTask FlushClientAsync(CancellationToken cancellationToken) => FlushQuietlyAsync(_client, cancellationToken);
 
@@ -396,9 +415,10 @@ public abstract partial class WebSocketConnection
         Route.Registry.Remove(this);
         Route.RouteMetrics.Remove(this);
         Route.Registry.ReleaseReservation();
+        var closed = Interlocked.Exchange(ref _closed, s_ended) is { } made && made != s_ended ? made : null;
         try
         {
-            _closed.Cancel();
+            closed?.Cancel();
         }
         catch (AggregateException)
         {
@@ -440,8 +460,8 @@ public abstract partial class WebSocketConnection
             }
         }
 
-        _closed.Dispose();
-        _completion.TrySetResult();
+        closed?.Dispose();
+        Interlocked.Exchange(ref _completion, s_completed)?.TrySetResult();
     }
 
     private TFeature CreateFeature<TFeature>(int slot)
