@@ -107,6 +107,37 @@ public class HostModeTests
     }
 
     [Fact]
+    public async Task ClosedToken_FiresAtTheEnd_WhetherTakenBeforeOrAfter_AndCloseAsyncCompletesAfterwardsToo()
+    {
+        var connected = new TaskCompletionSource<(WebSocketConnection Connection, CancellationToken Early)>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var hookSaw = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var ended = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var server = await TestServer.StartAsync(app => app.MapWebSocket("/closed", ws =>
+        {
+            ws.OnConnected(c => connected.TrySetResult((c, c.Closed)));
+            ws.OnClosed(async (c, info) =>
+            {
+                hookSaw.TrySetResult(c.Closed.IsCancellationRequested);
+                await Task.Yield();
+                ended.TrySetResult();
+            });
+        }));
+        using var client = await WebSocketClient.ConnectAsync(server.WebSocketUri("/closed"));
+        var (connection, early) = await connected.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.False(early.IsCancellationRequested);
+
+        await client.CloseAsync(WebSocketCloseStatus.NormalClosure, null, CancellationToken.None);
+        await ended.Task.WaitAsync(TimeSpan.FromSeconds(10));
+
+        Assert.True(early.IsCancellationRequested);
+        Assert.True(await hookSaw.Task);
+
+        // Asked for after the end: an ended token and a completed close, not an exception.
+        await WaitUntilAsync(() => connection.Closed.IsCancellationRequested);
+        await connection.CloseAsync().WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
+    [Fact]
     public async Task FaultedHook_RunsWhenTheClientBreaksTheProtocol_ThenClosedHook()
     {
         var order = new ConcurrentQueue<string>();
