@@ -1,5 +1,6 @@
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Options;
 using Sluice.Gateway.Admin;
@@ -23,6 +24,33 @@ internal static class GatewayApplication
 
     /// <summary>How long a client may take to send a request's line and headers once it has started.</summary>
     public static readonly TimeSpan RequestHeadersTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// What every listener gets: the upgrade handoff, inside TLS on an https:// listener. Kestrel applies endpoint
+    /// defaults to the addresses in the order given, and adds TLS to an https:// one only if it has none yet; adding it
+    /// here first puts the handoff inside TLS, where it reads the decrypted bytes and the connection can leave its
+    /// request. The i-th call is matched to the i-th address by its port too: an endpoint that does not match (Kestrel
+    /// configured from elsewhere) is left for Kestrel to secure, and keeps its request over TLS.
+    /// </summary>
+    internal static Action<ListenOptions> HandoffDefaults(string urls)
+    {
+        var addresses = urls.Split(';', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        var next = 0;
+        return listen =>
+        {
+            var index = next++;
+            if (index < addresses.Length
+                && ListenValidator.IsHttps(addresses[index])
+                && BindingAddress.Parse(addresses[index]) is { Port: var port }
+                && listen.IPEndPoint?.Port == port)
+            {
+                // With no arguments, Kestrel's https defaults apply: ListenerCertificate's selector and callback.
+                listen.UseHttps();
+            }
+
+            listen.UseWebSocketHandoff();
+        };
+    }
 
     /// <summary><c>--check</c>: 0 and a one-line summary on stdout when valid; 1 and every error on stderr otherwise.</summary>
     public static int Check(GatewayCommandLine commandLine)
@@ -123,9 +151,8 @@ internal static class GatewayApplication
             o.Limits.RequestHeadersTimeout = RequestHeadersTimeout;
 
             // An open connection need not hold its upgrade request's objects in Kestrel (about 4 KiB each):
-            // docs/architecture.md, "After the handshake". On an https:// listener this runs outside TLS, and such
-            // connections keep their request.
-            o.ConfigureEndpointDefaults(listen => listen.UseWebSocketHandoff());
+            // docs/architecture.md, "After the handshake".
+            o.ConfigureEndpointDefaults(HandoffDefaults(urls));
         });
         if (InlineIo.Enabled)
         {
