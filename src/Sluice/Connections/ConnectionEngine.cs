@@ -90,7 +90,16 @@ public abstract partial class WebSocketConnection
     /// Runs the connection until every pump has ended, then ends it; with an <see cref="UpgradeHandoff"/>, returns once
     /// the connection runs on its own and hands the rest to the connection middleware.
     /// </summary>
-    internal Task RunAsync() => _handoff is { } handoff ? handoff.AdoptAsync(RunCoreAsync()) : RunCoreAsync();
+    internal Task RunAsync()
+    {
+        // From here on the connection gives back what the upgrade took (its place, what its steps registered) when it
+        // ends; until here, the endpoint does, so that nothing is lost if the connection is never run.
+        var upgrade = _upgrade!;
+        _upgrade = null;
+        upgrade.ConnectionOwnsPlace = true;
+        _disposables = upgrade.TakeDisposables();
+        return _handoff is { } handoff ? handoff.AdoptAsync(RunCoreAsync()) : RunCoreAsync();
+    }
 
     private async Task RunCoreAsync()
     {

@@ -44,10 +44,10 @@ public abstract partial class WebSocketConnection
     private ClaimsPrincipal? _user;
     private UpgradeHandoff? _handoff;
     private List<IDisposable>? _disposables;
+    private UpgradeContext? _upgrade;
 
     private protected WebSocketConnection(WebSocketRoute route, HttpContext httpContext, UpgradeContext upgrade, string? subProtocol, WebSocketLeg client, WebSocketLeg? backend)
     {
-        upgrade.ConnectionOwnsPlace = true;
         Route = route;
         _client = client;
         _backend = backend;
@@ -55,7 +55,7 @@ public abstract partial class WebSocketConnection
         _inboundSink = backend is null ? null! : new LegSink(this, forwardTo: backend, replyTo: client);
         Id = upgrade.ConnectionId;
         _handoff = upgrade.Handoff;
-        _disposables = upgrade.TakeDisposables();
+        _upgrade = upgrade;
         // A connection that leaves its request early (UpgradeHandoff) keeps copies: Kestrel clears its route values
         // and headers for the next request.
         RouteValues = _handoff is null ? httpContext.Request.RouteValues : new RouteValueDictionary(httpContext.Request.RouteValues);
