@@ -29,8 +29,8 @@ internal static class GatewayApplication
     /// What every listener gets: the upgrade handoff, inside TLS on an https:// listener. Kestrel applies endpoint
     /// defaults to the addresses in the order given, and adds TLS to an https:// one only if it has none yet; adding it
     /// here first puts the handoff inside TLS, where it reads the decrypted bytes and the connection can leave its
-    /// request. The i-th call is matched to the i-th address by its port too: an endpoint that does not match (Kestrel
-    /// configured from elsewhere) is left for Kestrel to secure, and keeps its request over TLS.
+    /// request. The i-th call is matched to the i-th address by its port too; an endpoint that does not match is left
+    /// for Kestrel to secure, and keeps its request over TLS.
     /// </summary>
     internal static Action<ListenOptions> HandoffDefaults(string urls)
     {
@@ -152,7 +152,10 @@ internal static class GatewayApplication
 
             // An open connection need not hold its upgrade request's objects in Kestrel (about 4 KiB each):
             // docs/architecture.md, "After the handshake".
-            o.ConfigureEndpointDefaults(HandoffDefaults(urls));
+            // Endpoints from Kestrel's own configuration (Kestrel__Endpoints__* variables) get the defaults first and
+            // would shift the addresses' order: with any, TLS is left to Kestrel and https:// connections keep their request.
+            var kestrelEndpoints = builder.Configuration.GetSection("Kestrel:Endpoints").GetChildren().Any();
+            o.ConfigureEndpointDefaults(HandoffDefaults(kestrelEndpoints ? "" : urls));
         });
         if (InlineIo.Enabled)
         {

@@ -338,9 +338,11 @@ internal sealed class UpgradeHandoff : IConnectionHeartbeatFeature
                 return new ValueTask<FlushResult>(new FlushResult(isCanceled: false, isCompleted: _sendFailed));
             }
 
-            // Kestrel's HTTP layer gets no memory while a flush is pending, so the buffer holds still until it ends.
+            // Kestrel's HTTP layer gets no memory while a flush is pending, so the buffer holds still until it ends. The
+            // flush's token is not passed on: a send canceled halfway could be neither finished nor undone, and Kestrel
+            // ends a stuck flush by aborting the connection, which fails the send.
             _sending = true;
-            var send = DirectSend.SendAsync(socket, _buffer.AsMemory(0, _buffered), cancellationToken);
+            var send = DirectSend.SendAsync(socket, _buffer.AsMemory(0, _buffered), CancellationToken.None);
             return send.IsCompletedSuccessfully ? new ValueTask<FlushResult>(Flushed(send.Result)) : AwaitFlushAsync(send);
         }
 
@@ -388,14 +390,34 @@ internal sealed class UpgradeHandoff : IConnectionHeartbeatFeature
             return new FlushResult(isCanceled: false, isCompleted: _sendFailed);
         }
 
-        private async ValueTask<FlushResult> AwaitFlushAsync(ValueTask<bool> send) => Flushed(await send);
+        private async ValueTask<FlushResult> AwaitFlushAsync(ValueTask<bool> send)
+        {
+            var sent = false;
+            try
+            {
+                sent = await send;
+            }
+            finally
+            {
+                // Also when the send threw: the buffer is free again, and the writer has failed.
+                Flushed(sent);
+            }
+
+            return new FlushResult(isCanceled: false, isCompleted: _sendFailed);
+        }
 
         private byte[] Reserve(int sizeHint)
         {
+            if (_sending)
+            {
+                // Kestrel's HTTP layer asks for memory only between flushes; a send still reads this buffer.
+                throw new InvalidOperationException("Memory was asked for while a flush was pending.");
+            }
+
             var needed = _buffered + Math.Max(sizeHint, 1);
             if (_buffer is null || needed > _buffer.Length)
             {
-                var larger = ArrayPool<byte>.Shared.Rent(Math.Max(needed, 4096));
+                var larger = ArrayPool<byte>.Shared.Rent(Math.Max(needed, Math.Max(4096, (_buffer?.Length ?? 0) * 2)));
                 if (_buffer is not null)
                 {
                     _buffer.AsSpan(0, _buffered).CopyTo(larger);
@@ -478,7 +500,7 @@ internal sealed class UpgradeHandoff : IConnectionHeartbeatFeature
                 return flush.IsCompletedSuccessfully ? default : AwaitFlushAsync(flush);
             }
 
-            // As through the pipe: bytes for a socket that failed are dropped, and the reads find the connection's end.
+            // As through the pipe: bytes for a socket that failed are dropped (the connection was aborted then).
             if (_sendFailed)
             {
                 return default;
@@ -487,14 +509,25 @@ internal sealed class UpgradeHandoff : IConnectionHeartbeatFeature
             var send = DirectSend.SendAsync(socket, buffer, cancellationToken);
             if (send.IsCompletedSuccessfully)
             {
-                _sendFailed |= !send.Result;
+                Sent(send.Result);
                 return default;
             }
 
             return AwaitSendAsync(send);
         }
 
-        private async ValueTask AwaitSendAsync(ValueTask<bool> send) => _sendFailed |= !await send;
+        private async ValueTask AwaitSendAsync(ValueTask<bool> send) => Sent(await send);
+
+        private void Sent(bool sent)
+        {
+            if (!sent && !_sendFailed)
+            {
+                // As Kestrel's send loop does when a send fails: the connection is aborted, so its reads end too
+                // (a peer that reset is seen by them anyway; an error of the local stack would not be).
+                _sendFailed = true;
+                Abort();
+            }
+        }
 
         public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
             WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();

@@ -460,7 +460,8 @@ public abstract partial class WebSocketConnection
             }
         }
 
-        closed?.Dispose();
+        // The source is not disposed: it has no timer to release, and a reader that took it just before the exchange
+        // above may still ask it for its token.
         Interlocked.Exchange(ref _completion, s_completed)?.TrySetResult();
     }
 

@@ -6,6 +6,7 @@ using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Sluice.Tests.Infrastructure;
@@ -130,8 +131,14 @@ public class UpgradeHandoffTests
         var ended = new ConcurrentDictionary<string, TaskCompletionSource>();
         var body = new byte[3 * 1024 * 1024];
         Random.Shared.NextBytes(body);
+        bool? blocking = null;
         await using var server = await StartAsync(handoff: true, ended, app =>
         {
+            app.Use((context, next) =>
+            {
+                blocking ??= context.Features.Get<IConnectionSocketFeature>()!.Socket.Blocking;
+                return next(context);
+            });
             app.MapGet("/big", () => Results.Bytes(body, "application/octet-stream"));
             app.MapWebSocket("/flood", ws => ws.OnMessage(async (WebSocketMessage m, WebSocketConnection c) =>
             {
@@ -165,6 +172,9 @@ public class UpgradeHandoffTests
         await client.CloseAsync(WebSocketCloseStatus.NormalClosure, null, CancellationToken.None);
         Assert.Equal(WebSocketCloseStatus.NormalClosure, client.CloseStatus);
         Assert.Equal(body, await http.GetByteArrayAsync("/big"));
+
+        // The middleware sits right on the socket here, so it sends itself (non-blocking sends from the writer's thread).
+        Assert.False(blocking);
     }
 
     [Fact]
@@ -172,8 +182,17 @@ public class UpgradeHandoffTests
     {
         // Sending to the socket directly would bypass such a middleware (a byte counter here; a logger, a TLS layer).
         var counted = new CountingMiddleware();
+        bool? blocking = null;
         await using var server = await TestServer.StartAsync(
-            app => app.MapWebSocket("/echo", ws => ws.OnMessage((m, c) => m.Text)),
+            app =>
+            {
+                app.Use((context, next) =>
+                {
+                    blocking ??= context.Features.Get<IConnectionSocketFeature>()!.Socket.Blocking;
+                    return next(context);
+                });
+                app.MapWebSocket("/echo", ws => ws.OnMessage((m, c) => m.Text));
+            },
             configureBuilder: builder => builder.WebHost.ConfigureKestrel(o => o.ConfigureEndpointDefaults(listen =>
             {
                 listen.Use(counted.Wrap);
@@ -185,6 +204,7 @@ public class UpgradeHandoffTests
         await client.SendTextAsync(text);
         Assert.Equal(text, await client.ReceiveTextAsync());
         Assert.True(counted.Written > 100_000, $"the wrapping middleware saw {counted.Written} bytes written");
+        Assert.True(blocking);
     }
 
     [Fact]
