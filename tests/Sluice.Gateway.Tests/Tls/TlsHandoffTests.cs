@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Net.WebSockets;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -25,21 +24,11 @@ public class TlsHandoffTests
         using var ca = TestPki.CreateCa("handoff test CA");
         using var leaf = TestPki.Issue(ca, "127.0.0.1");
         const string Urls = "http://127.0.0.1:0;https://127.0.0.1:0";
-        var ended = new ConcurrentDictionary<string, TaskCompletionSource>();
+        var ended = new RequestEndings();
         await using var server = await TestServer.StartAsync(
             app =>
             {
-                app.Use(async (context, next) =>
-                {
-                    try
-                    {
-                        await next(context);
-                    }
-                    finally
-                    {
-                        Ended(ended, context.Request.Path.Value!).TrySetResult();
-                    }
-                });
+                ended.Track(app);
                 app.MapWebSocket("/echo/{scheme}", ws => ws.OnMessage((m, c) => $"{c.RouteValues["scheme"]}:{m.Text}"));
             },
             configureBuilder: builder =>
@@ -63,7 +52,7 @@ public class TlsHandoffTests
 
             await client.SendTextAsync("a");
             Assert.Equal($"{scheme}:a", await client.ReceiveTextAsync());
-            await Ended(ended, $"/echo/{scheme}").Task.WaitAsync(Wait);
+            await ended.Of($"/echo/{scheme}").WaitAsync(Wait);
             await client.SendTextAsync("b");
             Assert.Equal($"{scheme}:b", await client.ReceiveTextAsync());
             await client.CloseAsync(WebSocketCloseStatus.NormalClosure, null, CancellationToken.None);
@@ -80,7 +69,4 @@ public class TlsHandoffTests
             Assert.Equal(StatusCodes.Status404NotFound, (int)(await http.GetAsync(new Uri(address, "/nothing-here"))).StatusCode);
         }
     }
-
-    private static TaskCompletionSource Ended(ConcurrentDictionary<string, TaskCompletionSource> ended, string path) =>
-        ended.GetOrAdd(path, _ => new(TaskCreationOptions.RunContinuationsAsynchronously));
 }

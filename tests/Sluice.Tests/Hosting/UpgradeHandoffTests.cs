@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.IO.Pipelines;
 using System.Net;
 using System.Net.WebSockets;
@@ -23,22 +22,11 @@ public class UpgradeHandoffTests
     private static readonly TimeSpan Wait = TimeSpan.FromSeconds(10);
 
     /// <summary>A server whose requests report, by path, when they end.</summary>
-    private static Task<TestServer> StartAsync(bool handoff, ConcurrentDictionary<string, TaskCompletionSource> ended, Action<WebApplication> map) =>
+    private static Task<TestServer> StartAsync(bool handoff, RequestEndings ended, Action<WebApplication> map) =>
         TestServer.StartAsync(
             app =>
             {
-                app.Use(async (context, next) =>
-                {
-                    var path = context.Request.Path.Value!;
-                    try
-                    {
-                        await next(context);
-                    }
-                    finally
-                    {
-                        ended.GetOrAdd(path, _ => new(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
-                    }
-                });
+                ended.Track(app);
                 map(app);
             },
             configureBuilder: builder =>
@@ -49,13 +37,10 @@ public class UpgradeHandoffTests
                 }
             });
 
-    private static Task Ended(ConcurrentDictionary<string, TaskCompletionSource> ended, string path) =>
-        ended.GetOrAdd(path, _ => new(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
-
     [Fact]
     public async Task Hosted_TheRequestEnds_AndTheConnectionKeepsItsRequestData()
     {
-        var ended = new ConcurrentDictionary<string, TaskCompletionSource>();
+        var ended = new RequestEndings();
         var closed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         await using var server = await StartAsync(handoff: true, ended, app => app.MapWebSocket("/rooms/{room}", ws =>
         {
@@ -65,7 +50,7 @@ public class UpgradeHandoffTests
         }));
         using var client = await WebSocketClient.ConnectAsync(server.WebSocketUri("/rooms/blue?user=ann"), o => o.SetRequestHeader("X-Team", "red"));
 
-        await Ended(ended, "/rooms/blue").WaitAsync(Wait);
+        await ended.Of("/rooms/blue").WaitAsync(Wait);
         Assert.False(closed.Task.IsCompleted);
 
         // Kestrel has since cleared the request (its headers and route values are reused by the next request).
@@ -83,14 +68,14 @@ public class UpgradeHandoffTests
     [Fact]
     public async Task Compressed_TheDeflateLegRunsOverTheSocketsPipes()
     {
-        var ended = new ConcurrentDictionary<string, TaskCompletionSource>();
+        var ended = new RequestEndings();
         await using var server = await StartAsync(handoff: true, ended, app => app.MapWebSocket("/z", ws =>
         {
             ws.ConfigureOptions(o => o.EnableCompression = true);
             ws.OnMessage((m, c) => m.Text);
         }));
         using var client = await WebSocketClient.ConnectAsync(server.WebSocketUri("/z"), o => o.DangerousDeflateOptions = new WebSocketDeflateOptions());
-        await Ended(ended, "/z").WaitAsync(Wait);
+        await ended.Of("/z").WaitAsync(Wait);
 
         var text = string.Concat(Enumerable.Repeat("compressible ", 10_000));
         await client.SendTextAsync(text);
@@ -103,7 +88,7 @@ public class UpgradeHandoffTests
     public async Task TheSocketCloses_BeforeTheClosedHooksEnd()
     {
         // Kestrel no longer counts a handed-off socket, so it must not outlive the connection's place.
-        var ended = new ConcurrentDictionary<string, TaskCompletionSource>();
+        var ended = new RequestEndings();
         var hookMayEnd = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         await using var server = await StartAsync(handoff: true, ended, app => app.MapWebSocket("/slow-hook", ws =>
         {
@@ -112,7 +97,7 @@ public class UpgradeHandoffTests
         }));
         using var client = await RawWebSocket.ConnectAsync(server.WebSocketUri("/slow-hook"));
         Assert.Equal(101, client.StatusCode);
-        await Ended(ended, "/slow-hook").WaitAsync(Wait);
+        await ended.Of("/slow-hook").WaitAsync(Wait);
 
         await client.SendCloseAsync(1000, "bye");
         Assert.Equal((ushort?)1000, (await client.ReadCloseAsync()).Code);
@@ -128,7 +113,7 @@ public class UpgradeHandoffTests
         // The connection sends to the socket itself: what the socket's buffer cannot take now is sent when it can.
         const int Messages = 48;
         const int Size = 256 * 1024;
-        var ended = new ConcurrentDictionary<string, TaskCompletionSource>();
+        var ended = new RequestEndings();
         var body = new byte[3 * 1024 * 1024];
         Random.Shared.NextBytes(body);
         bool? blocking = null;
@@ -210,21 +195,21 @@ public class UpgradeHandoffTests
     [Fact]
     public async Task WithoutTheMiddleware_TheRequestLastsAsLongAsTheConnection()
     {
-        var ended = new ConcurrentDictionary<string, TaskCompletionSource>();
+        var ended = new RequestEndings();
         await using var server = await StartAsync(handoff: false, ended, app => app.MapWebSocket("/echo", ws => ws.OnMessage((m, c) => m.Text)));
         using var client = await WebSocketClient.ConnectAsync(server.WebSocketUri("/echo"));
         await client.SendTextAsync("hi");
         Assert.Equal("hi", await client.ReceiveTextAsync());
-        Assert.False(Ended(ended, "/echo").IsCompleted);
+        Assert.False(ended.Of("/echo").IsCompleted);
 
         await client.CloseAsync(WebSocketCloseStatus.NormalClosure, null, CancellationToken.None);
-        await Ended(ended, "/echo").WaitAsync(Wait);
+        await ended.Of("/echo").WaitAsync(Wait);
     }
 
     [Fact]
     public async Task Proxy_MessagesFlowBothWays_AndWhatTheUpgradeRegisteredIsDisposedWhenTheConnectionEnds()
     {
-        var ended = new ConcurrentDictionary<string, TaskCompletionSource>();
+        var ended = new RequestEndings();
         var place = new Place();
         await using var backend = await RecordingBackend.StartAsync();
         await using var server = await StartAsync(handoff: true, ended, app => app.MapWebSocketProxy("/p/{**rest}", $"ws://{backend.Authority}/echo/x", p => p.UseUpgrade(context =>
@@ -234,7 +219,7 @@ public class UpgradeHandoffTests
         })));
         using var client = await WebSocketClient.ConnectAsync(server.WebSocketUri("/p/any"));
 
-        await Ended(ended, "/p/any").WaitAsync(Wait);
+        await ended.Of("/p/any").WaitAsync(Wait);
         var bytes = new byte[200_000];
         Random.Shared.NextBytes(bytes);
         await client.SendBinaryAsync(bytes);
@@ -251,7 +236,7 @@ public class UpgradeHandoffTests
     [Fact]
     public async Task AFailedUpgrade_DisposesWhatItRegistered_Once()
     {
-        var ended = new ConcurrentDictionary<string, TaskCompletionSource>();
+        var ended = new RequestEndings();
         var place = new Place();
         await using var server = await StartAsync(handoff: true, ended, app => app.MapWebSocketProxy("/p", "ws://127.0.0.1:1/nothing-listens", p => p.UseUpgrade(context =>
         {
@@ -267,12 +252,12 @@ public class UpgradeHandoffTests
     [Fact]
     public async Task ServerShutdown_ClosesAHandedOffConnectionWith1001()
     {
-        var ended = new ConcurrentDictionary<string, TaskCompletionSource>();
+        var ended = new RequestEndings();
         var server = await StartAsync(handoff: true, ended, app => app.MapWebSocket("/echo", ws => ws.OnMessage((m, c) => m.Text)));
         await using (server)
         {
             using var client = await WebSocketClient.ConnectAsync(server.WebSocketUri("/echo"));
-            await Ended(ended, "/echo").WaitAsync(Wait);
+            await ended.Of("/echo").WaitAsync(Wait);
 
             var stopping = server.StopAsync();
             var (status, _) = await client.ReceiveCloseAsync();
@@ -288,21 +273,11 @@ public class UpgradeHandoffTests
     public async Task OverTls_TheConnectionLeavesItsRequest_OnlyWhenTheMiddlewareRunsInsideTls(bool insideTls)
     {
         using var certificate = SelfSigned();
-        var ended = new ConcurrentDictionary<string, TaskCompletionSource>();
+        var ended = new RequestEndings();
         await using var server = await TestServer.StartAsync(
             app =>
             {
-                app.Use(async (context, next) =>
-                {
-                    try
-                    {
-                        await next(context);
-                    }
-                    finally
-                    {
-                        ended.GetOrAdd(context.Request.Path.Value!, _ => new(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
-                    }
-                });
+                ended.Track(app);
                 app.MapWebSocket("/tls", ws => ws.OnMessage((m, c) => "tls:" + m.Text));
             },
             configureBuilder: builder => builder.WebHost.ConfigureKestrel(o => o.Listen(IPAddress.Loopback, 0, listen =>
@@ -325,7 +300,7 @@ public class UpgradeHandoffTests
 
         await client.SendTextAsync("a");
         Assert.Equal("tls:a", await client.ReceiveTextAsync());
-        var requestEnded = Ended(ended, "/tls");
+        var requestEnded = ended.Of("/tls");
         Assert.Equal(insideTls, await Task.WhenAny(requestEnded, Task.Delay(TimeSpan.FromSeconds(insideTls ? 10 : 1))) == requestEnded);
         await client.SendTextAsync("b");
         Assert.Equal("tls:b", await client.ReceiveTextAsync());
