@@ -1,14 +1,14 @@
 using System.Buffers.Text;
 using System.Diagnostics;
-using System.Net.WebSockets;
 using System.Text;
 using System.Text.Json;
 
 namespace Sluice.LoadTest;
 
 /// <summary>
-/// Fan-out load with the same raw WebSocket client for every server: --subscribers connections subscribe to one
-/// topic, one publisher sends --publishes messages of about 128 bytes. Closed loop (default): the next publish when
+/// Fan-out load with the same raw WebSocket client for every server (<see cref="RawWebSocket"/>, every socket read by
+/// one thread through <see cref="Epoll"/>): --subscribers connections subscribe to one topic, one publisher sends
+/// --publishes messages of about 128 bytes. Closed loop (default): the next publish when
 /// every subscriber has the last one; open loop: --rate publishes per second. Every subscriber checks the sequence
 /// numbers, so lost, duplicated and out-of-order deliveries are counted. Prints one JSON line.
 /// </summary>
@@ -16,7 +16,7 @@ internal static class FanOutClient
 {
     private const byte RecordSeparator = 0x1e;
 
-    public static async Task<int> RunAsync(Arguments args)
+    public static Task<int> RunAsync(Arguments args)
     {
         var url = new Uri(args.String("url"));
         var kind = args.String("kind");
@@ -28,60 +28,91 @@ internal static class FanOutClient
         var urls = args.Flag("urls") ? args.String("urls").Split(',').Select(u => new Uri(u)).ToArray() : [url];
         int? redisPid = args.Flag("redis-pid") ? args.Int("redis-pid") : null;
 
+        // Handshakes block, so a few threads make them; from then on one thread reads every socket (see Epoll).
+        var sockets = new RawWebSocket[count + 1];
+        var connectors = Enumerable.Range(0, 16).Select(t => new Thread(() =>
+        {
+            for (var i = t; i < count; i += 16)
+            {
+                sockets[i] = Connect(urls[i % urls.Length], kind, subscriber: true);
+            }
+        })).ToArray();
+        foreach (var thread in connectors)
+        {
+            thread.Start();
+        }
+
+        foreach (var thread in connectors)
+        {
+            thread.Join();
+        }
+
+        // --publish-url: publish on another node (through the Redis backplane) than the subscribers are on.
+        var publisher = sockets[count] = Connect(new Uri(args.String("publish-url", url.ToString())), kind, subscriber: false);
+        using var epoll = new Epoll(1024);
+        for (var i = 0; i < sockets.Length; i++)
+        {
+            epoll.Add(sockets[i].Handle, i);
+        }
+
+        Thread.Sleep(args.Int("settle-ms", 1000)); // subscriptions settle (SignalR's group joins and Redis subscriptions are asynchronous)
+
         var arrivals = new int[publishes];
         var lastArrival = new long[publishes];
         var published = new long[publishes];
+        var expected = new int[count];
         var state = new Counters();
-        var subscribers = new ClientWebSocket[count];
-        using var gate = new SemaphoreSlim(64);
-        await Task.WhenAll(Enumerable.Range(0, count).Select(async i =>
-        {
-            await gate.WaitAsync();
-            try
-            {
-                subscribers[i] = await ConnectAsync(urls[i % urls.Length], kind, subscriber: true);
-            }
-            finally
-            {
-                gate.Release();
-            }
-        }));
-        var receivers = subscribers.Select(s => Task.Run(() => ReceiveAsync(s, kind, arrivals, lastArrival, state))).ToArray();
-        // --publish-url: publish on another node (through the Redis backplane) than the subscribers are on.
-        using var publisher = await ConnectAsync(new Uri(args.String("publish-url", url.ToString())), kind, subscriber: false);
-        await Task.Delay(args.Int("settle-ms", 1000)); // subscriptions settle (SignalR's group joins and Redis subscriptions are asynchronous)
-
+        var ready = new int[1024];
         var window = CpuWindow.Start(pid, backendPid: null);
         var redisBefore = ProcStat.Read(redisPid);
-        var clock = Stopwatch.StartNew();
-        var interval = rate > 0 ? TimeSpan.FromSeconds(1 / rate) : TimeSpan.Zero;
-        for (var seq = 0; seq < publishes; seq++)
+        var interval = rate > 0 ? (long)(Stopwatch.Frequency / rate) : 0;
+        var next = 0; // the next sequence number to publish
+        long deadline = 0;
+        var start = Stopwatch.GetTimestamp();
+        while (true)
         {
-            published[seq] = Stopwatch.GetTimestamp();
-            await publisher.SendAsync(PublishMessage(kind, seq), WebSocketMessageType.Text, true, CancellationToken.None);
-            if (rate > 0)
+            var now = Stopwatch.GetTimestamp();
+            // Closed loop: the next publish when every subscriber has the last one (or 10 s passed); open loop: on time.
+            var due = next < publishes && (rate > 0
+                ? now >= start + (next * interval)
+                : next == 0 || arrivals[next - 1] >= count || now >= deadline);
+            if (due)
             {
-                var due = interval * (seq + 1);
-                if (clock.Elapsed < due)
-                {
-                    await Task.Delay(due - clock.Elapsed);
-                }
+                published[next] = now;
+                publisher.SendText(PublishMessage(kind, next));
+                next++;
+                deadline = now + (Stopwatch.Frequency * (next == publishes ? 15 : 10)); // the last one: let deliveries arrive
             }
-            else
+            else if (next == publishes && (arrivals.All(a => a >= count) || now >= deadline))
             {
-                var deadline = Stopwatch.GetTimestamp() + Stopwatch.Frequency * 10;
-                while (Volatile.Read(ref arrivals[seq]) < count && Stopwatch.GetTimestamp() < deadline)
-                {
-                    await Task.Yield();
-                }
+                break;
             }
-        }
 
-        // Let the last deliveries arrive.
-        var end = Stopwatch.GetTimestamp() + Stopwatch.Frequency * 15;
-        while (Stopwatch.GetTimestamp() < end && Enumerable.Range(0, publishes).Any(s => Volatile.Read(ref arrivals[s]) < count))
-        {
-            await Task.Delay(10);
+            var readable = epoll.Wait(ready, timeoutMs: 1);
+            for (var r = 0; r < readable; r++)
+            {
+                var token = ready[r];
+                var socket = sockets[token];
+                if (!socket.Fill())
+                {
+                    socket.Dispose(); // closing the descriptor takes it out of the epoll set
+                    continue;
+                }
+
+                var at = Stopwatch.GetTimestamp();
+                while (socket.TryTakeFrame(out var opcode, out var payload))
+                {
+                    if (token < count && opcode is 0x1 or 0x2)
+                    {
+                        Count(payload, kind, ref expected[token], arrivals, lastArrival, at, state);
+                    }
+                }
+
+                if (socket.Closed)
+                {
+                    socket.Dispose();
+                }
+            }
         }
 
         var elapsed = Stopwatch.GetElapsedTime(0, lastArrival.Max()).TotalSeconds - Stopwatch.GetElapsedTime(0, published[0]).TotalSeconds;
@@ -117,34 +148,31 @@ internal static class FanOutClient
             trusted = cpu.Trusted,
         }));
 
-        foreach (var socket in subscribers.Append(publisher))
+        foreach (var socket in sockets)
         {
-            socket.Abort();
+            socket.Dispose();
         }
 
-        return 0;
+        return Task.FromResult(0);
     }
 
-    private static async Task<ClientWebSocket> ConnectAsync(Uri url, string kind, bool subscriber)
+    private static RawWebSocket Connect(Uri url, string kind, bool subscriber)
     {
-        var socket = new ClientWebSocket();
-        socket.Options.KeepAliveInterval = TimeSpan.Zero;
         var target = kind == "bare" ? new Uri(url, subscriber ? "?role=sub" : "?role=pub") : url;
-        await socket.ConnectAsync(target, CancellationToken.None);
+        var socket = RawWebSocket.Connect(target);
         if (kind == "signalr")
         {
             // The JSON hub protocol, spoken directly: handshake, then invocations, each ending with 0x1E.
-            await socket.SendAsync(Encoding.UTF8.GetBytes("{\"protocol\":\"json\",\"version\":1}\u001e"), WebSocketMessageType.Text, true, CancellationToken.None);
-            var buffer = new byte[1024];
-            await socket.ReceiveAsync(buffer.AsMemory(), CancellationToken.None);
+            socket.SendText("{\"protocol\":\"json\",\"version\":1}\u001e"u8);
+            socket.ReceiveFrame();
             if (subscriber)
             {
-                await socket.SendAsync(Encoding.UTF8.GetBytes("{\"type\":1,\"target\":\"Subscribe\",\"arguments\":[\"t\"]}\u001e"), WebSocketMessageType.Text, true, CancellationToken.None);
+                socket.SendText("{\"type\":1,\"target\":\"Subscribe\",\"arguments\":[\"t\"]}\u001e"u8);
             }
         }
         else if (subscriber && kind != "bare")
         {
-            await socket.SendAsync("{\"op\":\"subscribe\",\"topic\":\"t\"}"u8.ToArray(), WebSocketMessageType.Text, true, CancellationToken.None);
+            socket.SendText("{\"op\":\"subscribe\",\"topic\":\"t\"}"u8);
         }
 
         return socket;
@@ -161,72 +189,41 @@ internal static class FanOutClient
         });
     }
 
-    private static async Task ReceiveAsync(ClientWebSocket socket, string kind, int[] arrivals, long[] lastArrival, Counters state)
+    /// <summary>Counts the deliveries in one data frame; a SignalR frame may carry several messages (and pings) separated by 0x1E.</summary>
+    private static void Count(ReadOnlySpan<byte> span, string kind, ref int expected, int[] arrivals, long[] lastArrival, long now, Counters state)
     {
-        var buffer = new byte[16 * 1024];
-        var expected = 0;
-        try
+        while (span.Length > 0)
         {
-            while (true)
+            var end = kind == "signalr" ? span.IndexOf(RecordSeparator) : -1;
+            var message = end < 0 ? span : span[..end];
+            span = end < 0 ? [] : span[(end + 1)..];
+            var at = message.IndexOf("\"seq\":"u8);
+            if (at < 0 || !Utf8Parser.TryParse(message[(at + 6)..], out int seq, out _) || (uint)seq >= (uint)arrivals.Length)
             {
-                var (length, type) = await socket.ReceiveMessageAsync(buffer);
-                if (type == WebSocketMessageType.Close)
-                {
-                    return;
-                }
-
-                var now = Stopwatch.GetTimestamp();
-                // A SignalR frame may carry several messages (and pings) separated by 0x1E.
-                var span = buffer.AsSpan(0, length);
-                while (span.Length > 0)
-                {
-                    var end = kind == "signalr" ? span.IndexOf(RecordSeparator) : -1;
-                    var message = end < 0 ? span : span[..end];
-                    span = end < 0 ? [] : span[(end + 1)..];
-                    var at = message.IndexOf("\"seq\":"u8);
-                    if (at < 0 || !Utf8Parser.TryParse(message[(at + 6)..], out int seq, out _) || (uint)seq >= (uint)arrivals.Length)
-                    {
-                        continue; // acks, pings
-                    }
-
-                    if (seq < expected)
-                    {
-                        state.Duplicate();
-                        continue;
-                    }
-
-                    if (seq > expected)
-                    {
-                        state.Disorder();
-                    }
-
-                    expected = seq + 1;
-                    Interlocked.Increment(ref arrivals[seq]);
-                    long seen;
-                    do
-                    {
-                        seen = Volatile.Read(ref lastArrival[seq]);
-                    }
-                    while (now > seen && Interlocked.CompareExchange(ref lastArrival[seq], now, seen) != seen);
-                }
+                continue; // acks, pings
             }
-        }
-        catch (WebSocketException)
-        {
+
+            if (seq < expected)
+            {
+                state.Duplicated++;
+                continue;
+            }
+
+            if (seq > expected)
+            {
+                state.OutOfOrder++;
+            }
+
+            expected = seq + 1;
+            arrivals[seq]++;
+            lastArrival[seq] = Math.Max(lastArrival[seq], now);
         }
     }
 
     private sealed class Counters
     {
-        private long _duplicated;
-        private long _outOfOrder;
+        public long Duplicated { get; set; }
 
-        public long Duplicated => Interlocked.Read(ref _duplicated);
-
-        public long OutOfOrder => Interlocked.Read(ref _outOfOrder);
-
-        public void Duplicate() => Interlocked.Increment(ref _duplicated);
-
-        public void Disorder() => Interlocked.Increment(ref _outOfOrder);
+        public long OutOfOrder { get; set; }
     }
 }

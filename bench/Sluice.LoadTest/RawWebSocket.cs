@@ -1,0 +1,202 @@
+using System.Buffers.Binary;
+using System.Net.Sockets;
+using System.Text;
+
+namespace Sluice.LoadTest;
+
+/// <summary>
+/// A minimal blocking WebSocket client for the fan-out load, so that one thread can serve 10,000 subscribers: the
+/// handshake, masked frames out, and the server's unmasked frames parsed in place from a buffer of its own. It reads
+/// only when <see cref="Epoll"/> says there is something to read, so a read never blocks.
+/// </summary>
+internal sealed class RawWebSocket : IDisposable
+{
+    private const byte Text = 0x1;
+    private const byte Pong = 0xA;
+
+    private readonly Socket _socket;
+    private byte[] _buffer = new byte[2048];
+    private int _start;
+    private int _end;
+
+    private RawWebSocket(Socket socket) => _socket = socket;
+
+    /// <summary>The socket's descriptor, for <see cref="Epoll.Add"/>.</summary>
+    public nint Handle => _socket.Handle;
+
+    /// <summary>The server closed the connection, or it broke.</summary>
+    public bool Closed { get; private set; }
+
+    /// <summary>Connects and upgrades; throws unless the server answers 101. Bytes after the response stay buffered.</summary>
+    public static RawWebSocket Connect(Uri url)
+    {
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        var client = new RawWebSocket(socket);
+        try
+        {
+            socket.Connect(url.Host, url.Port);
+            // The key's accept value is not checked: every server here is a known peer, and the load measures them.
+            socket.Send(Encoding.ASCII.GetBytes(
+                $"GET {url.PathAndQuery} HTTP/1.1\r\nHost: {url.Authority}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"));
+            int headerEnd;
+            while ((headerEnd = client._buffer.AsSpan(0, client._end).IndexOf("\r\n\r\n"u8)) < 0)
+            {
+                if (!client.Fill())
+                {
+                    throw new IOException($"{url}: the connection closed during the handshake");
+                }
+            }
+
+            if (!client._buffer.AsSpan(0, headerEnd).StartsWith("HTTP/1.1 101"u8))
+            {
+                throw new IOException($"{url}: {Encoding.ASCII.GetString(client._buffer, 0, headerEnd).Split('\r')[0]}");
+            }
+
+            client._start = headerEnd + 4;
+            return client;
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    public void SendText(ReadOnlySpan<byte> payload) => Send(Text, payload);
+
+    /// <summary>Reads what the socket holds (one receive); false when the connection ended.</summary>
+    public bool Fill()
+    {
+        if (_start > 0)
+        {
+            _buffer.AsSpan(_start, _end - _start).CopyTo(_buffer);
+            _end -= _start;
+            _start = 0;
+        }
+
+        if (_end == _buffer.Length)
+        {
+            Array.Resize(ref _buffer, _buffer.Length * 2);
+        }
+
+        var read = _socket.Receive(_buffer.AsSpan(_end), SocketFlags.None, out var error);
+        if (read <= 0 || error != SocketError.Success)
+        {
+            Closed = true;
+            return false;
+        }
+
+        _end += read;
+        return true;
+    }
+
+    /// <summary>
+    /// Takes the next whole frame from the buffer: its opcode and payload (valid until the next <see cref="Fill"/>).
+    /// Pings are answered here; a close frame marks the connection closed.
+    /// </summary>
+    public bool TryTakeFrame(out int opcode, out ReadOnlySpan<byte> payload)
+    {
+        var span = _buffer.AsSpan(_start, _end - _start);
+        opcode = 0;
+        payload = default;
+        if (span.Length < 2)
+        {
+            return false;
+        }
+
+        if ((span[1] & 0x80) != 0)
+        {
+            throw new IOException("the server masked a frame (RFC 6455 5.1)");
+        }
+
+        var header = 2;
+        long length = span[1] & 0x7F;
+        if (length == 126)
+        {
+            header = 4;
+            length = span.Length < header ? long.MaxValue : BinaryPrimitives.ReadUInt16BigEndian(span[2..]);
+        }
+        else if (length == 127)
+        {
+            header = 10;
+            length = span.Length < header ? long.MaxValue : (long)BinaryPrimitives.ReadUInt64BigEndian(span[2..]);
+        }
+
+        if (span.Length - header < length)
+        {
+            return false;
+        }
+
+        opcode = span[0] & 0x0F;
+        payload = span.Slice(header, (int)length);
+        _start += header + (int)length;
+        if (opcode == 0x9)
+        {
+            Send(Pong, payload);
+        }
+        else if (opcode == 0x8)
+        {
+            Closed = true;
+        }
+
+        return true;
+    }
+
+    /// <summary>Blocks until a whole data frame arrives (handshakes only, before the socket joins the epoll loop).</summary>
+    public byte[] ReceiveFrame()
+    {
+        while (true)
+        {
+            while (TryTakeFrame(out var opcode, out var payload))
+            {
+                if (opcode is 0x1 or 0x2)
+                {
+                    return payload.ToArray();
+                }
+            }
+
+            if (Closed || !Fill())
+            {
+                throw new IOException("the connection closed during the handshake");
+            }
+        }
+    }
+
+    public void Dispose() => _socket.Dispose();
+
+    private void Send(byte opcode, ReadOnlySpan<byte> payload)
+    {
+        // A client masks every frame (RFC 6455 5.3); the key need not be unpredictable for a load generator.
+        var header = payload.Length < 126 ? 6 : payload.Length <= ushort.MaxValue ? 8 : 14;
+        var frame = new byte[header + payload.Length];
+        frame[0] = (byte)(0x80 | opcode);
+        if (payload.Length < 126)
+        {
+            frame[1] = (byte)(0x80 | payload.Length);
+        }
+        else if (payload.Length <= ushort.MaxValue)
+        {
+            frame[1] = 0x80 | 126;
+            BinaryPrimitives.WriteUInt16BigEndian(frame.AsSpan(2), (ushort)payload.Length);
+        }
+        else
+        {
+            frame[1] = 0x80 | 127;
+            BinaryPrimitives.WriteUInt64BigEndian(frame.AsSpan(2), (ulong)payload.Length);
+        }
+
+        Span<byte> mask = [0x5a, 0x17, 0xc3, 0x3e];
+        mask.CopyTo(frame.AsSpan(header - 4));
+        for (var i = 0; i < payload.Length; i++)
+        {
+            frame[header + i] = (byte)(payload[i] ^ mask[i & 3]);
+        }
+
+        var sent = 0;
+        while (sent < frame.Length)
+        {
+            sent += _socket.Send(frame.AsSpan(sent));
+        }
+    }
+}
