@@ -1,3 +1,5 @@
+using System.Globalization;
+using System.Runtime;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
@@ -260,6 +262,9 @@ internal static class GatewayApplication
         output.WriteLine(InlineIo.Enabled
             ? "  I/O: inline on the sockets' threads (DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=0 turns it off)"
             : "  I/O: on the thread pool");
+        var gc = GC.GetConfigurationVariables();
+        var conserve = gc.TryGetValue("GCConserveMem", out var level) ? Convert.ToInt64(level, CultureInfo.InvariantCulture) : 0;
+        output.WriteLine($"  GC: {(GCSettings.IsServerGC ? "server" : "workstation")}, conserve memory {conserve}{(conserve > 0 ? " (DOTNET_GCConserveMemory=0 turns it off)" : string.Empty)}");
     }
 
     /// <summary>An https:// address in <c>--urls</c> needs the file's <c>tls</c>, as one in <c>listen</c> does.</summary>
