@@ -223,7 +223,8 @@ public class PoolTests
         Assert.Equal("health check: no answer within 400 ms", hang.GetProperty("lastError").GetString());
         Assert.Equal("health check: GET /healthz answered 500", status.GetProperty("lastError").GetString());
         Assert.StartsWith("health check: ", broken.GetProperty("lastError").GetString(), StringComparison.Ordinal);
-        Assert.True((await BackendsAsync(gateway, "/checked"))[3].GetProperty("healthy").GetBoolean());
+        // On a loaded machine one of the good target's 400 ms checks can time out too; the next one brings it back.
+        await WaitForTargetAsync(gateway, "/checked", 3, t => t.GetProperty("healthy").GetBoolean(), "the good target is healthy");
         for (var i = 0; i < 4; i++)
         {
             Assert.Equal("good", await NameOfOneConnectionAsync(gateway, "/checked"));
