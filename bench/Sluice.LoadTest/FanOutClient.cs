@@ -30,11 +30,19 @@ internal static class FanOutClient
 
         // Handshakes block, so a few threads make them; from then on one thread reads every socket (see Epoll).
         var sockets = new RawWebSocket[count + 1];
+        Exception? failed = null;
         var connectors = Enumerable.Range(0, 16).Select(t => new Thread(() =>
         {
-            for (var i = t; i < count; i += 16)
+            try
             {
-                sockets[i] = Connect(urls[i % urls.Length], kind, subscriber: true);
+                for (var i = t; i < count && failed is null; i += 16)
+                {
+                    sockets[i] = Connect(urls[i % urls.Length], kind, subscriber: true);
+                }
+            }
+            catch (Exception ex)
+            {
+                Interlocked.CompareExchange(ref failed, ex, null);
             }
         })).ToArray();
         foreach (var thread in connectors)
@@ -47,11 +55,17 @@ internal static class FanOutClient
             thread.Join();
         }
 
+        if (failed is not null)
+        {
+            throw new IOException($"a subscriber could not connect: {failed.Message}", failed);
+        }
+
         // --publish-url: publish on another node (through the Redis backplane) than the subscribers are on.
         var publisher = sockets[count] = Connect(new Uri(args.String("publish-url", url.ToString())), kind, subscriber: false);
         using var epoll = new Epoll(1024);
         for (var i = 0; i < sockets.Length; i++)
         {
+            sockets[i].ClearReceiveTimeout();
             epoll.Add(sockets[i].Handle, i);
         }
 
@@ -100,7 +114,7 @@ internal static class FanOutClient
                 }
 
                 var at = Stopwatch.GetTimestamp();
-                while (socket.TryTakeFrame(out var opcode, out var payload))
+                while (socket.TryTakeMessage(out var opcode, out var payload))
                 {
                     if (token < count && opcode is 0x1 or 0x2)
                     {

@@ -19,6 +19,11 @@ internal sealed class RawWebSocket : IDisposable
     private int _start;
     private int _end;
 
+    // A message sent in fragments (SignalR sends a pipe read that spans memory blocks so) is gathered here.
+    private byte[]? _fragments;
+    private int _fragmentsLength;
+    private int _fragmentsOpcode;
+
     private RawWebSocket(Socket socket) => _socket = socket;
 
     /// <summary>The socket's descriptor, for <see cref="Epoll.Add"/>.</summary>
@@ -34,6 +39,9 @@ internal sealed class RawWebSocket : IDisposable
         var client = new RawWebSocket(socket);
         try
         {
+            // A server that never answers fails the run rather than hanging it; reads after the handshake only
+            // happen when epoll reports data, so the timeout is cleared then.
+            socket.ReceiveTimeout = 10_000;
             socket.Connect(url.Host, url.Port);
             // The key's accept value is not checked: every server here is a known peer, and the load measures them.
             socket.Send(Encoding.ASCII.GetBytes(
@@ -65,6 +73,9 @@ internal sealed class RawWebSocket : IDisposable
 
     public void SendText(ReadOnlySpan<byte> payload) => Send(Text, payload);
 
+    /// <summary>Called once the socket joins the epoll loop, where a read never waits.</summary>
+    public void ClearReceiveTimeout() => _socket.ReceiveTimeout = 0;
+
     /// <summary>Reads what the socket holds (one receive); false when the connection ended.</summary>
     public bool Fill()
     {
@@ -92,12 +103,49 @@ internal sealed class RawWebSocket : IDisposable
     }
 
     /// <summary>
-    /// Takes the next whole frame from the buffer: its opcode and payload (valid until the next <see cref="Fill"/>).
-    /// Pings are answered here; a close frame marks the connection closed.
+    /// Takes the next whole message from the buffer: its opcode and payload (valid until the next <see cref="Fill"/>);
+    /// fragments are gathered until the last one. Control frames come out as they arrive: pings are answered here, and
+    /// a close frame marks the connection closed.
     /// </summary>
-    public bool TryTakeFrame(out int opcode, out ReadOnlySpan<byte> payload)
+    public bool TryTakeMessage(out int opcode, out ReadOnlySpan<byte> payload)
+    {
+        while (TryTakeFrame(out var fin, out opcode, out payload))
+        {
+            if (opcode >= 0x8 || (fin && opcode != 0 && _fragments is null))
+            {
+                return true;
+            }
+
+            if (opcode != 0)
+            {
+                _fragmentsOpcode = opcode;
+                _fragmentsLength = 0;
+            }
+
+            _fragments ??= new byte[Math.Max(4096, payload.Length)];
+            if (_fragmentsLength + payload.Length > _fragments.Length)
+            {
+                Array.Resize(ref _fragments, Math.Max(_fragments.Length * 2, _fragmentsLength + payload.Length));
+            }
+
+            payload.CopyTo(_fragments.AsSpan(_fragmentsLength));
+            _fragmentsLength += payload.Length;
+            if (fin)
+            {
+                opcode = _fragmentsOpcode;
+                payload = _fragments.AsSpan(0, _fragmentsLength);
+                _fragments = null;
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private bool TryTakeFrame(out bool fin, out int opcode, out ReadOnlySpan<byte> payload)
     {
         var span = _buffer.AsSpan(_start, _end - _start);
+        fin = false;
         opcode = 0;
         payload = default;
         if (span.Length < 2)
@@ -128,6 +176,7 @@ internal sealed class RawWebSocket : IDisposable
             return false;
         }
 
+        fin = (span[0] & 0x80) != 0;
         opcode = span[0] & 0x0F;
         payload = span.Slice(header, (int)length);
         _start += header + (int)length;
@@ -148,7 +197,7 @@ internal sealed class RawWebSocket : IDisposable
     {
         while (true)
         {
-            while (TryTakeFrame(out var opcode, out var payload))
+            while (TryTakeMessage(out var opcode, out var payload))
             {
                 if (opcode is 0x1 or 0x2)
                 {

@@ -126,6 +126,10 @@ public class ConnectionCapPolicyTests
         using var soon = await WebSocketClient.ConnectAsync(harness.Uri(mode), o => o.SetRequestHeader("X-Api-Key", "k-soon"));
         using var forever = await WebSocketClient.ConnectAsync(harness.Uri(mode), o => o.SetRequestHeader("X-Api-Key", "k-forever"));
 
+        // A round trip first: the expiry timer is armed by the connected hook, which runs after the 101, and a timer
+        // armed after the clock moved would be due that much later.
+        await soon.SendTextAsync("armed");
+        Assert.Equal("armed", await soon.ReceiveTextAsync());
         time.Advance(TimeSpan.FromSeconds(59));
         await soon.SendTextAsync("before");
         Assert.Equal("before", await soon.ReceiveTextAsync());

@@ -220,7 +220,7 @@ public class PoolTests
         var hang = await WaitForTargetAsync(gateway, "/checked", 0, t => !t.GetProperty("healthy").GetBoolean(), "the hanging target is unhealthy");
         // A fresh gateway's first checks can take longer than 400 ms (its HTTP client is cold), so the failing target's
         // first error may be a timeout: the next check, a second later, gives the 500.
-        var status = await WaitForTargetAsync(gateway, "/checked", 1, t => !t.GetProperty("healthy").GetBoolean() && t.GetProperty("lastError").GetString()!.Contains("500", StringComparison.Ordinal), "the failing target is unhealthy for its 500");
+        var status = await WaitForTargetAsync(gateway, "/checked", 1, t => !t.GetProperty("healthy").GetBoolean() && t.GetProperty("lastError").GetString() is { } error && error.Contains("500", StringComparison.Ordinal), "the failing target is unhealthy for its 500");
         var broken = await WaitForTargetAsync(gateway, "/checked", 2, t => !t.GetProperty("healthy").GetBoolean(), "the cut-off target is unhealthy");
         Assert.Equal("health check: no answer within 400 ms", hang.GetProperty("lastError").GetString());
         Assert.Equal("health check: GET /healthz answered 500", status.GetProperty("lastError").GetString());
