@@ -12,8 +12,9 @@ internal sealed partial class Epoll : IDisposable
     private const int EpollCtlAdd = 1;
     private const uint EpollIn = 0x001;
 
-    // struct epoll_event is packed on x86-64 (12 bytes: events, then data at 4) and naturally aligned elsewhere (16).
-    private static readonly int Stride = RuntimeInformation.ProcessArchitecture == Architecture.X64 ? 12 : 16;
+    // struct epoll_event is 12 bytes on x86 and x86-64 (events, then data at 4: packed, or 4-byte aligned) and
+    // naturally aligned elsewhere (16).
+    private static readonly int Stride = RuntimeInformation.ProcessArchitecture is Architecture.X64 or Architecture.X86 ? 12 : 16;
     private static readonly int DataOffset = Stride - 8;
 
     private readonly int _fd;

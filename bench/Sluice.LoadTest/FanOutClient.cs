@@ -16,7 +16,7 @@ internal static class FanOutClient
 {
     private const byte RecordSeparator = 0x1e;
 
-    public static Task<int> RunAsync(Arguments args)
+    public static int Run(Arguments args)
     {
         var url = new Uri(args.String("url"));
         var kind = args.String("kind");
@@ -30,35 +30,7 @@ internal static class FanOutClient
 
         // Handshakes block, so a few threads make them; from then on one thread reads every socket (see Epoll).
         var sockets = new RawWebSocket[count + 1];
-        Exception? failed = null;
-        var connectors = Enumerable.Range(0, 16).Select(t => new Thread(() =>
-        {
-            try
-            {
-                for (var i = t; i < count && failed is null; i += 16)
-                {
-                    sockets[i] = Connect(urls[i % urls.Length], kind, subscriber: true);
-                }
-            }
-            catch (Exception ex)
-            {
-                Interlocked.CompareExchange(ref failed, ex, null);
-            }
-        })).ToArray();
-        foreach (var thread in connectors)
-        {
-            thread.Start();
-        }
-
-        foreach (var thread in connectors)
-        {
-            thread.Join();
-        }
-
-        if (failed is not null)
-        {
-            throw new IOException($"a subscriber could not connect: {failed.Message}", failed);
-        }
+        Parallel.For(0, count, new ParallelOptions { MaxDegreeOfParallelism = 16 }, i => sockets[i] = Connect(urls[i % urls.Length], kind, subscriber: true));
 
         // --publish-url: publish on another node (through the Redis backplane) than the subscribers are on.
         var publisher = sockets[count] = Connect(new Uri(args.String("publish-url", url.ToString())), kind, subscriber: false);
@@ -167,7 +139,7 @@ internal static class FanOutClient
             socket.Dispose();
         }
 
-        return Task.FromResult(0);
+        return 0;
     }
 
     private static RawWebSocket Connect(Uri url, string kind, bool subscriber)

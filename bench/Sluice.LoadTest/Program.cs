@@ -12,7 +12,7 @@ return args.FirstOrDefault() switch
     "yarp" => await Servers.YarpAsync(Arguments.Parse(args[1..])),
     "handwritten" => await Servers.HandWrittenProxyAsync(Arguments.Parse(args[1..])),
     "fanout-server" => await FanOutServers.RunAsync(Arguments.Parse(args[1..])),
-    "fanout" => await FanOutClient.RunAsync(Arguments.Parse(args[1..])),
+    "fanout" => FanOutClient.Run(Arguments.Parse(args[1..])),
     "recovery" => await RecoveryClient.RunAsync(Arguments.Parse(args[1..])),
     "chart" => Chart.Write(args[1], args[2]),
     "table" => Chart.Table(args[1]),
