@@ -123,10 +123,11 @@ public abstract partial class WebSocketConnection
             }
             else
             {
-                var faults = await Task.WhenAll(
-                    PumpAsync(_client, _backend, fromClient: true),
-                    PumpAsync(_backend, _client, fromClient: false));
-                fault = faults[0] ?? faults[1];
+                // Awaited one after the other rather than through Task.WhenAll, whose promise and array each idle
+                // connection would hold; a pump returns its fault rather than throwing it.
+                var backendPump = PumpAsync(_backend, _client, fromClient: false);
+                var clientFault = await PumpAsync(_client, _backend, fromClient: true);
+                fault = clientFault ?? await backendPump;
             }
         }
         catch (Exception ex)
@@ -421,12 +422,7 @@ public abstract partial class WebSocketConnection
                 {
                     if (frame.IsClose)
                     {
-                        // Interceptors that opted in to closes may rewrite the code and reason sent on (ControlFrameHandling.cs).
-                        var (status, reason) = !IsClosing && ControlChain(fromClient) is { } closeChain
-                            ? await RunCloseChainAsync(closeChain, source, frame, fromClient, holder ??= MessageContextScope.Enter())
-                            : (frame.CloseStatus, frame.CloseReason);
-                        OnCloseReceived(source, frame, status, reason);
-                        await source.FlushAsync(aborted);
+                        await OnCloseFrameAsync(source, frame, fromClient, !IsClosing && ControlChain(fromClient) is not null ? holder ??= MessageContextScope.Enter() : null, aborted);
                         return null;
                     }
 
@@ -461,18 +457,18 @@ public abstract partial class WebSocketConnection
                         continue;
                     }
 
-                    if (frame.Payload.Length >= InlineWorkLimit && !Thread.CurrentThread.IsThreadPoolThread)
+                    var message = WebSocketMessage.Borrow(frame.Type, frame.Payload);
+                    if (message.Length >= InlineWorkLimit && !Thread.CurrentThread.IsThreadPoolThread)
                     {
                         // Off the thread pool this is a socket's I/O thread (a server that runs continuations inline,
                         // as the gateway does). A large message's chain (parse, validate, rewrite) would stall every
                         // connection that thread serves: it runs on the thread pool instead.
-                        await Task.CompletedTask.ConfigureAwait(ConfigureAwaitOptions.ForceYielding);
+                        await YieldToThreadPoolAsync();
                     }
 
-                    var message = WebSocketMessage.Borrow(frame.Type, frame.Payload);
                     if (fromClient)
                     {
-                        CountInbound(frame.Payload.Length);
+                        CountInbound(message.Length);
                         context ??= new MessageContext(this, MessageDirection.Inbound, _inboundSink);
                         context.Reset(message, Stopwatch.GetTimestamp());
                         holder.Context = context;
@@ -490,22 +486,22 @@ public abstract partial class WebSocketConnection
                         // From the backend: the outbound chain, under the same gate as the app's sends.
                         if (!_sendGate.Wait(0, CancellationToken.None))
                         {
-                            await _sendGate.WaitAsync(aborted);
+                            await new ValueTask(_sendGate.WaitAsync(aborted));
                         }
 
                         try
                         {
-                            var outbound = _outbound ??= new MessageContext(this, MessageDirection.Outbound, _outboundSink);
-                            outbound.Reset(message, Stopwatch.GetTimestamp());
-                            holder.Context = outbound;
-                            var pending = Route.RunChainAsync(Route.Pipeline.Outbound, outbound);
+                            _outbound ??= new MessageContext(this, MessageDirection.Outbound, _outboundSink);
+                            _outbound.Reset(message, Stopwatch.GetTimestamp());
+                            holder.Context = _outbound;
+                            var pending = Route.RunChainAsync(Route.Pipeline.Outbound, _outbound);
                             if (!pending.IsCompletedSuccessfully)
                             {
                                 await pending;
                             }
 
                             holder.Context = null;
-                            outbound.Clear();
+                            _outbound.Clear();
                         }
                         finally
                         {
@@ -543,7 +539,7 @@ public abstract partial class WebSocketConnection
             {
                 // Stops at the peer's close frame when the frame boundaries are intact, so the connection ends at once.
                 await source.FlushAsync(aborted);
-                await source.DrainAsync(aborted);
+                await new ValueTask(source.DrainAsync(aborted));
             }
             catch (Exception drain) when (drain is OperationCanceledException || IsTransportFailure(drain))
             {
@@ -584,6 +580,20 @@ public abstract partial class WebSocketConnection
             ReceiveLoops.Stopped();
         }
     }
+
+    // The pump's rare steps are methods of their own, so that their state does not grow the pump's: every idle
+    // connection holds one suspended pump per leg.
+    private async ValueTask OnCloseFrameAsync(WebSocketLeg source, LegFrame frame, bool fromClient, MessageContextScope.Holder? holder, CancellationToken aborted)
+    {
+        // Interceptors that opted in to closes may rewrite the code and reason sent on (ControlFrameHandling.cs).
+        var (status, reason) = holder is not null && ControlChain(fromClient) is { } closeChain
+            ? await RunCloseChainAsync(closeChain, source, frame, fromClient, holder)
+            : (frame.CloseStatus, frame.CloseReason);
+        OnCloseReceived(source, frame, status, reason);
+        await source.FlushAsync(aborted);
+    }
+
+    private static async ValueTask YieldToThreadPoolAsync() => await Task.CompletedTask.ConfigureAwait(ConfigureAwaitOptions.ForceYielding);
 
     private async ValueTask FlushTargetAsync(WebSocketLeg target, CancellationToken aborted)
     {

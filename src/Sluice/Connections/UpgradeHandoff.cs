@@ -8,6 +8,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Server.Kestrel.Core.Features;
 using Microsoft.Extensions.Logging;
 using Sluice.Diagnostics;
+using Sluice.Protocol;
 
 namespace Sluice;
 
@@ -342,7 +343,7 @@ internal sealed class UpgradeHandoff : IConnectionHeartbeatFeature
             // flush's token is not passed on: a send canceled halfway could be neither finished nor undone, and Kestrel
             // ends a stuck flush by aborting the connection, which fails the send.
             _sending = true;
-            var send = DirectSend.SendAsync(socket, _buffer.AsMemory(0, _buffered), CancellationToken.None);
+            var send = SocketSend.SendAsync(socket, _buffer.AsMemory(0, _buffered), CancellationToken.None);
             return send.IsCompletedSuccessfully ? new ValueTask<FlushResult>(Flushed(send.Result)) : AwaitFlushAsync(send);
         }
 
@@ -372,7 +373,7 @@ internal sealed class UpgradeHandoff : IConnectionHeartbeatFeature
                 if (owner._socket is { } socket && _buffered > 0 && !_sendFailed)
                 {
                     // What a pipe's writer completes with is still read; here it gets one attempt that does not wait.
-                    DirectSend.TrySend(socket, _buffer.AsSpan(0, _buffered));
+                    SocketSend.TrySend(socket, _buffer.AsSpan(0, _buffered));
                 }
 
                 ReturnBuffer();
@@ -506,7 +507,7 @@ internal sealed class UpgradeHandoff : IConnectionHeartbeatFeature
                 return default;
             }
 
-            var send = DirectSend.SendAsync(socket, buffer, cancellationToken);
+            var send = SocketSend.SendAsync(socket, buffer, cancellationToken);
             if (send.IsCompletedSuccessfully)
             {
                 Sent(send.Result);
@@ -559,49 +560,5 @@ internal sealed class UpgradeHandoff : IConnectionHeartbeatFeature
         }
 
         private static async ValueTask AwaitFlushAsync(ValueTask<FlushResult> flush) => await flush;
-    }
-
-    /// <summary>Sends on a socket in non-blocking mode: first from the caller's thread, then, for what did not fit, awaited.</summary>
-    private static class DirectSend
-    {
-        /// <summary>Sends all of <paramref name="buffer"/>; false when the socket failed or was closed (the bytes are lost, as a peer that reset loses them).</summary>
-        public static ValueTask<bool> SendAsync(Socket socket, ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken)
-        {
-            var sent = TrySend(socket, buffer.Span);
-            return sent < 0 ? new ValueTask<bool>(false)
-                : sent == buffer.Length ? new ValueTask<bool>(true)
-                : SendRestAsync(socket, buffer[sent..], cancellationToken);
-        }
-
-        /// <summary>Sends what the socket's buffer takes now: the count, or -1 when the socket failed or was closed.</summary>
-        public static int TrySend(Socket socket, ReadOnlySpan<byte> buffer)
-        {
-            try
-            {
-                var sent = socket.Send(buffer, SocketFlags.None, out var error);
-                return error is SocketError.Success or SocketError.WouldBlock ? sent : -1;
-            }
-            catch (ObjectDisposedException)
-            {
-                return -1;
-            }
-        }
-
-        private static async ValueTask<bool> SendRestAsync(Socket socket, ReadOnlyMemory<byte> rest, CancellationToken cancellationToken)
-        {
-            try
-            {
-                while (!rest.IsEmpty)
-                {
-                    rest = rest[await socket.SendAsync(rest, SocketFlags.None, cancellationToken)..];
-                }
-
-                return true;
-            }
-            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
-            {
-                return false;
-            }
-        }
     }
 }

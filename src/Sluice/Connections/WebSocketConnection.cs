@@ -58,13 +58,13 @@ public abstract partial class WebSocketConnection
         _upgrade = upgrade;
         // A connection that leaves its request early (UpgradeHandoff) keeps copies: Kestrel clears its route values
         // and headers for the next request.
-        RouteValues = _handoff is null ? httpContext.Request.RouteValues : new RouteValueDictionary(httpContext.Request.RouteValues);
+        RouteValues = _handoff is null ? httpContext.Request.RouteValues : CopyRouteValues(httpContext.Request.RouteValues);
         // Read now, while the request is live (its HttpContext is recycled when the connection ends), but without
         // making ASP.NET Core build a parsed query or an anonymous principal that nothing asked for: an idle
         // connection would hold them for its whole life.
         RequestPath = httpContext.Request.PathBase.Add(httpContext.Request.Path);
         Query = httpContext.Request.QueryString.HasValue ? httpContext.Request.Query : QueryCollection.Empty;
-        RequestHeaders = _handoff is null ? httpContext.Request.Headers : CopyHeaders(httpContext.Request.Headers);
+        RequestHeaders = _handoff is null ? httpContext.Request.Headers : new HeaderSnapshot(httpContext.Request.Headers);
         _user = httpContext.Features.Get<IHttpAuthenticationFeature>()?.User;
         RemoteIpAddress = httpContext.Connection.RemoteIpAddress;
         Subject = upgrade.Subject;
@@ -98,6 +98,10 @@ public abstract partial class WebSocketConnection
     public IQueryCollection Query { get; }
 
     /// <summary>Gets the headers of the upgrade request.</summary>
+    /// <remarks>
+    /// A read-only copy when the connection leaves its request early (<c>UseWebSocketHandoff</c>, as the gateway does);
+    /// otherwise the request's own collection.
+    /// </remarks>
     public IHeaderDictionary RequestHeaders { get; }
 
     /// <summary>Gets the user that ASP.NET Core authentication produced for the upgrade request.</summary>
@@ -147,15 +151,17 @@ public abstract partial class WebSocketConnection
 
     internal WebSocketRoute Route { get; }
 
-    private static HeaderDictionary CopyHeaders(IHeaderDictionary headers)
+    private static RouteValueDictionary CopyRouteValues(RouteValueDictionary values)
     {
-        var copy = new HeaderDictionary(headers.Count);
-        foreach (var (name, value) in headers)
+        // An array of exactly the values: the copy constructor would allocate room for four.
+        var copy = new KeyValuePair<string, object?>[values.Count];
+        var count = 0;
+        foreach (var value in values)
         {
-            copy[name] = value;
+            copy[count++] = value;
         }
 
-        return copy;
+        return RouteValueDictionary.FromArray(copy);
     }
 
     internal long LastMessageTicks => Math.Max(Math.Max(Volatile.Read(ref _lastInboundTicks), Volatile.Read(ref _lastOutboundTicks)), _connectedTicks);

@@ -70,11 +70,6 @@ internal static class HttpHandlerBackendConnector
                 try
                 {
                     leftover = await ReadBufferedAsync(stream, timeout.Token);
-
-                    // The socket's cached send arguments keep the last buffer sent, here the handler's 4 KiB write
-                    // buffer (the request head), for as long as nothing else is sent: an empty send, which puts
-                    // nothing on the wire, lets it go.
-                    await ReleaseSendBufferAsync(holder.Socket!, timeout.Token);
                 }
                 catch
                 {
@@ -177,7 +172,7 @@ internal static class HttpHandlerBackendConnector
 
         // The leg aborts through the socket (a pending read ends at once), whatever streams wrap it.
         holder?.Socket = socket;
-        var network = new NetworkStream(socket, ownsSocket: true);
+        var network = new SocketStream(socket);
 
         // The request's own socket (through a proxy the callback opens the proxy's, for a CONNECT request without the
         // holder), in plain text: after the 101 the leg can read it without the handler (see DetachableStream).
@@ -254,19 +249,6 @@ internal static class HttpHandlerBackendConnector
             }
 
             total += read;
-        }
-    }
-
-    private static async ValueTask ReleaseSendBufferAsync(Socket socket, CancellationToken cancellationToken)
-    {
-        try
-        {
-            await socket.SendAsync(ReadOnlyMemory<byte>.Empty, SocketFlags.None, cancellationToken);
-        }
-        catch (SocketException)
-        {
-            // Only memory was at stake: a backend that reset after its 101 is found by the leg's first read, after
-            // the frames it sent with the 101 have been delivered.
         }
     }
 
@@ -372,11 +354,11 @@ internal static class HttpHandlerBackendConnector
     /// FrameReader could not give its own buffer back while the backend is quiet. Once detached, the handler's reads
     /// get 0 (the end of its stream) and its disposal leaves the socket open.
     /// </summary>
-    private sealed class DetachableStream(NetworkStream inner) : Stream
+    private sealed class DetachableStream(SocketStream inner) : Stream
     {
         private volatile bool _detached;
 
-        public NetworkStream Inner => inner;
+        public SocketStream Inner => inner;
 
         public void Detach() => _detached = true;
 

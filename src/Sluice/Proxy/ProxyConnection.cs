@@ -14,15 +14,19 @@ public sealed class ProxyConnection : WebSocketConnection
 {
     private readonly BackendTarget? _target;
 
+    // The URL as given, not the Uri: its parsed parts (about 150 bytes) would stay with every idle connection.
+    private readonly string _backendUrl;
+
     internal ProxyConnection(WebSocketRoute route, HttpContext httpContext, WebSocketLeg client, WebSocketLeg backend, Uri backendUri, UpgradeContext upgrade, string? subProtocol, BackendTarget? target = null)
         : base(route, httpContext, upgrade, subProtocol, client, backend)
     {
-        BackendUri = backendUri;
+        _backendUrl = backendUri.OriginalString;
         _target = target;
     }
 
     /// <summary>Gets the backend URL this connection was proxied to.</summary>
-    public Uri BackendUri { get; }
+    /// <remarks>Parsed again on each call from the URL the connection keeps.</remarks>
+    public Uri BackendUri => new(_backendUrl);
 
     /// <summary>
     /// Injects a message into the backend leg, after the inbound chain (no interceptor sees it). Safe from any

@@ -46,7 +46,8 @@ public class UpgradeHandoffTests
         {
             ws.OnConnected(c => c.Closed.Register(closed.SetResult));
             ws.OnMessage((m, c) =>
-                $"{m.Text} room={c.RouteValues["room"]} team={c.RequestHeaders["X-Team"]} user={c.Query["user"]} path={c.RequestPath}");
+                $"{m.Text} room={c.RouteValues["room"]} team={c.RequestHeaders["X-Team"]} user={c.Query["user"]} path={c.RequestPath} " +
+                $"any-case={c.RequestHeaders["x-TEAM"]} absent={c.RequestHeaders["X-None"].Count} read-only={RejectsWrites(c.RequestHeaders)}");
         }));
         using var client = await WebSocketClient.ConnectAsync(server.WebSocketUri("/rooms/blue?user=ann"), o => o.SetRequestHeader("X-Team", "red"));
 
@@ -57,13 +58,17 @@ public class UpgradeHandoffTests
         for (var i = 0; i < 3; i++)
         {
             await client.SendTextAsync($"m{i}");
-            Assert.Equal($"m{i} room=blue team=red user=ann path=/rooms/blue", await client.ReceiveTextAsync());
+            Assert.Equal($"m{i} room=blue team=red user=ann path=/rooms/blue any-case=red absent=0 read-only=True", await client.ReceiveTextAsync());
         }
 
         await client.CloseAsync(WebSocketCloseStatus.NormalClosure, "bye", CancellationToken.None);
         Assert.Equal(WebSocketCloseStatus.NormalClosure, client.CloseStatus);
         await closed.Task.WaitAsync(Wait);
     }
+
+    // The copy a connection keeps is read-only: a write would change nothing the app or a policy saw at the upgrade.
+    private static bool RejectsWrites(IHeaderDictionary headers) =>
+        headers.IsReadOnly && Assert.Throws<NotSupportedException>(() => headers["X-Team"] = "blue") is not null && headers["X-Team"] == "red";
 
     [Fact]
     public async Task Compressed_TheDeflateLegRunsOverTheSocketsPipes()

@@ -46,6 +46,56 @@ public class ProxyResourceTests
     }
 
     [Fact]
+    public async Task BackendThatPausesReading_WhileClientSends_GetsEveryMessageInOrder_OnceItReads()
+    {
+        // 24 MiB is more than loopback's socket buffers hold: the proxy's sends to the backend fill its socket, the rest
+        // of a send is awaited (SocketSend), and the client's sends wait in turn.
+        const int Count = 3_000;
+        const int Size = 8 * 1024;
+        var reading = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var backend = await TestServer.StartAsync(app =>
+        {
+            app.UseWebSockets();
+            app.Run(async context =>
+            {
+                using var socket = await context.WebSockets.AcceptWebSocketAsync();
+                await reading.Task;
+                var order = "in order";
+                for (var i = 0; i < Count; i++)
+                {
+                    var buffer = (await socket.ReceiveMessageAsync(TimeSpan.FromSeconds(30))).Payload;
+                    if (buffer.Length != Size || BitConverter.ToInt32(buffer) != i || buffer[^1] != (byte)i)
+                    {
+                        order = $"message {i} differs";
+                        break;
+                    }
+                }
+
+                await socket.SendAsync(Encoding.UTF8.GetBytes(order), WebSocketMessageType.Text, endOfMessage: true, CancellationToken.None);
+            });
+        });
+        await using var proxy = await TestServer.StartAsync(app => app.MapWebSocketProxy("/p", backend.WebSocketUri("/").ToString()));
+        using var client = await WebSocketClient.ConnectAsync(proxy.WebSocketUri("/p"));
+
+        var sending = Task.Run(async () =>
+        {
+            var message = new byte[Size];
+            for (var i = 0; i < Count; i++)
+            {
+                BitConverter.TryWriteBytes(message, i);
+                message[^1] = (byte)i;
+                await client.SendBinaryAsync(message);
+            }
+        });
+        await Task.Delay(1000);
+        Assert.False(sending.IsCompleted, "every message fit in the buffers: the test would not reach a partial send");
+
+        reading.SetResult();
+        await sending.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal("in order", await client.ReceiveTextAsync(TimeSpan.FromSeconds(30)));
+    }
+
+    [Fact]
     public async Task EveryWayAConnectionEnds_LeavesNoLoopsConnectionsOrSockets()
     {
         await using var recording = await RecordingBackend.StartAsync();
