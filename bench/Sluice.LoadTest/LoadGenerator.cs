@@ -29,6 +29,23 @@ internal static class LoadGenerator
         // --header name:value on every upgrade request (an API key); --deflate offers permessage-deflate.
         var header = args.Flag("header") ? Header(args.String("header")) : ((string Name, string Value)?)null;
         var deflate = args.Flag("deflate");
+        int? pid = args.Flag("pid") ? args.Int("pid") : null;
+        int? backendPid = args.Flag("backend-pid") ? args.Int("backend-pid") : null;
+        var name = args.String("name", url.ToString());
+        if (!deflate)
+        {
+            var run = EpollLoad.Run(url, connections, size, inflight, redacted, shape, header, warmup, TimeSpan.FromSeconds(seconds), pid, backendPid);
+            if (run.Cpu is null)
+            {
+                // A run that cannot start is still a line of the results, so the table and the verdict show it.
+                Console.WriteLine(JsonSerializer.Serialize(new { name, url = url.ToString(), connections, errors = 1, firstError = run.FirstError }));
+                return 1;
+            }
+
+            Report(name, url, connections, size, inflight, shape, deflate, run.Seconds, run.RoundTrips, [.. run.Latencies], run.Cpu, ProcStat.Read(pid), run.Errors, run.Mismatches, run.Lost, run.FirstError);
+            return run.Errors + run.Mismatches + run.Lost == 0 ? 0 : 1;
+        }
+
         var state = new RunState();
         var sockets = new List<ClientWebSocket>();
         for (var i = 0; i < connections; i++)
@@ -59,7 +76,7 @@ internal static class LoadGenerator
             catch (Exception ex) when (ex is WebSocketException or HttpRequestException)
             {
                 // A run that cannot start is still a line of the results, so the table and the verdict show it.
-                Console.WriteLine(JsonSerializer.Serialize(new { name = args.String("name", url.ToString()), url = url.ToString(), connections, errors = 1, firstError = $"connection {i}: {ex.Message}" }));
+                Console.WriteLine(JsonSerializer.Serialize(new { name, url = url.ToString(), connections, errors = 1, firstError = $"connection {i}: {ex.Message}" }));
                 return 1;
             }
 
@@ -69,8 +86,6 @@ internal static class LoadGenerator
         using var stop = new CancellationTokenSource();
         var workers = sockets.Select((s, i) => Task.Run(() => RunConnectionAsync(s, i, size, inflight, redacted, shape, state, stop.Token))).ToArray();
 
-        int? pid = args.Flag("pid") ? args.Int("pid") : null;
-        int? backendPid = args.Flag("backend-pid") ? args.Int("backend-pid") : null;
         await Task.Delay(warmup);
         var window = CpuWindow.Start(pid, backendPid);
         state.StartMeasuring();
@@ -83,38 +98,7 @@ internal static class LoadGenerator
         await stop.CancelAsync();
         await Task.WhenAll(workers).WaitAsync(TimeSpan.FromSeconds(10)).ContinueWith(_ => { }, TaskScheduler.Default);
 
-        var latencies = state.Latencies.SelectMany(l => l).ToArray();
-        Array.Sort(latencies);
-        var result = new
-        {
-            name = args.String("name", url.ToString()),
-            url = url.ToString(),
-            connections,
-            size,
-            inflight,
-            shape,
-            deflate,
-            seconds = Math.Round(elapsed, 2),
-            roundTrips = state.RoundTrips,
-            rps = Math.Round(state.RoundTrips / elapsed),
-            p50Us = Percentile(latencies, 0.50),
-            p99Us = Percentile(latencies, 0.99),
-            p999Us = Percentile(latencies, 0.999),
-            // The measured process's (the proxy's) CPU time per round trip, and its peak memory.
-            cpuUsPerRoundTrip = cpu.ProxyCpuSeconds is { } used && state.RoundTrips > 0 ? Math.Round(used * 1e6 / state.RoundTrips, 1) : (double?)null,
-            peakRssMiB = after is { } p ? Math.Round(p.PeakRssBytes / 1048576.0, 1) : (double?)null,
-            // Who was saturated: the proxy on its core, or the load generator and the backend on theirs.
-            proxyCpuPercent = cpu.ProxyCpuPercent,
-            loadCpuPercent = cpu.LoadCpuPercent,
-            backendCpuPercent = cpu.BackendCpuPercent,
-            bottleneck = cpu.Bottleneck,
-            trusted = cpu.Trusted,
-            errors = state.Errors,
-            mismatches = state.Mismatches,
-            lost = state.Lost,
-            firstError = state.FirstError,
-        };
-        Console.WriteLine(JsonSerializer.Serialize(result));
+        Report(name, url, connections, size, inflight, shape, deflate, elapsed, state.RoundTrips, state.Latencies.SelectMany(l => l).ToArray(), cpu, after, state.Errors, state.Mismatches, state.Lost, state.FirstError);
         foreach (var socket in sockets)
         {
             socket.Abort();
@@ -122,6 +106,44 @@ internal static class LoadGenerator
         }
 
         return state.Errors + state.Mismatches + state.Lost == 0 ? 0 : 1;
+    }
+
+    private static void Report(string name, Uri url, int connections, int size, int inflight, string shape, bool deflate, double elapsed, long roundTrips,
+        int[] latencies, CpuShares cpu, ProcStat? after, int errors, int mismatches, int lost, string? firstError)
+    {
+        Array.Sort(latencies);
+        var result = new
+        {
+            name,
+            url = url.ToString(),
+            connections,
+            size,
+            inflight,
+            shape,
+            deflate,
+            // The load client: "epoll" (one thread, raw sockets) or "ClientWebSocket" (permessage-deflate runs).
+            client = deflate ? "ClientWebSocket" : "epoll",
+            seconds = Math.Round(elapsed, 2),
+            roundTrips,
+            rps = Math.Round(roundTrips / elapsed),
+            p50Us = Percentile(latencies, 0.50),
+            p99Us = Percentile(latencies, 0.99),
+            p999Us = Percentile(latencies, 0.999),
+            // The measured process's (the proxy's) CPU time per round trip, and its peak memory.
+            cpuUsPerRoundTrip = cpu.ProxyCpuSeconds is { } used && roundTrips > 0 ? Math.Round(used * 1e6 / roundTrips, 1) : (double?)null,
+            peakRssMiB = after is { } p ? Math.Round(p.PeakRssBytes / 1048576.0, 1) : (double?)null,
+            // Who was saturated: the proxy on its core, or the load generator and the backend on theirs.
+            proxyCpuPercent = cpu.ProxyCpuPercent,
+            loadCpuPercent = cpu.LoadCpuPercent,
+            backendCpuPercent = cpu.BackendCpuPercent,
+            bottleneck = cpu.Bottleneck,
+            trusted = cpu.Trusted,
+            errors,
+            mismatches,
+            lost,
+            firstError,
+        };
+        Console.WriteLine(JsonSerializer.Serialize(result));
     }
 
     private static async Task RunConnectionAsync(ClientWebSocket socket, int index, int size, int inflight, bool redacted, string shape, RunState state, CancellationToken stop)

@@ -5,7 +5,7 @@ using System.Text;
 namespace Sluice.LoadTest;
 
 /// <summary>
-/// A minimal blocking WebSocket client for the fan-out load, so that one thread can serve 10,000 subscribers: the
+/// A minimal blocking WebSocket client for the echo and fan-out loads, so that one thread can serve every connection: the
 /// handshake, masked frames out, and the server's unmasked frames parsed in place from a buffer of its own. It reads
 /// only when <see cref="Epoll"/> says there is something to read, so a read never blocks.
 /// </summary>
@@ -33,7 +33,7 @@ internal sealed class RawWebSocket : IDisposable
     public bool Closed { get; private set; }
 
     /// <summary>Connects and upgrades; throws unless the server answers 101. Bytes after the response stay buffered.</summary>
-    public static RawWebSocket Connect(Uri url)
+    public static RawWebSocket Connect(Uri url, (string Name, string Value)? header = null)
     {
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         var client = new RawWebSocket(socket);
@@ -46,7 +46,8 @@ internal sealed class RawWebSocket : IDisposable
             // The key's accept value is not checked: every server here is a known peer, and the load measures them.
             socket.Send(Encoding.ASCII.GetBytes(
                 $"GET {url.PathAndQuery} HTTP/1.1\r\nHost: {url.Authority}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"));
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
+                (header is { } h ? $"{h.Name}: {h.Value}\r\n" : "") + "\r\n"));
             int headerEnd;
             while ((headerEnd = client._buffer.AsSpan(0, client._end).IndexOf("\r\n\r\n"u8)) < 0)
             {

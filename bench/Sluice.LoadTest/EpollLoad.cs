@@ -1,0 +1,224 @@
+using System.Diagnostics;
+using System.Text;
+
+namespace Sluice.LoadTest;
+
+/// <summary>
+/// The closed-loop echo load on one thread: every connection is a <see cref="RawWebSocket"/> read through
+/// <see cref="Epoll"/>, keeps its messages in flight, checks each echo byte for byte and times it, and sends the next
+/// message as an echo arrives. One thread with blocking sockets costs the load side a fraction of what a
+/// ClientWebSocket and two async loops per connection cost: on two cores the load generator shares its core with the
+/// echo backend, and the cheaper it is, the later the load side saturates, so that throughput ratios between proxies
+/// measure the proxies. permessage-deflate runs stay on ClientWebSocket (<see cref="LoadGenerator"/>).
+/// </summary>
+internal static class EpollLoad
+{
+    public static LoadRun Run(Uri url, int connections, int size, int inflight, bool redacted, string shape, (string Name, string Value)? header,
+        TimeSpan warmup, TimeSpan duration, int? pid, int? backendPid)
+    {
+        var sockets = new RawWebSocket[connections];
+        try
+        {
+            Parallel.For(0, connections, new ParallelOptions { MaxDegreeOfParallelism = 16 }, i => sockets[i] = RawWebSocket.Connect(url, header));
+        }
+        catch (AggregateException ex)
+        {
+            foreach (var socket in sockets)
+            {
+                socket?.Dispose();
+            }
+
+            return LoadRun.Failed(ex.InnerExceptions[0].Message);
+        }
+
+        using var epoll = new Epoll(1024);
+        var connectionsState = new Connection[connections];
+        for (var i = 0; i < connections; i++)
+        {
+            sockets[i].ClearReceiveTimeout();
+            epoll.Add(sockets[i].Handle, i);
+            connectionsState[i] = new Connection(inflight, size);
+        }
+
+        var run = new LoadRun();
+        var latencies = new List<int>(1 << 20);
+        var measuring = false;
+        var sending = true;
+        var start = Stopwatch.GetTimestamp();
+        var measureFrom = start + (long)(warmup.TotalSeconds * Stopwatch.Frequency);
+        var measureTo = measureFrom + (long)(duration.TotalSeconds * Stopwatch.Frequency);
+        long drainUntil = 0;
+        CpuWindow? window = null;
+        for (var i = 0; i < connections; i++)
+        {
+            for (var m = 0; m < inflight; m++)
+            {
+                Send(sockets[i], connectionsState[i], i, size, shape, measuring);
+            }
+        }
+
+        Span<int> ready = stackalloc int[256];
+        var expected = new byte[size];
+        while (true)
+        {
+            var now = Stopwatch.GetTimestamp();
+            if (!measuring && sending && now >= measureFrom)
+            {
+                window = CpuWindow.Start(pid, backendPid);
+                measuring = true;
+                run.MeasureStarted = now;
+            }
+            else if (measuring && now >= measureTo)
+            {
+                measuring = false;
+                sending = false;
+                run.Cpu = window!.Stop();
+                run.Seconds = Stopwatch.GetElapsedTime(run.MeasureStarted, now).TotalSeconds;
+                run.RoundTrips = latencies.Count;
+                drainUntil = now + (5 * Stopwatch.Frequency);
+            }
+
+            if (!sending && (now >= drainUntil || connectionsState.All(c => c.InFlight == 0)))
+            {
+                break;
+            }
+
+            var readable = epoll.Wait(ready, timeoutMs: 1);
+            for (var r = 0; r < readable; r++)
+            {
+                var index = ready[r];
+                var socket = sockets[index];
+                var connection = connectionsState[index];
+                if (socket.Closed || !socket.Fill())
+                {
+                    if (sending)
+                    {
+                        run.Error($"connection {index}: the server closed the connection");
+                    }
+
+                    // Closing the descriptor takes it out of the epoll set; what it had in flight counts as lost.
+                    socket.Dispose();
+                    continue;
+                }
+
+                var at = Stopwatch.GetTimestamp();
+                while (socket.TryTakeMessage(out var opcode, out var payload))
+                {
+                    if (opcode is not (0x1 or 0x2))
+                    {
+                        continue;
+                    }
+
+                    if (!connection.TryTake(out var sequence, out var started, out var measured))
+                    {
+                        run.Mismatch("an echo nobody sent");
+                        continue;
+                    }
+
+                    var expectedLength = Payload.Write(expected, sequence, index, size, redacted, shape);
+                    if (!payload.SequenceEqual(expected.AsSpan(0, expectedLength)))
+                    {
+                        run.Mismatch($"echo {sequence} differs: {Encoding.UTF8.GetString(payload[..Math.Min(payload.Length, 200)])}");
+                    }
+
+                    if (measured && measuring)
+                    {
+                        latencies.Add((int)Stopwatch.GetElapsedTime(started, at).TotalMicroseconds);
+                    }
+
+                    if (sending)
+                    {
+                        Send(socket, connection, index, size, shape, measuring);
+                    }
+                }
+            }
+        }
+
+        run.Lost = connectionsState.Sum(c => c.MeasuredInFlight);
+        run.Latencies = latencies;
+        foreach (var socket in sockets)
+        {
+            socket.Dispose();
+        }
+
+        return run;
+    }
+
+    private static void Send(RawWebSocket socket, Connection connection, int index, int size, string shape, bool measured)
+    {
+        var sequence = connection.NextSequence++;
+        var length = Payload.Write(connection.SendBuffer, sequence, index, size, redacted: false, shape);
+        connection.Add(sequence, Stopwatch.GetTimestamp(), measured);
+        socket.SendText(connection.SendBuffer.AsSpan(0, length));
+    }
+
+    /// <summary>One connection's messages in flight, oldest first: an echo answers the oldest (a WebSocket keeps order).</summary>
+    private sealed class Connection(int inflight, int size)
+    {
+        private readonly (long Sequence, long Started, bool Measured)[] _pending = new (long, long, bool)[inflight];
+        private int _head;
+
+        public byte[] SendBuffer { get; } = new byte[size];
+
+        public long NextSequence;
+
+        public int InFlight { get; private set; }
+
+        public int MeasuredInFlight => Enumerable.Range(0, InFlight).Count(i => _pending[(_head + i) % _pending.Length].Measured);
+
+        public void Add(long sequence, long started, bool measured)
+        {
+            _pending[(_head + InFlight) % _pending.Length] = (sequence, started, measured);
+            InFlight++;
+        }
+
+        public bool TryTake(out long sequence, out long started, out bool measured)
+        {
+            (sequence, started, measured) = InFlight > 0 ? _pending[_head] : default;
+            if (InFlight == 0)
+            {
+                return false;
+            }
+
+            _head = (_head + 1) % _pending.Length;
+            InFlight--;
+            return true;
+        }
+    }
+}
+
+/// <summary>What an epoll load run measured.</summary>
+internal sealed class LoadRun
+{
+    public long MeasureStarted;
+
+    public double Seconds;
+
+    public long RoundTrips;
+
+    public CpuShares? Cpu;
+
+    public List<int> Latencies = [];
+
+    public int Errors;
+
+    public int Mismatches;
+
+    public int Lost;
+
+    public string? FirstError;
+
+    public static LoadRun Failed(string error) => new() { Errors = 1, FirstError = error };
+
+    public void Error(string message)
+    {
+        Errors++;
+        FirstError ??= message;
+    }
+
+    public void Mismatch(string message)
+    {
+        Mismatches++;
+        FirstError ??= message;
+    }
+}
