@@ -14,6 +14,9 @@ namespace Sluice;
 /// </summary>
 internal sealed class HeaderSnapshot : IHeaderDictionary
 {
+    // Values every handshake repeats: the copy shares one string for each rather than keeping the request's own.
+    private static readonly string[] s_commonValues = ["websocket", "Upgrade", "13"];
+
     private readonly KeyValuePair<string, StringValues>[] _headers;
 
     public HeaderSnapshot(IHeaderDictionary headers)
@@ -28,7 +31,7 @@ internal sealed class HeaderSnapshot : IHeaderDictionary
                 break;
             }
 
-            _headers[count++] = header;
+            _headers[count++] = new(header.Key, Shared(header.Value));
         }
 
         if (count < _headers.Length)
@@ -98,6 +101,22 @@ internal sealed class HeaderSnapshot : IHeaderDictionary
     public bool Remove(KeyValuePair<string, StringValues> item) => throw ReadOnly();
 
     public void Clear() => throw ReadOnly();
+
+    private static StringValues Shared(StringValues value)
+    {
+        if (value.Count == 1 && value[0] is { } text)
+        {
+            foreach (var common in s_commonValues)
+            {
+                if (string.Equals(text, common, StringComparison.Ordinal))
+                {
+                    return common;
+                }
+            }
+        }
+
+        return value;
+    }
 
     private static NotSupportedException ReadOnly() => new("The headers of a connection's upgrade request are read-only.");
 }
