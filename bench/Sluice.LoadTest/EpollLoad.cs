@@ -51,9 +51,17 @@ internal static class EpollLoad
         CpuWindow? window = null;
         for (var i = 0; i < connections; i++)
         {
-            for (var m = 0; m < inflight; m++)
+            try
             {
-                Send(sockets[i], connectionsState[i], i, size, shape, measuring);
+                for (var m = 0; m < inflight; m++)
+                {
+                    Send(sockets[i], connectionsState[i], i, size, shape, measuring);
+                }
+            }
+            catch (Exception ex) when (ex is IOException or System.Net.Sockets.SocketException)
+            {
+                run.Error($"connection {i}: {ex.Message}");
+                sockets[i].Dispose();
             }
         }
 
@@ -101,35 +109,16 @@ internal static class EpollLoad
                     continue;
                 }
 
-                var at = Stopwatch.GetTimestamp();
-                while (socket.TryTakeMessage(out var opcode, out var payload))
+                try
                 {
-                    if (opcode is not (0x1 or 0x2))
-                    {
-                        continue;
-                    }
-
-                    if (!connection.TryTake(out var sequence, out var started, out var measured))
-                    {
-                        run.Mismatch("an echo nobody sent");
-                        continue;
-                    }
-
-                    var expectedLength = Payload.Write(expected, sequence, index, size, redacted, shape);
-                    if (!payload.SequenceEqual(expected.AsSpan(0, expectedLength)))
-                    {
-                        run.Mismatch($"echo {sequence} differs: {Encoding.UTF8.GetString(payload[..Math.Min(payload.Length, 200)])}");
-                    }
-
-                    if (measured && measuring)
-                    {
-                        latencies.Add((int)Stopwatch.GetElapsedTime(started, at).TotalMicroseconds);
-                    }
-
-                    if (sending)
-                    {
-                        Send(socket, connection, index, size, shape, measuring);
-                    }
+                    Receive(socket, connection, index, size, redacted, shape, expected, latencies, run, measuring, sending);
+                }
+                catch (Exception ex) when (ex is IOException or System.Net.Sockets.SocketException)
+                {
+                    // One broken connection (a reset, a send that timed out, a frame the client refuses) is an error of
+                    // the run, and what it had in flight counts as lost; the others go on.
+                    run.Error($"connection {index}: {ex.Message}");
+                    socket.Dispose();
                 }
             }
         }
@@ -142,6 +131,41 @@ internal static class EpollLoad
         }
 
         return run;
+    }
+
+    private static void Receive(RawWebSocket socket, Connection connection, int index, int size, bool redacted, string shape, byte[] expected,
+        List<int> latencies, LoadRun run, bool measuring, bool sending)
+    {
+        var at = Stopwatch.GetTimestamp();
+        while (socket.TryTakeMessage(out var opcode, out var payload))
+        {
+            if (opcode is not (0x1 or 0x2))
+            {
+                continue;
+            }
+
+            if (!connection.TryTake(out var sequence, out var started, out var measured))
+            {
+                run.Mismatch("an echo nobody sent");
+                continue;
+            }
+
+            var expectedLength = Payload.Write(expected, sequence, index, size, redacted, shape);
+            if (!payload.SequenceEqual(expected.AsSpan(0, expectedLength)))
+            {
+                run.Mismatch($"echo {sequence} differs: {Encoding.UTF8.GetString(payload[..Math.Min(payload.Length, 200)])}");
+            }
+
+            if (measured && measuring)
+            {
+                latencies.Add((int)Stopwatch.GetElapsedTime(started, at).TotalMicroseconds);
+            }
+
+            if (sending)
+            {
+                Send(socket, connection, index, size, shape, measuring);
+            }
+        }
     }
 
     private static void Send(RawWebSocket socket, Connection connection, int index, int size, string shape, bool measured)

@@ -42,6 +42,8 @@ internal sealed class RawWebSocket : IDisposable
             // A server that never answers fails the run rather than hanging it; reads after the handshake only
             // happen when epoll reports data, so the timeout is cleared then.
             socket.ReceiveTimeout = 10_000;
+            // A send that cannot go on for that long (a server that stopped reading) fails its connection, not the run.
+            socket.SendTimeout = 10_000;
             socket.Connect(url.Host, url.Port);
             // The key's accept value is not checked: every server here is a known peer, and the load measures them.
             socket.Send(Encoding.ASCII.GetBytes(

@@ -124,10 +124,30 @@ public abstract partial class WebSocketConnection
             else
             {
                 // Awaited one after the other rather than through Task.WhenAll, whose promise and array each idle
-                // connection would hold; a pump returns its fault rather than throwing it.
+                // connection would hold. A pump returns its fault; should one throw all the same, the other is still
+                // awaited, so that the legs are only disposed once neither pump reads them.
                 var backendPump = PumpAsync(_backend, _client, fromClient: false);
-                var clientFault = await PumpAsync(_client, _backend, fromClient: true);
-                fault = clientFault ?? await backendPump;
+                Exception? clientFault;
+                try
+                {
+                    clientFault = await PumpAsync(_client, _backend, fromClient: true);
+                }
+                catch (Exception ex)
+                {
+                    clientFault = ex;
+                }
+
+                Exception? backendFault;
+                try
+                {
+                    backendFault = await backendPump;
+                }
+                catch (Exception ex)
+                {
+                    backendFault = ex;
+                }
+
+                fault = clientFault ?? backendFault;
             }
         }
         catch (Exception ex)
@@ -463,7 +483,7 @@ public abstract partial class WebSocketConnection
                         // Off the thread pool this is a socket's I/O thread (a server that runs continuations inline,
                         // as the gateway does). A large message's chain (parse, validate, rewrite) would stall every
                         // connection that thread serves: it runs on the thread pool instead.
-                        await YieldToThreadPoolAsync();
+                        await YieldToThreadPoolAsync().ConfigureAwait(false);
                     }
 
                     if (fromClient)

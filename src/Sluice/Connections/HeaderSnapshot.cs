@@ -54,7 +54,7 @@ internal sealed class HeaderSnapshot : IHeaderDictionary
 
     public long? ContentLength
     {
-        get => TryGetValue(HeaderNames.ContentLength, out var value) && long.TryParse(value.ToString(), out var length) ? length : null;
+        get => TryGetValue(HeaderNames.ContentLength, out var value) && HeaderUtilities.TryParseNonNegativeInt64(value.ToString(), out var length) ? length : null;
         set => throw ReadOnly();
     }
 

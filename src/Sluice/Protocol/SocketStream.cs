@@ -3,87 +3,57 @@ using System.Net.Sockets;
 namespace Sluice.Protocol;
 
 /// <summary>
-/// A backend leg's socket as a stream, in place of <see cref="NetworkStream"/>: writes go through
-/// <see cref="SocketSend"/>, so a socket whose buffer has room never caches send arguments (an idle proxied
-/// connection would hold them, and through them the last buffer sent, for its whole life). Reads are the socket's
-/// own.
+/// A backend leg's socket: a <see cref="NetworkStream"/> whose writes first try a non-blocking send from the writer's
+/// thread and only await what the socket's buffer does not take. A socket whose buffer has room therefore never caches
+/// the send arguments an awaited send leaves on it for its lifetime (about 360 bytes, and through them the last buffer
+/// sent), which every idle proxied connection would hold. Reads, disposal and the exceptions they throw are
+/// NetworkStream's own.
 /// </summary>
-internal sealed class SocketStream : Stream
+/// <remarks>Asynchronous writes only: the socket is in non-blocking mode, where a synchronous one could not wait.</remarks>
+internal sealed class SocketStream : NetworkStream
 {
-    private readonly Socket _socket;
-
     /// <param name="socket">A connected socket, which the stream owns; it is switched to non-blocking mode.</param>
     public SocketStream(Socket socket)
+        : base(socket, ownsSocket: true)
     {
-        _socket = socket;
+        // After the base constructor, which refuses a socket already in non-blocking mode.
         socket.Blocking = false;
     }
 
-    public override bool CanRead => true;
-
-    public override bool CanSeek => false;
-
-    public override bool CanWrite => true;
-
-    public override long Length => throw new NotSupportedException();
-
-    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-
-    // Not wrapped in a method of its own: a pending read (an idle leg's zero-byte read) then holds no state machine.
-    // A failed read therefore throws the SocketException itself, which the engine and the handshake's error mapping
-    // both take as a transport failure.
-    public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) =>
-        _socket.ReceiveAsync(buffer, SocketFlags.None, cancellationToken);
-
-    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-        ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-    public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
-
     public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
     {
-        var send = SocketSend.SendAsync(_socket, buffer, cancellationToken);
-        if (send.IsCompletedSuccessfully)
+        if (cancellationToken.IsCancellationRequested)
         {
-            return send.Result ? default : ValueTask.FromException(WriteFailed());
+            return ValueTask.FromCanceled(cancellationToken);
         }
 
-        return AwaitWriteAsync(send, cancellationToken);
+        int sent;
+        try
+        {
+            sent = Socket.Send(buffer.Span, SocketFlags.None, out var error);
+            if (error is not (SocketError.Success or SocketError.WouldBlock))
+            {
+                var inner = new SocketException((int)error);
+                return ValueTask.FromException(new IOException($"Unable to write data to the transport connection: {inner.Message}.", inner));
+            }
+        }
+        catch (ObjectDisposedException ex)
+        {
+            return ValueTask.FromException(ex);
+        }
+
+        // What did not fit is awaited as NetworkStream awaits a write (it then caches the send arguments).
+        return sent == buffer.Length ? default : base.WriteAsync(buffer[sent..], cancellationToken);
     }
 
     public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
         WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
 
-    public override void Write(byte[] buffer, int offset, int count) => WriteAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
+    public override void Write(byte[] buffer, int offset, int count) => throw SynchronousWrite();
 
-    public override void Flush()
-    {
-    }
+    public override void Write(ReadOnlySpan<byte> buffer) => throw SynchronousWrite();
 
-    public override Task FlushAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public override void WriteByte(byte value) => throw SynchronousWrite();
 
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-    public override void SetLength(long value) => throw new NotSupportedException();
-
-    protected override void Dispose(bool disposing)
-    {
-        if (disposing)
-        {
-            _socket.Dispose();
-        }
-
-        base.Dispose(disposing);
-    }
-
-    private static async ValueTask AwaitWriteAsync(ValueTask<bool> send, CancellationToken cancellationToken)
-    {
-        if (!await send)
-        {
-            cancellationToken.ThrowIfCancellationRequested();
-            throw WriteFailed();
-        }
-    }
-
-    private static IOException WriteFailed() => new("Unable to write data to the transport connection: the socket failed or was closed.");
+    private static NotSupportedException SynchronousWrite() => new("A backend leg's socket is written asynchronously only.");
 }

@@ -59,7 +59,7 @@ public class ProxyResourceTests
             app.Run(async context =>
             {
                 using var socket = await context.WebSockets.AcceptWebSocketAsync();
-                await reading.Task;
+                await reading.Task.WaitAsync(context.RequestAborted);
                 var order = "in order";
                 for (var i = 0; i < Count; i++)
                 {
