@@ -506,6 +506,7 @@ public abstract partial class WebSocketConnection
                         // From the backend: the outbound chain, under the same gate as the app's sends.
                         if (!_sendGate.Wait(0, CancellationToken.None))
                         {
+                            // Awaited as a ValueTask, as the pump's other waits are: one awaiter field serves them all.
                             await new ValueTask(_sendGate.WaitAsync(aborted));
                         }
 
