@@ -19,15 +19,22 @@ internal static class SocketSend
     }
 
     /// <summary>Sends what the socket's buffer takes now: the count, or -1 when the socket failed or was closed.</summary>
-    public static int TrySend(Socket socket, ReadOnlySpan<byte> buffer)
+    public static int TrySend(Socket socket, ReadOnlySpan<byte> buffer) => TrySend(socket, buffer, out _);
+
+    /// <summary>
+    /// Sends what the socket's buffer takes now: the count, or -1 with the socket's <paramref name="error"/>
+    /// (<see cref="SocketError.OperationAborted"/> when it was closed).
+    /// </summary>
+    public static int TrySend(Socket socket, ReadOnlySpan<byte> buffer, out SocketError error)
     {
         try
         {
-            var sent = socket.Send(buffer, SocketFlags.None, out var error);
+            var sent = socket.Send(buffer, SocketFlags.None, out error);
             return error is SocketError.Success or SocketError.WouldBlock ? sent : -1;
         }
         catch (ObjectDisposedException)
         {
+            error = SocketError.OperationAborted;
             return -1;
         }
     }

@@ -27,19 +27,11 @@ internal sealed class SocketStream : NetworkStream
             return ValueTask.FromCanceled(cancellationToken);
         }
 
-        int sent;
-        try
+        var sent = SocketSend.TrySend(Socket, buffer.Span, out var error);
+        if (sent < 0)
         {
-            sent = Socket.Send(buffer.Span, SocketFlags.None, out var error);
-            if (error is not (SocketError.Success or SocketError.WouldBlock))
-            {
-                var inner = new SocketException((int)error);
-                return ValueTask.FromException(new IOException($"Unable to write data to the transport connection: {inner.Message}.", inner));
-            }
-        }
-        catch (ObjectDisposedException ex)
-        {
-            return ValueTask.FromException(ex);
+            var inner = new SocketException((int)error);
+            return ValueTask.FromException(new IOException($"Unable to write data to the transport connection: {inner.Message}.", inner));
         }
 
         // What did not fit is awaited as NetworkStream awaits a write (it then caches the send arguments).
