@@ -198,12 +198,13 @@ internal static class EpollLoad
 
         public bool TryTake(out long sequence, out long started, out bool measured)
         {
-            (sequence, started, measured) = InFlight > 0 ? _pending[_head] : default;
             if (InFlight == 0)
             {
+                (sequence, started, measured) = default((long, long, bool));
                 return false;
             }
 
+            (sequence, started, measured) = _pending[_head];
             _head = (_head + 1) % _pending.Length;
             InFlight--;
             return true;
