@@ -477,8 +477,8 @@ public abstract partial class WebSocketConnection
                         continue;
                     }
 
-                    var message = WebSocketMessage.Borrow(frame.Type, frame.Payload);
-                    if (message.Length >= InlineWorkLimit && !Thread.CurrentThread.IsThreadPoolThread)
+                    var length = frame.Payload.Length;
+                    if (length >= InlineWorkLimit && !Thread.CurrentThread.IsThreadPoolThread)
                     {
                         // Off the thread pool this is a socket's I/O thread (a server that runs continuations inline,
                         // as the gateway does). A large message's chain (parse, validate, rewrite) would stall every
@@ -488,9 +488,9 @@ public abstract partial class WebSocketConnection
 
                     if (fromClient)
                     {
-                        CountInbound(message.Length);
+                        CountInbound(length);
                         context ??= new MessageContext(this, MessageDirection.Inbound, _inboundSink);
-                        context.Reset(message, Stopwatch.GetTimestamp());
+                        context.ResetReceived(frame.Type, frame.Payload, Stopwatch.GetTimestamp());
                         holder.Context = context;
                         var pending = Route.RunChainAsync(Route.Pipeline.Inbound, context);
                         if (!pending.IsCompletedSuccessfully)
@@ -513,7 +513,7 @@ public abstract partial class WebSocketConnection
                         try
                         {
                             _outbound ??= new MessageContext(this, MessageDirection.Outbound, _outboundSink);
-                            _outbound.Reset(message, Stopwatch.GetTimestamp());
+                            _outbound.ResetReceived(frame.Type, frame.Payload, Stopwatch.GetTimestamp());
                             holder.Context = _outbound;
                             var pending = Route.RunChainAsync(Route.Pipeline.Outbound, _outbound);
                             if (!pending.IsCompletedSuccessfully)

@@ -15,7 +15,8 @@ namespace Sluice;
 /// Ownership: a message that Sluice received from a socket is <em>borrowed</em>
 /// (<see cref="IsBorrowed"/>): its payload lives in the connection's pooled receive buffer and is valid
 /// only until the pipeline for that message has finished, including the code an interceptor runs after
-/// <c>next</c>. Call <see cref="Detach"/> to keep such a message beyond that point. Messages created
+/// <c>next</c>; the message object itself is then reused for the connection's next message, as ASP.NET Core reuses
+/// an <c>HttpContext</c>. Call <see cref="Detach"/> to keep such a message beyond that point. Messages created
 /// with the <c>From*</c> factories own their payload and can be kept, shared and sent many times.
 /// </para>
 /// <para>
@@ -36,10 +37,10 @@ public sealed class WebSocketMessage
     }
 
     /// <summary>Gets whether this is a text or a binary message, or which control frame it is.</summary>
-    public MessageType Type { get; }
+    public MessageType Type { get; private set; }
 
     /// <summary>Gets the payload bytes; UTF-8 for a text message.</summary>
-    public ReadOnlyMemory<byte> Payload { get; }
+    public ReadOnlyMemory<byte> Payload { get; private set; }
 
     /// <summary>Gets the payload length in bytes.</summary>
     public int Length => Payload.Length;
@@ -205,6 +206,15 @@ public sealed class WebSocketMessage
     // The receive loop hands out views of its pooled buffer; see the ownership remarks above.
     internal static WebSocketMessage Borrow(MessageType type, ReadOnlyMemory<byte> payload) =>
         new(type, payload, text: null, borrowed: true);
+
+    /// <summary>Points a borrowed whole message at the next one a receive loop hands out (default: at nothing).</summary>
+    internal void Rebind(MessageType type, ReadOnlyMemory<byte> payload)
+    {
+        System.Diagnostics.Debug.Assert(IsBorrowed && !IsFragment, "Only a receive loop's own whole messages are reused.");
+        Type = type;
+        Payload = payload;
+        _text = null;
+    }
 
     /// <summary>
     /// Gets whether this is the last (or only) part of its message: true for every whole message, false for all but

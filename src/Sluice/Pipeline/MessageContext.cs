@@ -35,6 +35,10 @@ public sealed class MessageContext
 
     private readonly MessageSink _sink;
     private WebSocketMessage _message = null!;
+
+    // The one message object a receive loop's context rebinds to each message it receives (ResetReceived): a
+    // proxied round trip then allocates nothing, and no collection pauses the connections that share the thread.
+    private WebSocketMessage? _received;
     private Dictionary<object, object?>? _items;
     private JsonDocument? _document;
     private List<JsonDocument>? _retiredDocuments;
@@ -276,10 +280,26 @@ public sealed class MessageContext
         LayerNames = null;
     }
 
+    /// <summary><see cref="Reset"/> for a message just received, borrowed from the receive buffer.</summary>
+    internal void ResetReceived(MessageType type, ReadOnlyMemory<byte> payload, long timestamp)
+    {
+        if (_received is null)
+        {
+            _received = WebSocketMessage.Borrow(type, payload);
+        }
+        else
+        {
+            _received.Rebind(type, payload);
+        }
+
+        Reset(_received, timestamp);
+    }
+
     /// <summary>Drops references to the message so a pooled context holds no payload between messages.</summary>
     internal void Clear()
     {
         _message = null!;
+        _received?.Rebind(MessageType.Text, default);
         ReleaseJson();
         Cause = null;
     }
