@@ -53,6 +53,11 @@ TUNED=(DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1 DOTNET_TC_CallCountingDela
 # then saturates later (59,000 instead of 47,000 round trips/s straight to the backend), so throughput ratios
 # between proxies are less compressed by the load side's own ceiling.
 LOAD_SIDE=(env "${TUNED[@]}" "${LOAD[@]}")
+# The backend of the proxies, latency and chain parts: raw-echo, one epoll thread echoing each read's frames in one
+# send, costs the load side's core far less than ASP.NET Core's echo loop (echo: a receive and a send per message), so
+# the proxy under test, not the load side, sets the pace (docs/benchmarks.md, "The echo backend"). ECHO_BACKEND=echo
+# gives the earlier runs' backend. The deflate part needs echo's permessage-deflate; the memory part keeps echo.
+echo_backend=${ECHO_BACKEND:-raw-echo}
 
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -199,7 +204,10 @@ collect() { # collect PART: joins the result lines into a JSON array and prints 
 }
 
 # C connections, each with DEPTH messages in flight (closed loop).
-load_args=(--connections "${C:-50}" --size 128 --inflight "${DEPTH:-4}" --seconds "$run_seconds")
+# Ten seconds of load before measuring: at two, the .NET servers were still recompiling hot code (tiered PGO) on the
+# core they serve from, which cost the gateway 20% more CPU per round trip and doubled its p99 (docs/benchmarks.md).
+warmup=(--warmup "${WARMUP_SECONDS:-10}")
+load_args=(--connections "${C:-50}" --size 128 --inflight "${DEPTH:-4}" --seconds "$run_seconds" "${warmup[@]}")
 write_configs
 { echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r), .NET $(dotnet --version), node $(node --version), $("$NGINX" -v 2>&1 | cut -d/ -f2), haproxy $("$HAPROXY" -v | head -1 | cut -d' ' -f3)"; date -u; } >"$out/machine.txt"
 
@@ -218,7 +226,7 @@ for part in "${parts[@]}"; do
     ;;
   proxies)
     : >"$out/proxies.jsonl"
-    start backend 1 $BACKEND_PORT "${LOAD_SIDE[@]}" echo --port $BACKEND_PORT
+    start backend 1 $BACKEND_PORT "${LOAD_SIDE[@]}" "$echo_backend" --port $BACKEND_PORT
     backend=$started
     taskset -c 1 "${LOAD_SIDE[@]}" load --name direct --url "ws://127.0.0.1:$BACKEND_PORT/echo" --pid "$backend" --backend-pid "$backend" "${load_args[@]}" | tee -a "$out/proxies.jsonl"
     for proxy in ${PROXIES:-haproxy nginx yarp yarp-tuned handwritten node-noop sluice-library sluice-noop node-redact sluice-redact}; do
@@ -237,12 +245,12 @@ for part in "${parts[@]}"; do
     # Per-hop latency: one connection, one message in flight, so nothing queues; p50 and p99 are the figures. The CPU
     # figures of these runs are mostly spin-waiting (.NET's thread pool spins before it sleeps): only latencies compare.
     : >"$out/latency.jsonl"
-    start backend 1 $BACKEND_PORT "${LOAD_SIDE[@]}" echo --port $BACKEND_PORT
+    start backend 1 $BACKEND_PORT "${LOAD_SIDE[@]}" "$echo_backend" --port $BACKEND_PORT
     backend=$started
     for proxy in ${LATENCY_PROXIES:-haproxy yarp yarp-tuned sluice-noop}; do
       start_proxy $proxy
       pid=$started
-      load_run latency "$proxy" "$pid" --connections 1 --inflight 1 --size 128 --seconds "$run_seconds"
+      load_run latency "$proxy" "$pid" --connections 1 --inflight 1 --size 128 --seconds "$run_seconds" "${warmup[@]}"
       stop "$pid"
     done
     stop "$backend"
@@ -251,7 +259,7 @@ for part in "${parts[@]}"; do
   chain)
     # The realistic chain next to the gateway's no-op chain, both with the same 10-property messages, in one run.
     : >"$out/chain.jsonl"
-    start backend 1 $BACKEND_PORT "${LOAD_SIDE[@]}" echo --port $BACKEND_PORT
+    start backend 1 $BACKEND_PORT "${LOAD_SIDE[@]}" "$echo_backend" --port $BACKEND_PORT
     backend=$started
     for proxy in sluice-noop sluice-chain; do
       start_proxy $proxy

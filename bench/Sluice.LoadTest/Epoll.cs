@@ -3,8 +3,8 @@ using System.Runtime.InteropServices;
 namespace Sluice.LoadTest;
 
 /// <summary>
-/// Linux epoll, level-triggered, for the fan-out clients: one thread waits on every subscriber's socket and reads
-/// only those with data. .NET's own socket engine costs the load side a thread-pool work item and an async state
+/// Linux epoll, level-triggered, for the load side (the echo load, the raw echo backend, the fan-out clients): one
+/// thread waits on every socket and reads only those with data. .NET's own socket engine costs the load side a thread-pool work item and an async state
 /// machine per message; on one core that capped every server at the clients' ~67,000 deliveries/s.
 /// </summary>
 internal sealed partial class Epoll : IDisposable

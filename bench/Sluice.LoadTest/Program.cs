@@ -7,6 +7,7 @@ return args.FirstOrDefault() switch
     "load" => await LoadGenerator.RunAsync(Arguments.Parse(args[1..])),
     "idle" => await IdleConnections.RunAsync(Arguments.Parse(args[1..])),
     "echo" => await Servers.BareEchoAsync(Arguments.Parse(args[1..])),
+    "raw-echo" => RawEchoServer.Run(Arguments.Parse(args[1..])),
     "host-echo" => await Servers.SluiceHostEchoAsync(Arguments.Parse(args[1..])),
     "sluice-proxy" => await Servers.SluiceLibraryProxyAsync(Arguments.Parse(args[1..])),
     "yarp" => await Servers.YarpAsync(Arguments.Parse(args[1..])),
@@ -26,7 +27,7 @@ static int Usage()
     Console.Error.WriteLine("""
         sluice-load load --url WS --connections N --size BYTES --inflight N --seconds S [--redacted]
         sluice-load idle --url WS --connections N --seconds S
-        sluice-load echo|host-echo --port P
+        sluice-load echo|raw-echo|host-echo --port P
         sluice-load yarp|handwritten --port P --backend WS
         sluice-load fanout-server --kind sluice|signalr|bare --port P [--redis HOST:PORT] [--history SIZE]
         sluice-load fanout --url WS --kind sluice|signalr|bare|node --subscribers N --publishes N [--rate PER_S]
