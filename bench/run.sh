@@ -5,7 +5,7 @@
 #
 #   bench/run.sh                  the default parts: echo proxies latency chain deflate memory fanout fanout-redis
 #   bench/run.sh proxies          one part: echo | proxies | latency | chain | deflate | memory | fanout | fanout-redis | recovery | fanout-cluster
-#   SECONDS_PER_RUN=5 bench/run.sh proxies    shorter runs
+#   SECONDS_PER_RUN=5 bench/run.sh chain      shorter runs (proxies: ROUNDS=3 rounds of ROUND_SECONDS=5 each)
 #   C=1 DEPTH=1 bench/run.sh proxies          C connections with DEPTH messages in flight each (default 50 and 4)
 #
 # Results: artifacts/bench/<part>.json (one object per target), <part>.md (a table), proxies.svg (the chart), verdict.md
@@ -225,19 +225,27 @@ for part in "${parts[@]}"; do
     collect echo
     ;;
   proxies)
-    : >"$out/proxies.jsonl"
+    # In ROUNDS rounds (default 3), each target measured in turn for ROUND_SECONDS (default 5) after its warm-up, from
+    # a fresh start; each figure is then the median of its rounds (sluice-load merge; the rounds themselves are in
+    # proxies-rounds.jsonl). This machine's speed drifts by a third over minutes: measured in one slice each, two
+    # targets minutes apart could differ by that much for no reason of their own.
+    : >"$out/proxies-rounds.jsonl"
     start backend 1 $BACKEND_PORT "${LOAD_SIDE[@]}" "$echo_backend" --port $BACKEND_PORT
     backend=$started
-    taskset -c 1 "${LOAD_SIDE[@]}" load --name direct --url "ws://127.0.0.1:$BACKEND_PORT/echo" --pid "$backend" --backend-pid "$backend" "${load_args[@]}" | tee -a "$out/proxies.jsonl"
-    for proxy in ${PROXIES:-haproxy nginx yarp yarp-tuned handwritten node-noop sluice-library sluice-noop node-redact sluice-redact}; do
-      start_proxy $proxy
-      pid=$started
-      redacted=()
-      [[ $proxy == *redact ]] && redacted=(--redacted)
-      load_run proxies "$proxy" "$pid" "${load_args[@]}" "${redacted[@]}"
-      stop "$pid"
+    round_args=(--connections "${C:-50}" --size 128 --inflight "${DEPTH:-4}" --seconds "${ROUND_SECONDS:-5}" "${warmup[@]}")
+    for _ in $(seq "${ROUNDS:-3}"); do
+      taskset -c 1 "${LOAD_SIDE[@]}" load --name direct --url "ws://127.0.0.1:$BACKEND_PORT/echo" --pid "$backend" --backend-pid "$backend" "${round_args[@]}" | tee -a "$out/proxies-rounds.jsonl"
+      for proxy in ${PROXIES:-haproxy nginx yarp yarp-tuned handwritten node-noop sluice-library sluice-noop node-redact sluice-redact}; do
+        start_proxy $proxy
+        pid=$started
+        redacted=()
+        [[ $proxy == *redact ]] && redacted=(--redacted)
+        load_run proxies-rounds "$proxy" "$pid" "${round_args[@]}" "${redacted[@]}"
+        stop "$pid"
+      done
     done
     stop "$backend"
+    "${LOAD[@]}" merge "$out/proxies-rounds.jsonl" >"$out/proxies.jsonl"
     collect proxies
     "${LOAD[@]}" chart "$out/proxies.json" "$out/proxies.svg"
     ;;

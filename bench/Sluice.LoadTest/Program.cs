@@ -19,6 +19,7 @@ return args.FirstOrDefault() switch
     "table" => Chart.Table(args[1]),
     "verdict" => Verdict.Run(args[1], Arguments.Parse(args[2..])),
     "summary" => Summary.Run(args[1..]),
+    "merge" => Rounds.Merge(args[1]),
     _ => Usage(),
 };
 
@@ -36,6 +37,7 @@ static int Usage()
         sluice-load table RESULTS.json          (a markdown table of any results file)
         sluice-load verdict DIR [--parts "P..."] [--part P]   (issue 18's targets: MET, MISSED or n/a; DIR/verdict.md)
         sluice-load summary DIR...               (several runs: each figure, median, spread; each target in every run)
+        sluice-load merge PART.jsonl             (the rounds of a part: one result per target, each figure the median)
         """);
     return 2;
 }
