@@ -233,9 +233,12 @@ for part in "${parts[@]}"; do
     start backend 1 $BACKEND_PORT "${LOAD_SIDE[@]}" "$echo_backend" --port $BACKEND_PORT
     backend=$started
     round_args=(--connections "${C:-50}" --size 128 --inflight "${DEPTH:-4}" --seconds "${ROUND_SECONDS:-5}" "${warmup[@]}")
-    for _ in $(seq "${ROUNDS:-3}"); do
-      taskset -c 1 "${LOAD_SIDE[@]}" load --name direct --url "ws://127.0.0.1:$BACKEND_PORT/echo" --pid "$backend" --backend-pid "$backend" "${round_args[@]}" | tee -a "$out/proxies-rounds.jsonl"
-      for proxy in ${PROXIES:-haproxy nginx yarp yarp-tuned handwritten node-noop sluice-library sluice-noop node-redact sluice-redact}; do
+    targets=(${PROXIES:-haproxy nginx yarp yarp-tuned handwritten node-noop sluice-library sluice-noop node-redact sluice-redact})
+    for round in $(seq 0 $(( ${ROUNDS:-3} - 1 ))); do
+      taskset -c 1 "${LOAD_SIDE[@]}" load --name direct --url "ws://127.0.0.1:$BACKEND_PORT/echo" --pid "$backend" --backend-pid "$backend" "${round_args[@]}" | tee -a "$out/proxies-rounds.jsonl" || true
+      # Each round starts one target further on, so that no target is always measured next to the same others.
+      shift_by=$(( round * ${#targets[@]} / ${ROUNDS:-3} ))
+      for proxy in "${targets[@]:shift_by}" "${targets[@]:0:shift_by}"; do
         start_proxy $proxy
         pid=$started
         redacted=()

@@ -9,8 +9,8 @@ namespace Sluice.LoadTest;
 
 /// <summary>
 /// Closed-loop echo load: each connection keeps --inflight messages outstanding, checks every echo byte for byte
-/// (or against the redacted form with --redacted) and times each round trip. The first two seconds warm up and are
-/// not counted. Prints one JSON line.
+/// (or against the redacted form with --redacted) and times each round trip. The first --warmup seconds (two unless
+/// given; bench/run.sh gives ten) warm up and are not counted. Prints one JSON line.
 /// </summary>
 internal static class LoadGenerator
 {

@@ -14,6 +14,8 @@ namespace Sluice.LoadTest;
 /// a thread-pool work item, an async receive and a send per message, so it, not the proxy, set the pace of the
 /// runs. This one costs about one receive and one send per batch, so the proxy under test is the bottleneck and
 /// its CPU per round trip is measured at saturation. permessage-deflate runs keep the ASP.NET Core backend.
+/// Sends block (10 s at most): a peer that stops reading stalls the others meanwhile, which a proxy under load never
+/// does; a benchmark backend can afford that, a server could not.
 /// </summary>
 internal static class RawEchoServer
 {
@@ -110,7 +112,8 @@ internal static class RawEchoServer
                 var rest = end - (headerEnd + 4);
                 buffer.AsSpan(headerEnd + 4, rest).CopyTo(buffer);
                 var connection = new EchoConnection(socket, buffer, rest);
-                // Frames the client sent right behind its request are echoed now: epoll reports only what arrives later.
+                // Frames the client sent right behind its request were read with it, into the handshake's buffer: they are
+                // echoed now, as epoll will not report them again.
                 var output = Array.Empty<byte>();
                 if (rest > 0 && !connection.EchoBuffered(ref output))
                 {
@@ -188,6 +191,12 @@ internal static class RawEchoServer
                 {
                     header = 10;
                     length = frame.Length < header ? long.MaxValue : (long)BinaryPrimitives.ReadUInt64BigEndian(frame[2..]);
+                }
+
+                if (length < 0)
+                {
+                    // A 64-bit length with its top bit set (RFC 6455 5.2 forbids it): the connection ends.
+                    return (consumed, written, false);
                 }
 
                 var keyAt = header;

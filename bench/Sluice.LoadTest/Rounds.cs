@@ -24,9 +24,11 @@ internal static class Rounds
         {
             var rounds = target.ToList();
             var result = new JsonObject();
-            foreach (var (field, first) in rounds[0])
+            // Every field any round has: a round that failed to start has only its name and error.
+            foreach (var field in rounds.SelectMany(r => r.Select(p => p.Key)).Distinct())
             {
                 var values = rounds.Select(r => r[field]).ToList();
+                var first = values.FirstOrDefault(v => v is not null);
                 result[field] = first?.GetValueKind() switch
                 {
                     JsonValueKind.Number when Summed.Contains(field) => JsonValue.Create(values.Sum(v => v?.GetValue<double>() ?? 0)),
