@@ -15,8 +15,10 @@ namespace Sluice;
 /// Ownership: a message that Sluice received from a socket is <em>borrowed</em>
 /// (<see cref="IsBorrowed"/>): its payload lives in the connection's pooled receive buffer and is valid
 /// only until the pipeline for that message has finished, including the code an interceptor runs after
-/// <c>next</c>; the message object itself is then reused for the connection's next message, as ASP.NET Core reuses
-/// an <c>HttpContext</c>. Call <see cref="Detach"/> to keep such a message beyond that point. Messages created
+/// <c>next</c>; the message object itself may then be reused for the next message the connection receives in the
+/// same direction, as ASP.NET Core reuses an <c>HttpContext</c>, so its type, length and <see cref="ToString"/> are
+/// also only valid until then. Await a send of such a message inside the pipeline, and call <see cref="Detach"/> to
+/// keep one beyond that point. Messages created
 /// with the <c>From*</c> factories own their payload and can be kept, shared and sent many times.
 /// </para>
 /// <para>
