@@ -5,7 +5,7 @@
 #
 #   bench/run.sh                  the default parts: echo proxies latency chain deflate memory fanout fanout-redis
 #   bench/run.sh proxies          one part: echo | proxies | latency | chain | deflate | memory | fanout | fanout-redis | recovery | fanout-cluster
-#   SECONDS_PER_RUN=5 bench/run.sh chain      shorter runs (proxies: ROUNDS=3 rounds of ROUND_SECONDS=5 each)
+#   SECONDS_PER_RUN=5 bench/run.sh latency    shorter runs (proxies, chain: ROUNDS=3 rounds of ROUND_SECONDS=5 each)
 #   C=1 DEPTH=1 bench/run.sh proxies          C connections with DEPTH messages in flight each (default 50 and 4)
 #
 # Results: artifacts/bench/<part>.json (one object per target), <part>.md (a table), proxies.svg (the chart), verdict.md
@@ -268,19 +268,26 @@ for part in "${parts[@]}"; do
     collect latency
     ;;
   chain)
-    # The realistic chain next to the gateway's no-op chain, both with the same 10-property messages, in one run.
-    : >"$out/chain.jsonl"
+    # The realistic chain next to the gateway's no-op chain, both with the same 10-property messages, in one run: in
+    # rounds, as the proxies part, the two alternating.
+    : >"$out/chain-rounds.jsonl"
     start backend 1 $BACKEND_PORT "${LOAD_SIDE[@]}" "$echo_backend" --port $BACKEND_PORT
     backend=$started
-    for proxy in sluice-noop sluice-chain; do
-      start_proxy $proxy
-      pid=$started
-      redacted=()
-      [[ $proxy == sluice-chain ]] && redacted=(--redacted)
-      load_run chain "$proxy" "$pid" "${load_args[@]}" --size "${CHAIN_SIZE:-256}" --shape chain --header X-Api-Key:bench-key "${redacted[@]}"
-      stop "$pid"
+    round_args=(--connections "${C:-50}" --size 128 --inflight "${DEPTH:-4}" --seconds "${ROUND_SECONDS:-5}" "${warmup[@]}")
+    for round in $(seq 0 $(( ${ROUNDS:-3} - 1 ))); do
+      targets=(sluice-noop sluice-chain)
+      (( round % 2 == 1 )) && targets=(sluice-chain sluice-noop)
+      for proxy in "${targets[@]}"; do
+        start_proxy $proxy
+        pid=$started
+        redacted=()
+        [[ $proxy == sluice-chain ]] && redacted=(--redacted)
+        load_run chain-rounds "$proxy" "$pid" "${round_args[@]}" --size "${CHAIN_SIZE:-256}" --shape chain --header X-Api-Key:bench-key "${redacted[@]}"
+        stop "$pid"
+      done
     done
     stop "$backend"
+    "${LOAD[@]}" merge "$out/chain-rounds.jsonl" >"$out/chain.jsonl"
     collect chain
     ;;
   deflate)
