@@ -180,19 +180,7 @@ internal static class RawEchoServer
                 var frame = input[consumed..];
                 var opcode = frame[0] & 0x0F;
                 var masked = (frame[1] & 0x80) != 0;
-                long length = frame[1] & 0x7F;
-                var header = 2;
-                if (length == 126)
-                {
-                    header = 4;
-                    length = frame.Length < header ? long.MaxValue : BinaryPrimitives.ReadUInt16BigEndian(frame[2..]);
-                }
-                else if (length == 127)
-                {
-                    header = 10;
-                    length = frame.Length < header ? long.MaxValue : (long)BinaryPrimitives.ReadUInt64BigEndian(frame[2..]);
-                }
-
+                var (header, length) = RawWebSocket.ReadLength(frame);
                 if (length < 0)
                 {
                     // A 64-bit length with its top bit set (RFC 6455 5.2 forbids it): the connection ends.

@@ -161,19 +161,7 @@ internal sealed class RawWebSocket : IDisposable
             throw new IOException("the server masked a frame (RFC 6455 5.1)");
         }
 
-        var header = 2;
-        long length = span[1] & 0x7F;
-        if (length == 126)
-        {
-            header = 4;
-            length = span.Length < header ? long.MaxValue : BinaryPrimitives.ReadUInt16BigEndian(span[2..]);
-        }
-        else if (length == 127)
-        {
-            header = 10;
-            length = span.Length < header ? long.MaxValue : (long)BinaryPrimitives.ReadUInt64BigEndian(span[2..]);
-        }
-
+        var (header, length) = ReadLength(span);
         if (span.Length - header < length)
         {
             return false;
@@ -194,6 +182,17 @@ internal sealed class RawWebSocket : IDisposable
 
         return true;
     }
+
+    /// <summary>
+    /// A frame's header size without its mask key, and its payload length (RFC 6455 5.2); long.MaxValue while the
+    /// extended length has not all arrived. <paramref name="frame"/> holds at least the first two bytes.
+    /// </summary>
+    internal static (int Header, long Length) ReadLength(ReadOnlySpan<byte> frame) => (frame[1] & 0x7F) switch
+    {
+        126 => (4, frame.Length < 4 ? long.MaxValue : BinaryPrimitives.ReadUInt16BigEndian(frame[2..])),
+        127 => (10, frame.Length < 10 ? long.MaxValue : (long)BinaryPrimitives.ReadUInt64BigEndian(frame[2..])),
+        var length => (2, length),
+    };
 
     /// <summary>Blocks until a whole data frame arrives (handshakes only, before the socket joins the epoll loop).</summary>
     public byte[] ReceiveFrame()
