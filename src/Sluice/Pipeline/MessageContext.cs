@@ -36,8 +36,8 @@ public sealed class MessageContext
     private readonly MessageSink _sink;
     private WebSocketMessage _message = null!;
 
-    // The one message object a receive loop's context rebinds to each message it receives (ResetReceived): a
-    // proxied round trip then allocates nothing, and no collection pauses the connections that share the thread.
+    // The one message object a receive loop's context rebinds to each message it receives (ResetReceived), so that a
+    // received message costs no allocation; like the payload, it is valid while the message's pipeline runs.
     private WebSocketMessage? _received;
     private Dictionary<object, object?>? _items;
     private JsonDocument? _document;
