@@ -208,6 +208,8 @@ collect() { # collect PART: joins the result lines into a JSON array and prints 
 # core they serve from, which cost the gateway 20% more CPU per round trip and doubled its p99 (docs/benchmarks.md).
 warmup=(--warmup "${WARMUP_SECONDS:-10}")
 load_args=(--connections "${C:-50}" --size 128 --inflight "${DEPTH:-4}" --seconds "$run_seconds" "${warmup[@]}")
+# The parts measured in rounds (proxies, chain): ROUND_SECONDS per round.
+round_args=(--connections "${C:-50}" --size 128 --inflight "${DEPTH:-4}" --seconds "${ROUND_SECONDS:-5}" "${warmup[@]}")
 write_configs
 { echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r), .NET $(dotnet --version), node $(node --version), $("$NGINX" -v 2>&1 | cut -d/ -f2), haproxy $("$HAPROXY" -v | head -1 | cut -d' ' -f3)"; date -u; } >"$out/machine.txt"
 
@@ -232,7 +234,6 @@ for part in "${parts[@]}"; do
     : >"$out/proxies-rounds.jsonl"
     start backend 1 $BACKEND_PORT "${LOAD_SIDE[@]}" "$echo_backend" --port $BACKEND_PORT
     backend=$started
-    round_args=(--connections "${C:-50}" --size 128 --inflight "${DEPTH:-4}" --seconds "${ROUND_SECONDS:-5}" "${warmup[@]}")
     targets=(${PROXIES:-haproxy nginx yarp yarp-tuned handwritten node-noop sluice-library sluice-noop node-redact sluice-redact})
     for round in $(seq 0 $(( ${ROUNDS:-3} - 1 ))); do
       taskset -c 1 "${LOAD_SIDE[@]}" load --name direct --url "ws://127.0.0.1:$BACKEND_PORT/echo" --pid "$backend" --backend-pid "$backend" "${round_args[@]}" | tee -a "$out/proxies-rounds.jsonl" || true
@@ -273,7 +274,6 @@ for part in "${parts[@]}"; do
     : >"$out/chain-rounds.jsonl"
     start backend 1 $BACKEND_PORT "${LOAD_SIDE[@]}" "$echo_backend" --port $BACKEND_PORT
     backend=$started
-    round_args=(--connections "${C:-50}" --size 128 --inflight "${DEPTH:-4}" --seconds "${ROUND_SECONDS:-5}" "${warmup[@]}")
     for round in $(seq 0 $(( ${ROUNDS:-3} - 1 ))); do
       targets=(sluice-noop sluice-chain)
       (( round % 2 == 1 )) && targets=(sluice-chain sluice-noop)
