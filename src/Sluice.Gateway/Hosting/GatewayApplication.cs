@@ -235,7 +235,8 @@ internal static class GatewayApplication
         var ws = http.Replace("http://", "ws://", StringComparison.Ordinal).Replace("https://", "wss://", StringComparison.Ordinal);
         var config = runtime.Config;
         var maxConnections = app.Services.GetRequiredService<IWebSocketConnectionRegistry>().MaxConnections;
-        var output = Console.Out;
+        // Written as one block: a reader of the output that sees the first line sees the rest with it.
+        using var output = new StringWriter(CultureInfo.InvariantCulture);
         output.WriteLine($"Sluice gateway listening on {string.Join(", ", addresses)}{(runtime.ConfigPath is null ? " (embedded demo)" : $" ({runtime.ConfigPath})")}");
         foreach (var route in config.Routes)
         {
@@ -265,6 +266,8 @@ internal static class GatewayApplication
         var gc = GC.GetConfigurationVariables();
         var conserve = gc.TryGetValue("GCConserveMem", out var level) ? Convert.ToInt64(level, CultureInfo.InvariantCulture) : 0;
         output.WriteLine($"  GC: {(GCSettings.IsServerGC ? "server" : "workstation")}, conserve memory {conserve}{(conserve > 0 ? " (DOTNET_GCConserveMemory=0 turns it off)" : string.Empty)}");
+        Console.Out.Write(output.ToString());
+        Console.Out.Flush();
     }
 
     /// <summary>An https:// address in <c>--urls</c> needs the file's <c>tls</c>, as one in <c>listen</c> does.</summary>

@@ -56,6 +56,9 @@ public sealed class GatewayProcess : IAsyncDisposable
     public static string GatewayDll { get; } = FindGatewayDll();
 
     /// <summary>Starts the gateway and waits until it listens; with no config file, the embedded demo.</summary>
+    // The last line of the block the gateway prints once it listens (its routes, dashboard, limits, I/O and GC).
+    private const string StartedLine = "  GC: ";
+
     public static async Task<GatewayProcess> StartAsync(string? configPath, IDictionary<string, string>? environment = null, string? urls = null, string? workingDirectory = null, int? openFileLimit = null)
     {
         var port = FreePort();
@@ -68,7 +71,7 @@ public sealed class GatewayProcess : IAsyncDisposable
         arguments.AddRange(["--urls", urls ?? $"http://127.0.0.1:{port}"]);
         var process = Start(arguments, environment, workingDirectory, openFileLimit);
         var gateway = new GatewayProcess(process, urls is null ? port : new Uri(urls.Split(';')[0]).Port);
-        await gateway.WaitForOutputAsync("Sluice gateway listening", TimeSpan.FromSeconds(30));
+        await gateway.WaitForOutputAsync(StartedLine, TimeSpan.FromSeconds(30));
         return gateway;
     }
 
@@ -77,7 +80,7 @@ public sealed class GatewayProcess : IAsyncDisposable
     {
         var process = Start([GatewayDll, "--config", configPath], null, null);
         var gateway = new GatewayProcess(process, expectedPort);
-        await gateway.WaitForOutputAsync("Sluice gateway listening", TimeSpan.FromSeconds(30));
+        await gateway.WaitForOutputAsync(StartedLine, TimeSpan.FromSeconds(30));
         return gateway;
     }
 
