@@ -159,6 +159,9 @@ internal static class GatewayApplication
             var kestrelEndpoints = builder.Configuration.GetSection("Kestrel:Endpoints").GetChildren().Any();
             o.ConfigureEndpointDefaults(HandoffDefaults(kestrelEndpoints ? "" : urls));
         });
+        // Sluice's socket transport: an open WebSocket connection holds neither the transport's pipes nor its receive
+        // loop (docs/architecture.md, "A transport of Sluice's own").
+        builder.WebHost.UseSluiceSockets();
         if (InlineIo.Enabled)
         {
             // The application's continuations too: a message is read, run through its chain and written to the other

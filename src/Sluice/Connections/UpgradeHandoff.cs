@@ -9,6 +9,7 @@ using Microsoft.AspNetCore.Server.Kestrel.Core.Features;
 using Microsoft.Extensions.Logging;
 using Sluice.Diagnostics;
 using Sluice.Protocol;
+using Sluice.Transport;
 
 namespace Sluice;
 
@@ -127,17 +128,25 @@ internal sealed class UpgradeHandoff : IConnectionHeartbeatFeature
             : null;
 
     /// <summary>
-    /// Called once the 101 has been flushed: from here on the connection reads and writes the socket's pipes through
-    /// the returned stream, and the HTTP layer's calls on them are dropped. Disposing the stream completes the pipes,
-    /// which closes the socket; <paramref name="abort"/> aborts it, as <see cref="HttpContext.Abort"/> does before.
+    /// Called once the 101 has been flushed: from here on the connection reads and writes the socket through the
+    /// returned stream, and the HTTP layer's calls on its pipes are dropped. Disposing the stream completes the pipes,
+    /// which closes the socket; the returned abort aborts it, as <see cref="HttpContext.Abort"/> does before.
     /// </summary>
-    internal Stream Switch(out Action abort)
+    internal async ValueTask<(Stream Stream, Action Abort)> SwitchAsync()
     {
         _released = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         _switched = true;
-        var stream = new PipeStream(_connection, _transport, _socket);
-        abort = stream.Abort;
-        return stream;
+
+        // On Sluice's transport the connection stops the transport's receive loop, drains its pipe, and then reads the
+        // socket itself: an open connection holds neither the pipe nor the loop.
+        var own = _connection is SocketTransportConnection transport && ReferenceEquals(_transport, transport) ? transport : null;
+        if (own is not null)
+        {
+            await own.StopReceivingAsync();
+        }
+
+        var stream = new PipeStream(_connection, _transport, _socket, own);
+        return (stream, stream.Abort);
     }
 
     /// <summary>Called by the connection once nothing reads the request any more.</summary>
@@ -213,12 +222,12 @@ internal sealed class UpgradeHandoff : IConnectionHeartbeatFeature
     /// <summary>The socket's pipes as the HTTP layer sees them: passed through until the switch, then inert.</summary>
     private sealed class HttpSide(UpgradeHandoff owner) : IDuplexPipe
     {
-        public PipeReader Input { get; } = new Reader(owner);
+        public PipeReader Input { get; } = new HttpSideReader(owner);
 
-        public PipeWriter Output { get; } = new Writer(owner);
+        public PipeWriter Output { get; } = new HttpSideWriter(owner);
     }
 
-    private sealed class Reader(UpgradeHandoff owner) : PipeReader
+    private sealed class HttpSideReader(UpgradeHandoff owner) : PipeReader
     {
         private PipeReader Inner => owner._transport.Input;
 
@@ -275,81 +284,40 @@ internal sealed class UpgradeHandoff : IConnectionHeartbeatFeature
     /// What the HTTP layer writes: passed to the transport's pipe, or with a direct socket buffered here and sent on
     /// flush; dropped after the switch.
     /// </summary>
-    private sealed class Writer(UpgradeHandoff owner) : PipeWriter
+    private sealed class HttpSideWriter(UpgradeHandoff owner) : PipeWriter
     {
+        // Completing it completes the transport's pipe too, which ends Kestrel's send loop and closes the socket.
+        private readonly SocketPipeWriter? _direct =
+            owner._socket is { } socket ? new SocketPipeWriter(socket, owner._transport.Output.Complete) : null;
+
         private byte[]? _discard;
-        private byte[]? _buffer;
-        private int _buffered;
-        private bool _sendFailed;
-        private volatile bool _sending;
 
-        private PipeWriter Inner => owner._transport.Output;
+        private PipeWriter Inner => _direct ?? owner._transport.Output;
 
-        public override bool CanGetUnflushedBytes => owner._socket is not null || Inner.CanGetUnflushedBytes;
+        public override bool CanGetUnflushedBytes => Inner.CanGetUnflushedBytes;
 
-        public override long UnflushedBytes => owner._switched ? 0 : owner._socket is not null ? _buffered : Inner.UnflushedBytes;
+        public override long UnflushedBytes => owner._switched ? 0 : Inner.UnflushedBytes;
 
-        public override Memory<byte> GetMemory(int sizeHint = 0) =>
-            owner._switched ? Discard(sizeHint)
-            : owner._socket is not null ? Reserve(sizeHint).AsMemory(_buffered)
-            : Inner.GetMemory(sizeHint);
+        public override Memory<byte> GetMemory(int sizeHint = 0) => owner._switched ? Discard(sizeHint) : Inner.GetMemory(sizeHint);
 
-        public override Span<byte> GetSpan(int sizeHint = 0) =>
-            owner._switched ? Discard(sizeHint).Span
-            : owner._socket is not null ? Reserve(sizeHint).AsSpan(_buffered)
-            : Inner.GetSpan(sizeHint);
+        public override Span<byte> GetSpan(int sizeHint = 0) => owner._switched ? Discard(sizeHint).Span : Inner.GetSpan(sizeHint);
 
         public override void Advance(int bytes)
         {
-            if (owner._switched)
-            {
-                return;
-            }
-
-            if (owner._socket is null)
+            if (!owner._switched)
             {
                 Inner.Advance(bytes);
-                return;
             }
-
-            ArgumentOutOfRangeException.ThrowIfNegative(bytes);
-            if (_buffer is null || bytes > _buffer.Length - _buffered)
-            {
-                throw new InvalidOperationException("Advanced past the memory that was handed out.");
-            }
-
-            _buffered += bytes;
         }
 
-        public override ValueTask<FlushResult> FlushAsync(CancellationToken cancellationToken = default)
-        {
-            if (owner._switched)
-            {
-                return new ValueTask<FlushResult>(new FlushResult(isCanceled: false, isCompleted: true));
-            }
-
-            if (owner._socket is not { } socket)
-            {
-                return Inner.FlushAsync(cancellationToken);
-            }
-
-            if (_buffered == 0 || _sendFailed)
-            {
-                ReturnBuffer();
-                return new ValueTask<FlushResult>(new FlushResult(isCanceled: false, isCompleted: _sendFailed));
-            }
-
-            // Kestrel's HTTP layer gets no memory while a flush is pending, so the buffer holds still until it ends. The
-            // flush's token is not passed on: a send canceled halfway could be neither finished nor undone, and Kestrel
-            // ends a stuck flush by aborting the connection, which fails the send.
-            _sending = true;
-            var send = SocketSend.SendAsync(socket, _buffer.AsMemory(0, _buffered), CancellationToken.None);
-            return send.IsCompletedSuccessfully ? new ValueTask<FlushResult>(Flushed(send.Result)) : AwaitFlushAsync(send);
-        }
+        public override ValueTask<FlushResult> FlushAsync(CancellationToken cancellationToken = default) =>
+            owner._switched
+                ? new ValueTask<FlushResult>(new FlushResult(isCanceled: false, isCompleted: true))
+                : Inner.FlushAsync(cancellationToken);
 
         public override void CancelPendingFlush()
         {
-            if (!owner._switched && owner._socket is null)
+            if (!owner._switched)
             {
                 Inner.CancelPendingFlush();
             }
@@ -357,87 +325,9 @@ internal sealed class UpgradeHandoff : IConnectionHeartbeatFeature
 
         public override void Complete(Exception? exception = null)
         {
-            if (owner._switched)
+            if (!owner._switched)
             {
-                return;
-            }
-
-            if (_sending)
-            {
-                // Completed (an abort) while a send still reads the buffer: the buffer is left to the collector, not
-                // handed to another renter under that send.
-                _buffer = null;
-            }
-            else
-            {
-                if (owner._socket is { } socket && _buffered > 0 && !_sendFailed)
-                {
-                    // What a pipe's writer completes with is still read; here it gets one attempt that does not wait.
-                    SocketSend.TrySend(socket, _buffer.AsSpan(0, _buffered));
-                }
-
-                ReturnBuffer();
-            }
-
-            // Completing the transport's pipe ends Kestrel's send loop, which closes the socket.
-            Inner.Complete(exception);
-        }
-
-        private FlushResult Flushed(bool sent)
-        {
-            _sendFailed |= !sent;
-            ReturnBuffer();
-            _sending = false;
-            return new FlushResult(isCanceled: false, isCompleted: _sendFailed);
-        }
-
-        private async ValueTask<FlushResult> AwaitFlushAsync(ValueTask<bool> send)
-        {
-            var sent = false;
-            try
-            {
-                sent = await send;
-            }
-            finally
-            {
-                // Also when the send threw: the buffer is free again, and the writer has failed.
-                Flushed(sent);
-            }
-
-            return new FlushResult(isCanceled: false, isCompleted: _sendFailed);
-        }
-
-        private byte[] Reserve(int sizeHint)
-        {
-            if (_sending)
-            {
-                // Kestrel's HTTP layer asks for memory only between flushes; a send still reads this buffer.
-                throw new InvalidOperationException("Memory was asked for while a flush was pending.");
-            }
-
-            var needed = _buffered + Math.Max(sizeHint, 1);
-            if (_buffer is null || needed > _buffer.Length)
-            {
-                var larger = ArrayPool<byte>.Shared.Rent(Math.Max(needed, Math.Max(4096, (_buffer?.Length ?? 0) * 2)));
-                if (_buffer is not null)
-                {
-                    _buffer.AsSpan(0, _buffered).CopyTo(larger);
-                    ArrayPool<byte>.Shared.Return(_buffer);
-                }
-
-                _buffer = larger;
-            }
-
-            return _buffer;
-        }
-
-        // An idle keep-alive connection holds no buffer.
-        private void ReturnBuffer()
-        {
-            _buffered = 0;
-            if (Interlocked.Exchange(ref _buffer, null) is { } buffer)
-            {
-                ArrayPool<byte>.Shared.Return(buffer);
+                Inner.Complete(exception);
             }
         }
 
@@ -446,10 +336,13 @@ internal sealed class UpgradeHandoff : IConnectionHeartbeatFeature
     }
 
     /// <summary>The socket's pipes as a stream, for the connection's client leg after the switch.</summary>
-    private sealed class PipeStream(ConnectionContext connection, IDuplexPipe pipe, Socket? socket) : Stream
+    private sealed class PipeStream(ConnectionContext connection, IDuplexPipe pipe, Socket? socket, SocketTransportConnection? own) : Stream
     {
         private int _disposed;
         private bool _sendFailed;
+
+        // Sluice's transport, once its pipe is drained: the socket, read directly.
+        private Stream? _socketReads;
 
         public override bool CanRead => true;
 
@@ -461,9 +354,38 @@ internal sealed class UpgradeHandoff : IConnectionHeartbeatFeature
 
         public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
 
+        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) =>
+            _socketReads is { } reads ? reads.ReadAsync(buffer, cancellationToken)
+            : own is not null ? ReadStopped(buffer, cancellationToken)
+            : ReadPipeAsync(buffer, cancellationToken);
+
+        // Sluice's transport: its loop has ended (SwitchAsync waited for it), so the pipe is complete and reads at once.
+        // Its last bytes (a client that did not wait for the 101) are read first, then the socket, with no state held
+        // here while a read waits.
+        private ValueTask<int> ReadStopped(Memory<byte> buffer, CancellationToken cancellationToken)
+        {
+            if (pipe.Input.TryRead(out var result))
+            {
+                var readable = result.Buffer;
+                if (!readable.IsEmpty)
+                {
+                    var count = (int)Math.Min(readable.Length, buffer.Length);
+                    readable.Slice(0, count).CopyTo(buffer.Span);
+                    pipe.Input.AdvanceTo(readable.GetPosition(count));
+                    return new ValueTask<int>(count);
+                }
+
+                pipe.Input.AdvanceTo(readable.End);
+            }
+
+            own!.InputDrained();
+            _socketReads = own.Stream;
+            return own.Stream.ReadAsync(buffer, cancellationToken);
+        }
+
         // Pooled: a read that waits (each message of an otherwise quiet client) would allocate its state each time.
         [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        private async ValueTask<int> ReadPipeAsync(Memory<byte> buffer, CancellationToken cancellationToken)
         {
             while (true)
             {

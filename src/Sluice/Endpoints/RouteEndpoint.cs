@@ -104,7 +104,7 @@ internal abstract class RouteEndpoint(string pattern, WebSocketPipelineBuilder b
         if (upgrade.Handoff is { } handoff)
         {
             // Kestrel's upgraded stream is left unused: the connection reads the socket's pipes from here on.
-            var pipes = handoff.Switch(out var abort);
+            var (pipes, abort) = await handoff.SwitchAsync();
             return ClientLegs.Create(pipes, abort, ownsStream: true, route.Options, deflate, subProtocol, route.Time);
         }
 

@@ -20,6 +20,7 @@ public partial class LayerTests
         ([RootFolder], false),
         (["Messages"], false),
         (["Protocol"], false),
+        (["Transport"], false),
         (["Pipeline", "Connections", "Topics", "Diagnostics", "Endpoints"], true),
         (["Hosting", "Proxy"], false),
         (["DependencyInjection"], false),

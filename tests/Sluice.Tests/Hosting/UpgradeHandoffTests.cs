@@ -17,12 +17,24 @@ namespace Sluice.Tests.Hosting;
 /// <see cref="SluiceConnectionBuilderExtensions.UseWebSocketHandoff{TBuilder}"/>: the upgrade request ends once the
 /// connection runs on its own, and the connection goes on over the socket's pipes with everything it had.
 /// </summary>
+/// <remarks>On Kestrel's socket transport; <see cref="UpgradeHandoffOnSluiceSocketsTests"/> runs them all on Sluice's.</remarks>
 public class UpgradeHandoffTests
 {
     private static readonly TimeSpan Wait = TimeSpan.FromSeconds(10);
 
+    /// <summary>Whether the server runs on Sluice's socket transport (<c>UseSluiceSockets</c>).</summary>
+    protected virtual bool SluiceSockets => false;
+
+    private void UseTransport(WebApplicationBuilder builder)
+    {
+        if (SluiceSockets)
+        {
+            builder.WebHost.UseSluiceSockets();
+        }
+    }
+
     /// <summary>A server whose requests report, by path, when they end.</summary>
-    private static Task<TestServer> StartAsync(bool handoff, RequestEndings ended, Action<WebApplication> map) =>
+    private Task<TestServer> StartAsync(bool handoff, RequestEndings ended, Action<WebApplication> map) =>
         TestServer.StartAsync(
             app =>
             {
@@ -31,6 +43,7 @@ public class UpgradeHandoffTests
             },
             configureBuilder: builder =>
             {
+                UseTransport(builder);
                 if (handoff)
                 {
                     builder.WebHost.ConfigureKestrel(o => o.ConfigureEndpointDefaults(listen => listen.UseWebSocketHandoff()));
@@ -192,18 +205,25 @@ public class UpgradeHandoffTests
                 });
                 app.MapWebSocket("/echo", ws => ws.OnMessage((m, c) => m.Text));
             },
-            configureBuilder: builder => builder.WebHost.ConfigureKestrel(o => o.ConfigureEndpointDefaults(listen =>
+            configureBuilder: builder =>
             {
-                listen.Use(counted.Wrap);
-                listen.UseWebSocketHandoff();
-            })));
+                UseTransport(builder);
+                builder.WebHost.ConfigureKestrel(o => o.ConfigureEndpointDefaults(listen =>
+                {
+                    listen.Use(counted.Wrap);
+                    listen.UseWebSocketHandoff();
+                }));
+            });
         using var client = await WebSocketClient.ConnectAsync(server.WebSocketUri("/echo"));
         var text = new string('x', 100_000);
 
         await client.SendTextAsync(text);
         Assert.Equal(text, await client.ReceiveTextAsync());
         Assert.True(counted.Written > 100_000, $"the wrapping middleware saw {counted.Written} bytes written");
-        Assert.True(blocking);
+
+        // The handoff leaves the socket's mode alone; Sluice's transport sends from the writer's thread itself, so its
+        // sockets are non-blocking from the accept on.
+        Assert.Equal(!SluiceSockets, blocking);
     }
 
     [Fact]
@@ -294,20 +314,24 @@ public class UpgradeHandoffTests
                 ended.Track(app);
                 app.MapWebSocket("/tls", ws => ws.OnMessage((m, c) => "tls:" + m.Text));
             },
-            configureBuilder: builder => builder.WebHost.ConfigureKestrel(o => o.Listen(IPAddress.Loopback, 0, listen =>
+            configureBuilder: builder =>
             {
-                // Outside TLS the middleware would see encrypted bytes: it must leave such a connection alone.
-                if (!insideTls)
+                UseTransport(builder);
+                builder.WebHost.ConfigureKestrel(o => o.Listen(IPAddress.Loopback, 0, listen =>
                 {
-                    listen.UseWebSocketHandoff();
-                }
+                    // Outside TLS the middleware would see encrypted bytes: it must leave such a connection alone.
+                    if (!insideTls)
+                    {
+                        listen.UseWebSocketHandoff();
+                    }
 
-                listen.UseHttps(certificate);
-                if (insideTls)
-                {
-                    listen.UseWebSocketHandoff();
-                }
-            })));
+                    listen.UseHttps(certificate);
+                    if (insideTls)
+                    {
+                        listen.UseWebSocketHandoff();
+                    }
+                }));
+            });
         using var client = await WebSocketClient.ConnectAsync(
             new Uri($"wss://127.0.0.1:{server.BaseAddress.Port}/tls"),
             o => o.RemoteCertificateValidationCallback = (_, presented, _, _) => presented is not null && presented.GetCertHashString() == certificate.GetCertHashString());

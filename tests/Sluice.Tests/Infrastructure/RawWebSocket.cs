@@ -26,7 +26,8 @@ public sealed class RawWebSocket : IDisposable
     public int StatusCode => int.Parse(ResponseHead.Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>Sends a handshake (or any request head) and returns the connection with the response head read.</summary>
-    public static async Task<RawWebSocket> ConnectAsync(Uri uri, string? requestHead = null, string extraHeaders = "")
+    /// <param name="sentWithHead">Bytes written in the same write as the head, before the response (frames of a client that does not wait for the 101).</param>
+    public static async Task<RawWebSocket> ConnectAsync(Uri uri, string? requestHead = null, string extraHeaders = "", byte[]? sentWithHead = null)
     {
         var tcp = new TcpClient { NoDelay = true };
         await tcp.ConnectAsync(uri.Host, uri.Port);
@@ -34,7 +35,8 @@ public sealed class RawWebSocket : IDisposable
         requestHead ??= $"GET {uri.PathAndQuery} HTTP/1.1\r\nHost: {uri.Authority}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
             $"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extraHeaders}\r\n";
         var stream = tcp.GetStream();
-        await stream.WriteAsync(Encoding.ASCII.GetBytes(requestHead));
+        byte[] request = [.. Encoding.ASCII.GetBytes(requestHead), .. sentWithHead ?? []];
+        await stream.WriteAsync(request);
         var socket = new RawWebSocket(tcp);
         socket.ResponseHead = await socket.ReadHeadAsync();
         return socket;

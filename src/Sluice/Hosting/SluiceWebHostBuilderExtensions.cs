@@ -1,0 +1,24 @@
+using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.DependencyInjection;
+using Sluice.Transport;
+
+namespace Microsoft.AspNetCore.Hosting;
+
+/// <summary>Puts Sluice's socket transport under Kestrel.</summary>
+public static class SluiceWebHostBuilderExtensions
+{
+    /// <summary>
+    /// Kestrel's TCP endpoints accept through Sluice's socket transport instead of Kestrel's: the same listening
+    /// sockets and <c>SocketTransportOptions</c>, and for HTTP the same behaviour, but a WebSocket connection that leaves
+    /// its request (<see cref="SluiceConnectionBuilderExtensions.UseWebSocketHandoff{TBuilder}"/>, with nothing between
+    /// the socket and the handoff) then reads its socket itself: the transport's pipes and receive loop are released
+    /// (about 2 KiB per open connection). Unix domain socket and file handle endpoints keep Kestrel's transport.
+    /// </summary>
+    public static IWebHostBuilder UseSluiceSockets(this IWebHostBuilder builder)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+
+        // Kestrel tries the transports registered last first; this one binds IP endpoints only.
+        return builder.ConfigureServices(services => services.AddSingleton<IConnectionListenerFactory, SocketTransportFactory>());
+    }
+}

@@ -1,0 +1,109 @@
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Sluice.Transport;
+
+/// <summary>
+/// Kestrel's transport for TCP endpoints, in place of its socket transport: the same listening sockets and options
+/// (<see cref="SocketTransportOptions"/>), but a connection whose WebSocket leaves its request
+/// (<see cref="UpgradeHandoff"/>) can stop the transport's receive loop and read its socket itself, so that an open
+/// WebSocket holds neither the transport's pipes nor its loops.
+/// </summary>
+internal sealed class SocketTransportFactory(IOptions<SocketTransportOptions> options, ILoggerFactory loggerFactory)
+    : IConnectionListenerFactory, IConnectionListenerFactorySelector
+{
+    private readonly ILogger _logger = loggerFactory.CreateLogger("Sluice.Transport");
+
+    // Unix domain sockets and file handles stay with Kestrel's socket transport.
+    public bool CanBind(EndPoint endpoint) => endpoint is IPEndPoint;
+
+    public ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default)
+    {
+        var settings = options.Value;
+        var socket = settings.CreateBoundListenSocket(endpoint);
+        try
+        {
+            socket.Listen(settings.Backlog);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+
+        var scheduler = settings.UnsafePreferInlineScheduling ? PipeScheduler.Inline : PipeScheduler.ThreadPool;
+        var maxRead = settings.MaxReadBufferSize ?? 0;
+        var input = new PipeOptions(
+            readerScheduler: scheduler,
+            writerScheduler: PipeScheduler.Inline,
+            pauseWriterThreshold: maxRead,
+            resumeWriterThreshold: maxRead / 2,
+            minimumSegmentSize: 4096,
+            useSynchronizationContext: false);
+        return new ValueTask<IConnectionListener>(new Listener(socket, settings.NoDelay, input, _logger));
+    }
+
+    private sealed class Listener(Socket socket, bool noDelay, PipeOptions input, ILogger logger) : IConnectionListener
+    {
+        public EndPoint EndPoint { get; } = socket.LocalEndPoint!;
+
+        public async ValueTask<ConnectionContext?> AcceptAsync(CancellationToken cancellationToken = default)
+        {
+            while (true)
+            {
+                Socket accepted;
+                try
+                {
+                    accepted = await socket.AcceptAsync(cancellationToken);
+                }
+                catch (Exception ex) when (ex is ObjectDisposedException
+                    || ex is SocketException { SocketErrorCode: SocketError.OperationAborted })
+                {
+                    // Unbound.
+                    return null;
+                }
+                catch (SocketException ex)
+                {
+                    // A connection that reset before it was accepted; the listener goes on, as Kestrel's does.
+                    TransportLog.AcceptFailed(logger, ex);
+                    continue;
+                }
+
+                try
+                {
+                    accepted.NoDelay = noDelay;
+                    return new SocketTransportConnection(accepted, input);
+                }
+                catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+                {
+                    // Reset between the accept and here.
+                    TransportLog.AcceptFailed(logger, ex);
+                    accepted.Dispose();
+                }
+            }
+        }
+
+        public ValueTask UnbindAsync(CancellationToken cancellationToken = default)
+        {
+            socket.Dispose();
+            return default;
+        }
+
+        public ValueTask DisposeAsync()
+        {
+            socket.Dispose();
+            return default;
+        }
+    }
+}
+
+internal static partial class TransportLog
+{
+    [LoggerMessage(EventId = 150, Level = LogLevel.Debug, Message = "A connection failed before it was accepted.")]
+    public static partial void AcceptFailed(ILogger logger, Exception exception);
+}
