@@ -23,7 +23,9 @@ namespace Sluice;
 /// </summary>
 /// <remarks>
 /// Only a connection whose HTTP layer reads the socket's pipes through this middleware switches: not HTTP/2, and
-/// not a TLS connection whose TLS middleware runs inside this one (it would read the encrypted bytes).
+/// not a TLS connection whose TLS middleware runs inside this one (it would read the encrypted bytes). On Sluice's
+/// own transport (<see cref="SocketTransportConnection"/>) with nothing in between, the connection goes further: it
+/// stops the transport's receive loop and reads the socket itself.
 /// </remarks>
 internal sealed class UpgradeHandoff : IConnectionHeartbeatFeature
 {

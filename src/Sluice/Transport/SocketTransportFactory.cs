@@ -50,6 +50,8 @@ internal sealed class SocketTransportFactory(IOptions<SocketTransportOptions> op
 
     private sealed class Listener(Socket socket, bool noDelay, PipeOptions input, ILogger logger) : IConnectionListener
     {
+        private static readonly TimeSpan AcceptRetryDelay = TimeSpan.FromMilliseconds(20);
+
         public EndPoint EndPoint { get; } = socket.LocalEndPoint!;
 
         public async ValueTask<ConnectionContext?> AcceptAsync(CancellationToken cancellationToken = default)
@@ -69,8 +71,17 @@ internal sealed class SocketTransportFactory(IOptions<SocketTransportOptions> op
                 }
                 catch (SocketException ex)
                 {
-                    // A connection that reset before it was accepted; the listener goes on, as Kestrel's does.
+                    // A connection that reset before it was accepted, or no descriptor left for it: the listener goes on,
+                    // as Kestrel's does.
                     TransportLog.AcceptFailed(logger, ex);
+                    if (ex.SocketErrorCode is SocketError.TooManyOpenSockets or SocketError.NoBufferSpaceAvailable)
+                    {
+                        // Out of descriptors or buffers: retrying at once would spin a core until one is freed, while
+                        // the kernel's backlog holds the waiting connections anyway. An unbind during the pause ends the
+                        // next accept.
+                        await Task.Delay(AcceptRetryDelay, CancellationToken.None);
+                    }
+
                     continue;
                 }
 
