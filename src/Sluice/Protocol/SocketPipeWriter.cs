@@ -12,16 +12,16 @@ namespace Sluice.Protocol;
 /// One writer at a time, as a pipe's writer: memory is asked for only between flushes. A send that fails completes
 /// the writer (the flush reports it completed); what a later flush holds is dropped, as a peer that reset loses it.
 /// </remarks>
-internal sealed class SocketPipeWriter(Socket socket, Action<Exception?>? completed = null) : PipeWriter
+/// <param name="socket">The socket, in non-blocking mode.</param>
+/// <param name="completed">Called once, when the writer is completed.</param>
+/// <param name="failed">Called once, when a send fails.</param>
+internal sealed class SocketPipeWriter(Socket socket, Action<Exception?>? completed = null, Action? failed = null) : PipeWriter
 {
     private byte[]? _buffer;
     private int _buffered;
     private bool _sendFailed;
     private volatile bool _sending;
     private int _completed;
-
-    /// <summary>Whether a send has failed: the connection is then broken.</summary>
-    public bool SendFailed => _sendFailed;
 
     public override bool CanGetUnflushedBytes => true;
 
@@ -92,7 +92,12 @@ internal sealed class SocketPipeWriter(Socket socket, Action<Exception?>? comple
 
     private FlushResult Flushed(bool sent)
     {
-        _sendFailed |= !sent;
+        if (!sent && !_sendFailed)
+        {
+            _sendFailed = true;
+            failed?.Invoke();
+        }
+
         ReturnBuffer();
         _sending = false;
         return new FlushResult(isCanceled: false, isCompleted: _sendFailed);

@@ -18,6 +18,10 @@ internal sealed class SocketStream : NetworkStream
     {
         // After the base constructor, which refuses a socket already in non-blocking mode.
         socket.Blocking = false;
+
+        // NetworkStream's finalizer does nothing (it closes the socket only when disposed); it would keep every
+        // connection's socket objects alive one more collection, and so into an older generation.
+        GC.SuppressFinalize(this);
     }
 
     public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)

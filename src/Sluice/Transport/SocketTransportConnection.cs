@@ -35,12 +35,15 @@ internal sealed class SocketTransportConnection : ConnectionContext, IDuplexPipe
     private int _revision;
     private int _socketClosed;
     private int _closedFired;
+    private ConnectionAbortedException? _abortReason;
 
     public SocketTransportConnection(Socket socket, PipeOptions input)
     {
         _socket = socket;
         _input = new Pipe(input);
-        _output = new SocketPipeWriter(socket, _ => CloseSocket());
+        // A send that fails closes the socket, as Kestrel's send loop does: the receive loop then ends, and Kestrel
+        // learns of it from the input and ConnectionClosed rather than from responses that vanish.
+        _output = new SocketPipeWriter(socket, completed: _ => CloseSocket(), failed: CloseSocket);
         _transport = this;
         LocalEndPoint = socket.LocalEndPoint;
         RemoteEndPoint = socket.RemoteEndPoint;
@@ -122,7 +125,9 @@ internal sealed class SocketTransportConnection : ConnectionContext, IDuplexPipe
 
     public override void Abort(ConnectionAbortedException abortReason)
     {
-        // Pending receives and sends fail, and with them the loop and the leg's reads.
+        // Pending receives and sends fail, and with them the loop and the leg's reads; a read of the request's body then
+        // fails with this reason rather than seeing the body end.
+        Interlocked.CompareExchange(ref _abortReason, abortReason, null);
         CloseSocket();
         FireClosed();
     }
@@ -133,7 +138,12 @@ internal sealed class SocketTransportConnection : ConnectionContext, IDuplexPipe
         _input?.Reader.Complete();
         CloseSocket();
         await _receiving;
-        FireClosed();
+        if (Interlocked.Exchange(ref _closedFired, 1) == 0)
+        {
+            // Here, not queued: as with Kestrel's transport, the token's callbacks have run when the connection is disposed.
+            _closed.Cancel();
+        }
+
         await base.DisposeAsync();
     }
 
@@ -186,8 +196,9 @@ internal sealed class SocketTransportConnection : ConnectionContext, IDuplexPipe
             error = new ConnectionResetException(ex.Message, ex);
         }
         catch (Exception ex) when (ex is ObjectDisposedException
-            || ex is SocketException { SocketErrorCode: SocketError.OperationAborted or SocketError.Interrupted })
+            || ex is SocketException { SocketErrorCode: SocketError.OperationAborted or SocketError.Interrupted or SocketError.InvalidArgument })
         {
+            // InvalidArgument: a receive that raced the socket's disposal on Linux.
             error = new ConnectionAbortedException("The connection was aborted.", ex);
         }
         catch (Exception ex)
@@ -197,6 +208,13 @@ internal sealed class SocketTransportConnection : ConnectionContext, IDuplexPipe
         finally
         {
             Interlocked.Exchange(ref _stopReceiving, null)?.Dispose();
+        }
+
+        if (Volatile.Read(ref _socketClosed) != 0 && !stopped)
+        {
+            // Closed here (an abort, a failed send): what ended the loop, however it showed, is that, not the peer's end.
+            error = _abortReason ?? error as ConnectionAbortedException
+                ?? (error is null ? new ConnectionAbortedException("The connection was aborted.") : new ConnectionAbortedException("The connection was aborted.", error));
         }
 
         input.Complete(error);
@@ -284,12 +302,24 @@ internal sealed class SocketTransportConnection : ConnectionContext, IDuplexPipe
             {
                 if (_features[i].Key == key)
                 {
-                    _features[i] = new(key, value);
+                    if (value is null && !IsOwn(key))
+                    {
+                        _features.RemoveAt(i);
+                    }
+                    else
+                    {
+                        _features[i] = new(key, value);
+                    }
+
                     return;
                 }
             }
 
-            _features.Add(new(key, value));
+            // A null stays only to hide one of this connection's own features.
+            if (value is not null || IsOwn(key))
+            {
+                _features.Add(new(key, value));
+            }
         }
     }
 

@@ -25,7 +25,18 @@ internal sealed class SocketTransportFactory(IOptions<SocketTransportOptions> op
     public ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default)
     {
         var settings = options.Value;
-        var socket = settings.CreateBoundListenSocket(endpoint);
+        Socket socket;
+        try
+        {
+            socket = settings.CreateBoundListenSocket(endpoint);
+        }
+        catch (SocketException ex) when (ex.SocketErrorCode == SocketError.AddressAlreadyInUse)
+        {
+            // What Kestrel's binder expects of a transport: it reports the address, and for localhost tries the other
+            // loopback address only on this.
+            throw new AddressInUseException(ex.Message, ex);
+        }
+
         try
         {
             socket.Listen(settings.Backlog);
@@ -90,9 +101,9 @@ internal sealed class SocketTransportFactory(IOptions<SocketTransportOptions> op
                     accepted.NoDelay = noDelay;
                     return new SocketTransportConnection(accepted, input);
                 }
-                catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+                catch (Exception ex) when (ex is not OutOfMemoryException)
                 {
-                    // Reset between the accept and here.
+                    // Reset between the accept and here. Nothing may escape: Kestrel would stop accepting on this endpoint.
                     TransportLog.AcceptFailed(logger, ex);
                     accepted.Dispose();
                 }

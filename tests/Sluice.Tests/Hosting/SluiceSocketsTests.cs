@@ -1,3 +1,5 @@
+using System.Collections.Concurrent;
+using System.Net;
 using System.Net.Sockets;
 using System.Net.WebSockets;
 using System.Text;
@@ -5,6 +7,9 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Sluice.Tests.Infrastructure;
 using Sluice.Transport;
 
@@ -24,19 +29,20 @@ public class SluiceSocketsTests
 {
     private static readonly TimeSpan Wait = TimeSpan.FromSeconds(10);
 
-    private static Task<TestServer> StartAsync(Action<WebApplication> map, List<ConnectionContext>? accepted = null) =>
+    private static Task<TestServer> StartAsync(Action<WebApplication> map, ConcurrentQueue<ConnectionContext>? accepted = null, int? maxReadBufferSize = null) =>
         TestServer.StartAsync(map, configureBuilder: builder =>
         {
             builder.WebHost.UseSluiceSockets();
+            if (maxReadBufferSize is { } max)
+            {
+                builder.Services.Configure<SocketTransportOptions>(o => o.MaxReadBufferSize = max);
+            }
+
             builder.WebHost.ConfigureKestrel(o => o.ConfigureEndpointDefaults(listen =>
             {
                 listen.Use(next => context =>
                 {
-                    lock (accepted ?? [])
-                    {
-                        accepted?.Add(context);
-                    }
-
+                    accepted?.Enqueue(context);
                     return next(context);
                 });
                 listen.UseWebSocketHandoff();
@@ -46,7 +52,7 @@ public class SluiceSocketsTests
     [Fact]
     public async Task AnOpenWebSocket_ReadsItsSocketItself_AndTheTransportsPipeIsReleased()
     {
-        var accepted = new List<ConnectionContext>();
+        var accepted = new ConcurrentQueue<ConnectionContext>();
         await using var server = await StartAsync(app => app.MapWebSocket("/echo", ws => ws.OnMessage((m, c) => m.Text)), accepted);
         using var client = await WebSocketClient.ConnectAsync(server.WebSocketUri("/echo"));
 
@@ -78,6 +84,79 @@ public class SluiceSocketsTests
         Assert.Equal("echo:later", (await client.ReadFrameAsync(Wait))!.Text);
         await client.SendCloseAsync(1000);
         Assert.Equal((ushort?)1000, (await client.ReadCloseAsync(Wait)).Code);
+    }
+
+    [Fact]
+    public async Task FramesThatFillTheTransportsPipeBeforeThe101_AreAllReadInOrder()
+    {
+        // With a 4 KiB pipe the loop is held by a full pipe when the switch stops it: what it holds comes first, then
+        // what is still in the socket.
+        await using var server = await StartAsync(app => app.MapWebSocket("/echo", ws => ws.OnMessage((m, c) => m.Text)), maxReadBufferSize: 4096);
+        var frames = Enumerable.Range(0, 64).Select(i => $"{i:D3}:{new string('x', 1000)}").ToList();
+        using var client = await RawWebSocket.ConnectAsync(
+            server.WebSocketUri("/echo"), sentWithHead: [.. frames.SelectMany(f => RawWebSocket.Frame(0x1, Encoding.UTF8.GetBytes(f)))]);
+        Assert.Equal(101, client.StatusCode);
+
+        foreach (var frame in frames)
+        {
+            Assert.Equal(frame, (await client.ReadFrameAsync(Wait))!.Text);
+        }
+
+        await client.SendCloseAsync(1000);
+        Assert.Equal((ushort?)1000, (await client.ReadCloseAsync(Wait)).Code);
+    }
+
+    [Fact]
+    public async Task AnAddressInUse_FailsTheStart_WithKestrelsError()
+    {
+        using var taken = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        taken.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        taken.Listen();
+        var port = ((IPEndPoint)taken.LocalEndPoint!).Port;
+
+        var error = await Assert.ThrowsAsync<IOException>(() => TestServer.StartAsync(_ => { }, configureBuilder: builder =>
+        {
+            builder.WebHost.UseSluiceSockets();
+            builder.WebHost.UseUrls($"http://127.0.0.1:{port}");
+        }));
+        Assert.Contains("address already in use", error.Message, StringComparison.OrdinalIgnoreCase);
+    }
+
+    [Fact]
+    public async Task AUnixSocketEndpoint_StaysOnKestrelsTransport()
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"sluice-{Guid.NewGuid():N}.sock");
+        var accepted = new ConcurrentQueue<ConnectionContext>();
+        try
+        {
+            var builder = WebApplication.CreateSlimBuilder();
+            builder.Logging.ClearProviders();
+            builder.WebHost.UseSluiceSockets();
+            builder.WebHost.ConfigureKestrel(o => o.ListenUnixSocket(path, listen => listen.Use(next => context =>
+            {
+                accepted.Enqueue(context);
+                return next(context);
+            })));
+            await using var app = builder.Build();
+            app.MapGet("/hello", () => "hello");
+            await app.StartAsync();
+            using var http = new HttpClient(new SocketsHttpHandler
+            {
+                ConnectCallback = async (_, cancellationToken) =>
+                {
+                    var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+                    await socket.ConnectAsync(new UnixDomainSocketEndPoint(path), cancellationToken);
+                    return new NetworkStream(socket, ownsSocket: true);
+                },
+            });
+
+            Assert.Equal("hello", await http.GetStringAsync("http://unix/hello"));
+            Assert.IsNotType<SocketTransportConnection>(Assert.Single(accepted));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
     }
 
     [Fact]
