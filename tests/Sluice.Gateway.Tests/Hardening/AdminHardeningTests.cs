@@ -277,7 +277,17 @@ public class AdminHardeningTests(AdminGateway fixture) : IClassFixture<AdminGate
 
     private static async Task<string> ConnectionIdAsync(HttpClient client, string route)
     {
-        var connections = (await client.GetFromJsonAsync<JsonArray>("connections?route=" + Uri.EscapeDataString(route)))!;
-        return (string)connections[^1]!["id"]!;
+        // A connection is listed once its connected hooks have run, a moment after the client has its 101.
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (true)
+        {
+            var connections = (await client.GetFromJsonAsync<JsonArray>("connections?route=" + Uri.EscapeDataString(route)))!;
+            if (connections.Count > 0 || DateTime.UtcNow > deadline)
+            {
+                return (string)connections[^1]!["id"]!;
+            }
+
+            await Task.Delay(20);
+        }
     }
 }
