@@ -12,7 +12,8 @@ public static class SluiceWebHostBuilderExtensions
     /// sockets and <c>SocketTransportOptions</c>, and for HTTP the same behaviour, but a WebSocket connection that leaves
     /// its request (<see cref="SluiceConnectionBuilderExtensions.UseWebSocketHandoff{TBuilder}"/>, with nothing between
     /// the socket and the handoff) then reads its socket itself: the transport's pipes and receive loop are released
-    /// (about 2 KiB per open connection). Unix domain socket and file handle endpoints keep Kestrel's transport.
+    /// (measured on the gateway: about 1.1 KiB of live heap per idle proxied connection; the socket's own pending read
+    /// replaces part of what goes). Unix domain socket and file handle endpoints keep Kestrel's transport.
     /// </summary>
     public static IWebHostBuilder UseSluiceSockets(this IWebHostBuilder builder)
     {
