@@ -70,6 +70,33 @@ internal static class JsonPointers
     public static string[] Segments(JsonPointer pointer) =>
         [.. Enumerable.Range(0, pointer.SegmentCount).Select(i => Unescape(pointer[i].ToString()))];
 
+    /// <summary>
+    /// Up to 16 names: a hash of each on the stack, so that most objects, whose names all differ, are told so in one
+    /// pass; only two equal hashes pay for the exact pairwise comparison.
+    /// </summary>
+    private static bool RepeatsSmall(JsonElement obj)
+    {
+        Span<int> hashes = stackalloc int[16];
+        var count = 0;
+        foreach (var property in obj.EnumerateObject())
+        {
+            var raw = System.Runtime.InteropServices.JsonMarshal.GetRawUtf8PropertyName(property);
+            var hash = new HashCode();
+
+            // Escapes hash as the name they spell ("\u0061" repeats "a"); they are rare, so that one makes a string.
+            hash.AddBytes(raw.Contains((byte)'\\') ? System.Text.Encoding.UTF8.GetBytes(property.Name) : raw);
+            var value = hash.ToHashCode();
+            if (hashes[..count].Contains(value))
+            {
+                return RepeatsPairwise(obj);
+            }
+
+            hashes[count++] = value;
+        }
+
+        return false;
+    }
+
     private static bool RepeatsPairwise(JsonElement obj)
     {
         var index = 0;
@@ -132,7 +159,7 @@ internal static class JsonPointers
                     }
                 }
 
-                return count > 1 && (count <= 16 ? RepeatsPairwise(element) : RepeatsHashed(element));
+                return count > 1 && (count <= 16 ? RepeatsSmall(element) : RepeatsHashed(element));
             case JsonValueKind.Array:
                 foreach (var item in element.EnumerateArray())
                 {

@@ -1,3 +1,7 @@
+using System.Globalization;
+using System.Numerics;
+using System.Runtime.InteropServices;
+using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
@@ -30,8 +34,10 @@ internal sealed class SchemaFastPath
     private readonly bool? _always;
     private readonly JsonValueKind[]? _types;
     private readonly bool _integerOnly;
-    private readonly Dictionary<string, SchemaFastPath>? _properties;
-    private readonly string[]? _required;
+    // The names "properties" and "required" give, with each one's schema (null: only required) and required bit.
+    private readonly Dictionary<string, Member>? _members;
+    private readonly Dictionary<string, Member>.AlternateLookup<ReadOnlySpan<char>> _membersByChars;
+    private readonly int _requiredCount;
     private readonly SchemaFastPath? _additional;
     private readonly SchemaFastPath? _items;
     private readonly JsonElement[]? _enum;
@@ -51,6 +57,8 @@ internal sealed class SchemaFastPath
 
     private SchemaFastPath(JsonElement schema)
     {
+        Dictionary<string, SchemaFastPath>? properties = null;
+        string[]? required = null;
         foreach (var keyword in schema.EnumerateObject())
         {
             var value = keyword.Value;
@@ -60,15 +68,16 @@ internal sealed class SchemaFastPath
                     (_types, _integerOnly) = Types(value);
                     break;
                 case "properties":
-                    _properties = new Dictionary<string, SchemaFastPath>(StringComparer.Ordinal);
+                    properties = new Dictionary<string, SchemaFastPath>(StringComparer.Ordinal);
                     foreach (var property in value.EnumerateObject())
                     {
-                        _properties[property.Name] = Compile(property.Value);
+                        properties[property.Name] = Compile(property.Value);
                     }
 
                     break;
                 case "required":
-                    _required = [.. value.EnumerateArray().Select(e => e.GetString() ?? throw Unsupported())];
+                    // Distinct: a name required twice is required once.
+                    required = [.. value.EnumerateArray().Select(e => e.GetString() ?? throw Unsupported()).Distinct(StringComparer.Ordinal)];
                     break;
                 case "additionalProperties":
                     _additional = Compile(value);
@@ -121,6 +130,30 @@ internal sealed class SchemaFastPath
                     break;
             }
         }
+
+        if (properties is null && required is null)
+        {
+            return;
+        }
+
+        // A bit per required name, checked off as an object's members are read: no lookup by name per required one.
+        if (required?.Length > 64)
+        {
+            throw Unsupported();
+        }
+
+        _members = new Dictionary<string, Member>(StringComparer.Ordinal);
+        foreach (var (name, property) in properties ?? [])
+        {
+            _members[name] = new Member(property, 0);
+        }
+
+        foreach (var name in required ?? [])
+        {
+            _members[name] = _members.GetValueOrDefault(name) with { RequiredBit = 1UL << _requiredCount++ };
+        }
+
+        _membersByChars = _members.GetAlternateLookup<ReadOnlySpan<char>>();
     }
 
     /// <summary>Compiles <paramref name="schema"/>, or returns null when it uses anything outside the subset.</summary>
@@ -165,7 +198,7 @@ internal sealed class SchemaFastPath
             return false;
         }
 
-        if (_enum is not null && !_enum.Any(e => JsonElement.DeepEquals(e, instance)))
+        if (_enum is not null && !IsOneOf(_enum, instance))
         {
             return false;
         }
@@ -178,8 +211,7 @@ internal sealed class SchemaFastPath
         switch (instance.ValueKind)
         {
             case JsonValueKind.String when _minLength is not null || _maxLength is not null:
-                // Lengths count code points, not UTF-16 units.
-                var length = instance.GetString()!.EnumerateRunes().Count();
+                var length = CodePoints(instance);
                 return length >= (_minLength ?? 0) && length <= (_maxLength ?? int.MaxValue);
             case JsonValueKind.Number when _minimum is not null || _maximum is not null || _exclusiveMinimum is not null || _exclusiveMaximum is not null:
                 // Exact comparison only: as doubles, 0.30000000000000001 would pass a maximum of 0.3.
@@ -218,40 +250,87 @@ internal sealed class SchemaFastPath
 
     private bool ObjectIsValid(JsonElement instance)
     {
-        if (_required is not null)
-        {
-            foreach (var name in _required)
-            {
-                if (!instance.TryGetProperty(name, out _))
-                {
-                    return false;
-                }
-            }
-        }
-
-        if (_properties is null && _additional is null && _minProperties is null && _maxProperties is null)
+        if (_members is null && _additional is null && _minProperties is null && _maxProperties is null)
         {
             return true;
         }
 
         var count = 0;
+        var required = 0UL;
         foreach (var property in instance.EnumerateObject())
         {
             count++;
-            if (_properties is not null && _properties.TryGetValue(property.Name, out var schema))
-            {
-                if (!schema.IsValid(property.Value))
-                {
-                    return false;
-                }
-            }
-            else if (_additional is not null && !_additional.IsValid(property.Value))
+            var member = Find(property);
+            required |= member.RequiredBit;
+            var schema = member.Schema ?? _additional;
+            if (schema is not null && !schema.IsValid(property.Value))
             {
                 return false;
             }
         }
 
-        return count >= (_minProperties ?? 0) && count <= (_maxProperties ?? int.MaxValue);
+        return BitOperations.PopCount(required) == _requiredCount
+            && count >= (_minProperties ?? 0) && count <= (_maxProperties ?? int.MaxValue);
+    }
+
+    /// <summary>What the schema says of <paramref name="property"/>'s name: its schema and required bit, or nothing.</summary>
+    private Member Find(JsonProperty property)
+    {
+        if (_members is null)
+        {
+            return default;
+        }
+
+        // Names are short and rarely escaped: decoded onto the stack and looked up without making a string.
+        var raw = JsonMarshal.GetRawUtf8PropertyName(property);
+        if (raw.Length <= 128 && !raw.Contains((byte)'\\'))
+        {
+            Span<char> name = stackalloc char[128];
+            var length = Encoding.UTF8.GetChars(raw, name);
+            return _membersByChars.TryGetValue(name[..length], out var found) ? found : default;
+        }
+
+        return _members.GetValueOrDefault(property.Name);
+    }
+
+    /// <summary>Whether <paramref name="instance"/> equals one of <paramref name="values"/>, as JSON Schema compares.</summary>
+    private static bool IsOneOf(JsonElement[] values, JsonElement instance)
+    {
+        foreach (var value in values)
+        {
+            if (JsonElement.DeepEquals(value, instance))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>A string's length as JSON Schema counts it: in code points, not UTF-16 units.</summary>
+    private static int CodePoints(JsonElement text)
+    {
+        // The raw value, quotes included; without escapes it is the text's UTF-8, which the parse has validated: one
+        // code point per byte that does not continue a sequence (10xxxxxx).
+        var raw = JsonMarshal.GetRawUtf8Value(text)[1..^1];
+        if (!raw.Contains((byte)'\\'))
+        {
+            var continuations = 0;
+            foreach (var b in raw)
+            {
+                continuations += (b & 0xC0) == 0x80 ? 1 : 0;
+            }
+
+            return raw.Length - continuations;
+        }
+
+        var count = 0;
+        foreach (var _ in text.GetString()!.EnumerateRunes())
+        {
+            count++;
+        }
+
+        return count;
     }
 
     private bool MatchesType(JsonElement instance)
@@ -282,23 +361,23 @@ internal sealed class SchemaFastPath
     /// </summary>
     private static bool TryExact(JsonElement number, out decimal value)
     {
-        value = 0;
-        var raw = number.GetRawText();
-        var digits = 0;
-        foreach (var c in raw)
+        // Most numbers are integers, and a long is exactly a decimal.
+        if (number.TryGetInt64(out var integer))
         {
-            if (c is 'e' or 'E')
-            {
-                return false;
-            }
-
-            if (char.IsAsciiDigit(c))
-            {
-                digits++;
-            }
+            value = integer;
+            return true;
         }
 
-        return digits <= 28 && decimal.TryParse(raw, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out value);
+        value = 0;
+        var raw = JsonMarshal.GetRawUtf8Value(number);
+        if (raw.ContainsAny((byte)'e', (byte)'E'))
+        {
+            return false;
+        }
+
+        // Without an exponent, a JSON number is digits, a sign and a point.
+        var digits = raw.Length - (raw[0] == '-' ? 1 : 0) - (raw.Contains((byte)'.') ? 1 : 0);
+        return digits <= 28 && decimal.TryParse(raw, NumberStyles.Float, CultureInfo.InvariantCulture, out value);
     }
 
     private static decimal Exact(JsonElement number) => TryExact(number, out var value) ? value : throw Unsupported();
@@ -335,4 +414,7 @@ internal sealed class SchemaFastPath
     private static int Count(JsonElement value) => value.TryGetInt32(out var count) && count >= 0 ? count : throw Unsupported();
 
     private static NotSupportedException Unsupported() => new();
+
+    /// <summary>A name the schema knows: the schema "properties" gives it (null: additionalProperties applies), and its bit if required.</summary>
+    private readonly record struct Member(SchemaFastPath? Schema, ulong RequiredBit);
 }
