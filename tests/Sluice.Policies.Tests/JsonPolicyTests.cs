@@ -25,6 +25,10 @@ public class JsonPolicyTests
         await client.SendTextAsync("""{"user":"ann","password":"p","card":{"number":"4111","exp":"12/30"},"items":[{"secret":1,"k":2},{"secret":3}],"token":"t"}""");
         Assert.Equal("""{"user":"ann","card":{"exp":"12/30"},"items":[{"k":2},{"secret":3}],"token":"***"}""", await client.ReceiveTextAsync());
 
+        // A redacted message keeps the rest of its text as it came: number spelling, escapes, a nested value's spacing.
+        await client.SendTextAsync("""{"n": 1.50, "password": "p", "e": "\u00e9", "o": { "k" : [1, 2] }}""");
+        Assert.Equal("""{"n": 1.50,"e": "\u00e9","o": { "k" : [1, 2] }}""", await client.ReceiveTextAsync());
+
         // No redacted field: the message goes through byte for byte (whitespace and number spelling kept).
         const string untouched = """{ "user" : "bob", "n": 1.50 }""";
         await client.SendTextAsync(untouched);

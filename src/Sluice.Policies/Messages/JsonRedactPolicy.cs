@@ -1,6 +1,9 @@
 using System.Buffers;
+using System.Globalization;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Text;
 using System.Text.Json;
-using Json.Pointer;
 using Sluice.Policies.Json;
 
 namespace Sluice.Policies;
@@ -74,8 +77,10 @@ public sealed class JsonRedactPolicy : MessagePolicy
         Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
     };
 
-    private readonly JsonPointer[] _paths;
-    private readonly string[][] _segments;
+    // As deep as the lenient parse reads: its documents are parsed again once written strictly.
+    private static readonly JsonDocumentOptions s_strictOptions = new() { MaxDepth = 1000 };
+
+    private readonly Segment[][] _paths;
     private readonly JsonRedactMode _mode;
     private readonly UnparsableJson _unparsable;
 
@@ -85,8 +90,7 @@ public sealed class JsonRedactPolicy : MessagePolicy
     {
         ArgumentNullException.ThrowIfNull(options);
         PolicyValidation.ThrowIfInvalid(options, name);
-        _paths = [.. options.Paths.Select((p, i) => JsonPointers.Parse(p, $"paths[{i}]"))];
-        _segments = [.. _paths.Select(JsonPointers.Segments)];
+        _paths = [.. options.Paths.Select((p, i) => JsonPointers.Segments(JsonPointers.Parse(p, $"paths[{i}]")).Select(Segment.Of).ToArray())];
         _mode = options.Mode;
         _unparsable = options.Unparsable;
     }
@@ -113,7 +117,29 @@ public sealed class JsonRedactPolicy : MessagePolicy
 
         // The strict shared parse refused it; read it as a lenient reader would (comments, trailing commas, a BOM).
         using var lenient = LenientJson.TryParse(context.Message.Payload);
-        return lenient is null ? Unparsable(context, next) : Redact(context, lenient.RootElement, next);
+        if (lenient is null || !Finds(lenient.RootElement, depth: 0, _paths))
+        {
+            return lenient is null ? Unparsable(context, next) : next(context);
+        }
+
+        // Written out strictly first (no comments, no trailing commas), so that none is forwarded with the redacted
+        // text, then redacted as any strict message.
+        var strict = new ArrayBufferWriter<byte>(context.Message.Length);
+        try
+        {
+            using (var writer = new Utf8JsonWriter(strict, s_writerOptions))
+            {
+                lenient.RootElement.WriteTo(writer);
+            }
+        }
+        catch (InvalidOperationException)
+        {
+            // A name holding a lone UTF-16 surrogate (\udc00) cannot be written again: as unreadable as NaN.
+            return Unparsable(context, next);
+        }
+
+        using var document = JsonDocument.Parse(strict.WrittenMemory, s_strictOptions);
+        return Redact(context, document.RootElement, next);
     }
 
     private ValueTask Unparsable(MessageContext context, MessageDelegate next) =>
@@ -122,119 +148,144 @@ public sealed class JsonRedactPolicy : MessagePolicy
     private ValueTask Redact(MessageContext context, JsonElement root, MessageDelegate next)
     {
         // Look on the read-only parse first: a message without these fields is forwarded as it came.
-        var present = false;
-        foreach (var path in _paths)
-        {
-            if (JsonPointers.TryRead(root, path, out _))
-            {
-                present = true;
-                break;
-            }
-        }
-
-        if (!present)
+        if (!Finds(root, depth: 0, _paths))
         {
             return next(context);
         }
 
-        // One pass from the parsed document to new text, skipping (or masking) the matched members: no mutable tree.
-        // Every occurrence of a repeated name is redacted, whichever one a backend would read.
-        var output = new ArrayBufferWriter<byte>(context.Message.Length);
-        try
+        // A lone UTF-16 surrogate (\udc00) is no text a reader can take: as unreadable as NaN, as the docs say.
+        if (!JsonText.IsValidUnicode(root))
         {
-            using var writer = new Utf8JsonWriter(output, s_writerOptions);
-            Write(writer, root, depth: 0, _segments);
-        }
-        catch (InvalidOperationException)
-        {
-            // A name holding a lone UTF-16 surrogate (\udc00) cannot be written again: as unreadable as NaN.
             return Unparsable(context, next);
         }
 
+        // The new text is the old one, copied span by span, without (or masking) the matched members: nothing is
+        // parsed or encoded again. Every occurrence of a repeated name is redacted, whichever one a backend would read.
+        var text = JsonMarshal.GetRawUtf8Value(root);
+        var output = new ArrayBufferWriter<byte>(text.Length);
+        Write(output, text, root, depth: 0, _paths);
         context.Message = WebSocketMessage.FromText(output.WrittenMemory);
         return next(context);
     }
 
-    private void Write(Utf8JsonWriter writer, JsonElement element, int depth, string[][] candidates)
+    /// <summary>Whether one of <paramref name="candidates"/> ends at a member of <paramref name="element"/>, at any occurrence.</summary>
+    private static bool Finds(JsonElement element, int depth, Segment[][] candidates)
     {
-        if (candidates.Length == 0)
-        {
-            element.WriteTo(writer);
-            return;
-        }
-
         switch (element.ValueKind)
         {
             case JsonValueKind.Object:
-                writer.WriteStartObject();
                 foreach (var property in element.EnumerateObject())
                 {
                     var (matched, ends) = Match(candidates, depth, property, -1);
-                    if (!ends && matched.Length == 0)
+                    if (ends || (matched.Length > 0 && Finds(property.Value, depth + 1, matched)))
                     {
-                        property.WriteTo(writer);
-                        continue;
-                    }
-
-                    if (ends && _mode == JsonRedactMode.Remove)
-                    {
-                        continue;
-                    }
-
-                    writer.WritePropertyName(property.Name);
-                    if (ends)
-                    {
-                        writer.WriteStringValue("***");
-                    }
-                    else
-                    {
-                        Write(writer, property.Value, depth + 1, matched);
+                        return true;
                     }
                 }
 
-                writer.WriteEndObject();
-                break;
+                return false;
             case JsonValueKind.Array:
-                writer.WriteStartArray();
                 var index = 0;
                 foreach (var item in element.EnumerateArray())
                 {
-                    var position = index++;
-                    var (matched, ends) = Match(candidates, depth, default, position);
-                    if (ends && _mode == JsonRedactMode.Remove)
+                    var (matched, ends) = Match(candidates, depth, default, index++);
+                    if (ends || (matched.Length > 0 && Finds(item, depth + 1, matched)))
                     {
-                        continue;
-                    }
-
-                    if (ends)
-                    {
-                        writer.WriteStringValue("***");
-                    }
-                    else
-                    {
-                        Write(writer, item, depth + 1, matched);
+                        return true;
                     }
                 }
 
-                writer.WriteEndArray();
-                break;
+                return false;
             default:
-                element.WriteTo(writer);
-                break;
+                return false;
         }
     }
+
+    /// <summary>Writes <paramref name="element"/>, whose text lies in <paramref name="text"/>, redacted.</summary>
+    private void Write(ArrayBufferWriter<byte> output, ReadOnlySpan<byte> text, JsonElement element, int depth, Segment[][] candidates)
+    {
+        if (candidates.Length == 0 || element.ValueKind is not (JsonValueKind.Object or JsonValueKind.Array))
+        {
+            output.Write(JsonMarshal.GetRawUtf8Value(element));
+            return;
+        }
+
+        var first = true;
+        if (element.ValueKind == JsonValueKind.Object)
+        {
+            output.Write("{"u8);
+            foreach (var property in element.EnumerateObject())
+            {
+                WriteMember(output, text, property, property.Value, -1, depth, candidates, ref first);
+            }
+
+            output.Write("}"u8);
+        }
+        else
+        {
+            output.Write("["u8);
+            var index = 0;
+            foreach (var item in element.EnumerateArray())
+            {
+                WriteMember(output, text, default, item, index++, depth, candidates, ref first);
+            }
+
+            output.Write("]"u8);
+        }
+    }
+
+    /// <summary>Writes one member of an object (<paramref name="index"/> negative) or item of an array, redacted.</summary>
+    private void WriteMember(ArrayBufferWriter<byte> output, ReadOnlySpan<byte> text, JsonProperty property, JsonElement value, int index, int depth, Segment[][] candidates, ref bool first)
+    {
+        var (matched, ends) = Match(candidates, depth, property, index);
+        if (ends && _mode == JsonRedactMode.Remove)
+        {
+            return;
+        }
+
+        if (!first)
+        {
+            output.Write(","u8);
+        }
+
+        first = false;
+        var raw = JsonMarshal.GetRawUtf8Value(value);
+        if (index < 0)
+        {
+            // The name as written, through the colon: from its opening quote to the value.
+            var start = Offset(text, JsonMarshal.GetRawUtf8PropertyName(property)) - 1;
+            output.Write(text[start..Offset(text, raw)]);
+        }
+
+        if (ends)
+        {
+            output.Write("\"***\""u8);
+        }
+        else if (matched.Length == 0)
+        {
+            output.Write(raw);
+        }
+        else
+        {
+            Write(output, text, value, depth + 1, matched);
+        }
+    }
+
+    /// <summary>Where <paramref name="part"/>, a span of the document's text, starts in <paramref name="text"/>.</summary>
+    private static int Offset(ReadOnlySpan<byte> text, ReadOnlySpan<byte> part) =>
+        (int)Unsafe.ByteOffset(ref MemoryMarshal.GetReference(text), ref MemoryMarshal.GetReference(part));
 
     /// <summary>
     /// The paths that go on below this member (a property, or the array item at <paramref name="index"/> when it is
     /// not negative), and whether one of them ends at it.
     /// </summary>
-    private static (string[][] Continuing, bool Ends) Match(string[][] candidates, int depth, JsonProperty property, int index)
+    private static (Segment[][] Continuing, bool Ends) Match(Segment[][] candidates, int depth, JsonProperty property, int index)
     {
-        List<string[]>? continuing = null;
+        List<Segment[]>? continuing = null;
         var ends = false;
         foreach (var path in candidates)
         {
-            if (depth < path.Length && (index < 0 ? property.NameEquals(path[depth]) : IsIndex(path[depth], index)))
+            if (depth < path.Length && (index < 0 ? property.NameEquals(path[depth].Name) : path[depth].Index == index))
             {
                 if (path.Length == depth + 1)
                 {
@@ -250,7 +301,11 @@ public sealed class JsonRedactPolicy : MessagePolicy
         return (continuing is null ? [] : [.. continuing], ends);
     }
 
-    private static bool IsIndex(string segment, int index) =>
-        int.TryParse(segment, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var parsed)
-        && parsed == index && (segment.Length == 1 || segment[0] != '0');
+    /// <summary>One segment of a path: a member name as UTF-8, and the array index it also names (-1: none).</summary>
+    private sealed record Segment(byte[] Name, int Index)
+    {
+        public static Segment Of(string segment) => new(
+            Encoding.UTF8.GetBytes(segment),
+            int.TryParse(segment, NumberStyles.None, CultureInfo.InvariantCulture, out var index) && (segment.Length == 1 || segment[0] != '0') ? index : -1);
+    }
 }
