@@ -100,6 +100,19 @@ public class SchemaFastPathTests
         Assert.Equal(FastVerdict.AskTheLibrary, fast.Evaluate(Parse("""{"text":"a","n":1e400}""")));
     }
 
+    [Fact]
+    public void IllFormedUtf8_InANameOrString_IsLeftToTheLibrary()
+    {
+        // The parse does not check UTF-8 inside strings; a message an interceptor made may hold anything.
+        var fast = SchemaFastPath.TryCompile(JsonNode.Parse("""{ "properties": { "text": { "maxLength": 5 } } }"""))!;
+        byte[] illFormedValue = [.. "{\"text\":\"h"u8, 0xFF, .. "llo\"}"u8];
+        byte[] illFormedName = [.. "{\"n"u8, 0xFF, .. "\":1}"u8];
+
+        Assert.Equal(FastVerdict.Valid, fast.Evaluate(Parse("""{"text":"héllo","né":1}""")));
+        Assert.Equal(FastVerdict.AskTheLibrary, fast.Evaluate(JsonDocument.Parse(illFormedValue).RootElement));
+        Assert.Equal(FastVerdict.AskTheLibrary, fast.Evaluate(JsonDocument.Parse(illFormedName).RootElement));
+    }
+
     [Theory]
     [InlineData("""{"maximum":0.3}""", "0.30000000000000001")]
     [InlineData("""{"maximum":9007199254740992}""", "9007199254740993")]

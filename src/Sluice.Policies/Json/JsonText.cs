@@ -13,8 +13,9 @@ internal static class JsonText
     /// <summary>Whether every string and property name in <paramref name="element"/>, at any depth, is valid Unicode.</summary>
     public static bool IsValidUnicode(JsonElement element)
     {
-        // Only an escape can spell a lone surrogate (the parse validated the UTF-8), and escapes occur only in strings
-        // and names (in comments too, after a lenient parse: then the walk below decides).
+        // Only an escape can spell a lone surrogate in well-formed UTF-8 (the frame reader checks a text message's; the
+        // parse does not look inside strings), and escapes occur only in strings and names (in comments too, after a
+        // lenient parse: then the walk below decides).
         if (element.ValueKind is not (JsonValueKind.String or JsonValueKind.Object or JsonValueKind.Array)
             || !JsonMarshal.GetRawUtf8Value(element).Contains((byte)'\\'))
         {

@@ -1,9 +1,11 @@
+using System.Buffers;
 using System.Globalization;
 using System.Numerics;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Text.Unicode;
 
 namespace Sluice.Policies.Json;
 
@@ -212,7 +214,7 @@ internal sealed class SchemaFastPath
         {
             case JsonValueKind.String when _minLength is not null || _maxLength is not null:
                 var length = CodePoints(instance);
-                return length >= (_minLength ?? 0) && length <= (_maxLength ?? int.MaxValue);
+                return length >= 0 && length >= (_minLength ?? 0) && length <= (_maxLength ?? int.MaxValue);
             case JsonValueKind.Number when _minimum is not null || _maximum is not null || _exclusiveMinimum is not null || _exclusiveMaximum is not null:
                 // Exact comparison only: as doubles, 0.30000000000000001 would pass a maximum of 0.3.
                 if (!TryExact(instance, out var number))
@@ -260,7 +262,11 @@ internal sealed class SchemaFastPath
         foreach (var property in instance.EnumerateObject())
         {
             count++;
-            var member = Find(property);
+            if (!TryFind(property, out var member))
+            {
+                return false;
+            }
+
             required |= member.RequiredBit;
             var schema = member.Schema ?? _additional;
             if (schema is not null && !schema.IsValid(property.Value))
@@ -273,12 +279,16 @@ internal sealed class SchemaFastPath
             && count >= (_minProperties ?? 0) && count <= (_maxProperties ?? int.MaxValue);
     }
 
-    /// <summary>What the schema says of <paramref name="property"/>'s name: its schema and required bit, or nothing.</summary>
-    private Member Find(JsonProperty property)
+    /// <summary>
+    /// What the schema says of <paramref name="property"/>'s name (its schema and required bit, or nothing); false
+    /// when the name is not well-formed UTF-8, which only the library can explain.
+    /// </summary>
+    private bool TryFind(JsonProperty property, out Member member)
     {
+        member = default;
         if (_members is null)
         {
-            return default;
+            return true;
         }
 
         // Names are short and rarely escaped: decoded onto the stack and looked up without making a string.
@@ -286,11 +296,17 @@ internal sealed class SchemaFastPath
         if (raw.Length <= 128 && !raw.Contains((byte)'\\'))
         {
             Span<char> name = stackalloc char[128];
-            var length = Encoding.UTF8.GetChars(raw, name);
-            return _membersByChars.TryGetValue(name[..length], out var found) ? found : default;
+            if (Utf8.ToUtf16(raw, name, out _, out var length, replaceInvalidSequences: false) != OperationStatus.Done)
+            {
+                return false;
+            }
+
+            _membersByChars.TryGetValue(name[..length], out member);
+            return true;
         }
 
-        return _members.GetValueOrDefault(property.Name);
+        member = _members.GetValueOrDefault(property.Name);
+        return true;
     }
 
     /// <summary>Whether <paramref name="instance"/> equals one of <paramref name="values"/>, as JSON Schema compares.</summary>
@@ -310,27 +326,39 @@ internal sealed class SchemaFastPath
     /// <summary>A string's length as JSON Schema counts it: in code points, not UTF-16 units.</summary>
     private static int CodePoints(JsonElement text)
     {
-        // The raw value, quotes included; without escapes it is the text's UTF-8, which the parse has validated: one
-        // code point per byte that does not continue a sequence (10xxxxxx).
+        // The raw value, quotes included. With an escape, the decoded string is counted (rare).
         var raw = JsonMarshal.GetRawUtf8Value(text)[1..^1];
-        if (!raw.Contains((byte)'\\'))
+        if (raw.Contains((byte)'\\'))
         {
-            var continuations = 0;
-            foreach (var b in raw)
+            var count = 0;
+            foreach (var _ in text.GetString()!.EnumerateRunes())
             {
-                continuations += (b & 0xC0) == 0x80 ? 1 : 0;
+                count++;
             }
 
-            return raw.Length - continuations;
+            return count;
         }
 
-        var count = 0;
-        foreach (var _ in text.GetString()!.EnumerateRunes())
+        // Without one it is the text's UTF-8: ASCII is a code point per byte, and otherwise every byte that does not
+        // continue a sequence (10xxxxxx) starts one. The parse does not check UTF-8 inside strings (a text frame's is
+        // checked on arrival, a message an interceptor made may be anything): ill-formed text has no length (-1).
+        if (Ascii.IsValid(raw))
         {
-            count++;
+            return raw.Length;
         }
 
-        return count;
+        if (!Utf8.IsValid(raw))
+        {
+            return -1;
+        }
+
+        var continuations = 0;
+        foreach (var b in raw)
+        {
+            continuations += (b & 0xC0) == 0x80 ? 1 : 0;
+        }
+
+        return raw.Length - continuations;
     }
 
     private bool MatchesType(JsonElement instance)
