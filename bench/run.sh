@@ -342,7 +342,8 @@ for part in "${parts[@]}"; do
     "${LOAD[@]}" verdict "$out" --part memory # per connection, and against node ws
     ;;
   fanout)
-    # One 128-byte message to 1,000 and 10,000 subscribers, 200 publishes; server on core 0, clients on core 1.
+    # One 128-byte message to 1,000 and 10,000 subscribers, 200 publishes after 50 unmeasured ones (the servers' JIT
+    # warms up, as in the echo parts); server on core 0, clients on core 1.
     # sluice and signalr run with the runtime's defaults, as a library leaves them; their *-tuned rows with the
     # gateway's runtime settings (TUNED above), the same for both.
     : >"$out/fanout.jsonl"

@@ -10,7 +10,9 @@ namespace Sluice.LoadTest;
 /// one thread through <see cref="Epoll"/>): --subscribers connections subscribe to one topic, one publisher sends
 /// --publishes messages of about 128 bytes. Closed loop (default): the next publish when
 /// every subscriber has the last one; open loop: --rate publishes per second. Every subscriber checks the sequence
-/// numbers, so lost, duplicated and out-of-order deliveries are counted. Prints one JSON line.
+/// numbers, so lost, duplicated and out-of-order deliveries are counted. The first --warmup-publishes (default 50) are
+/// not measured: as in the echo parts' warm-up, a server still compiling its hot code (tiered JIT, V8) would be charged
+/// for it. Prints one JSON line.
 /// </summary>
 internal static class FanOutClient
 {
@@ -22,6 +24,8 @@ internal static class FanOutClient
         var kind = args.String("kind");
         var count = args.Int("subscribers");
         var publishes = args.Int("publishes", 200);
+        var warmup = args.Int("warmup-publishes", 50);
+        var total = warmup + publishes;
         var rate = args.Double("rate", 0);
         int? pid = args.Flag("pid") ? args.Int("pid") : null;
         // --urls: subscribers spread over several nodes in turn (a cluster through Redis); --redis-pid: charge Redis its CPU.
@@ -43,14 +47,14 @@ internal static class FanOutClient
 
         Thread.Sleep(args.Int("settle-ms", 1000)); // subscriptions settle (SignalR's group joins and Redis subscriptions are asynchronous)
 
-        var arrivals = new int[publishes];
-        var lastArrival = new long[publishes];
-        var published = new long[publishes];
+        var arrivals = new int[total];
+        var lastArrival = new long[total];
+        var published = new long[total];
         var expected = new int[count];
         var state = new Counters();
         var ready = new int[1024];
-        var window = CpuWindow.Start(pid, backendPid: null);
-        var redisBefore = ProcStat.Read(redisPid);
+        CpuWindow? window = null;
+        ProcStat? redisBefore = null;
         var interval = rate > 0 ? (long)(Stopwatch.Frequency / rate) : 0;
         var next = 0; // the next sequence number to publish
         long deadline = 0;
@@ -59,17 +63,24 @@ internal static class FanOutClient
         {
             var now = Stopwatch.GetTimestamp();
             // Closed loop: the next publish when every subscriber has the last one (or 10 s passed); open loop: on time.
-            var due = next < publishes && (rate > 0
+            var due = next < total && (rate > 0
                 ? now >= start + (next * interval)
                 : next == 0 || arrivals[next - 1] >= count || now >= deadline);
             if (due)
             {
+                if (next == warmup)
+                {
+                    // The measured publishes start: in closed loop every subscriber has had the warm-up's last one.
+                    window = CpuWindow.Start(pid, backendPid: null);
+                    redisBefore = ProcStat.Read(redisPid);
+                }
+
                 published[next] = now;
                 publisher.SendText(PublishMessage(kind, next));
                 next++;
-                deadline = now + (Stopwatch.Frequency * (next == publishes ? 15 : 10)); // the last one: let deliveries arrive
+                deadline = now + (Stopwatch.Frequency * (next == total ? 15 : 10)); // the last one: let deliveries arrive
             }
-            else if (next == publishes && (arrivals.All(a => a >= count) || now >= deadline))
+            else if (next == total && (arrivals.All(a => a >= count) || now >= deadline))
             {
                 break;
             }
@@ -101,12 +112,12 @@ internal static class FanOutClient
             }
         }
 
-        var elapsed = Stopwatch.GetElapsedTime(0, lastArrival.Max()).TotalSeconds - Stopwatch.GetElapsedTime(0, published[0]).TotalSeconds;
-        var cpu = window.Stop();
+        var elapsed = Stopwatch.GetElapsedTime(0, lastArrival.Max()).TotalSeconds - Stopwatch.GetElapsedTime(0, published[warmup]).TotalSeconds;
+        var cpu = window!.Stop();
         var after = ProcStat.Read(pid);
         var redisAfter = ProcStat.Read(redisPid);
-        var delivered = arrivals.Sum(a => (long)Math.Min(a, count));
-        var times = Enumerable.Range(0, publishes).Where(s => arrivals[s] >= count)
+        var delivered = arrivals.Skip(warmup).Sum(a => (long)Math.Min(a, count));
+        var times = Enumerable.Range(warmup, publishes).Where(s => arrivals[s] >= count)
             .Select(s => Stopwatch.GetElapsedTime(published[s], lastArrival[s]).TotalMilliseconds).Order().ToArray();
         Console.WriteLine(JsonSerializer.Serialize(new
         {
@@ -114,12 +125,14 @@ internal static class FanOutClient
             kind,
             subscribers = count,
             publishes,
+            warmupPublishes = warmup,
             mode = rate > 0 ? $"open {rate}/s" : "closed",
             deliveries = delivered,
             deliveriesPerSecond = Math.Round(delivered / elapsed),
             lastSubscriberP50Ms = times.Length == 0 ? 0 : Math.Round(times[times.Length / 2], 2),
             lastSubscriberP99Ms = times.Length == 0 ? 0 : Math.Round(times[Math.Min(times.Length - 1, (int)(times.Length * 0.99))], 2),
-            lost = (long)count * publishes - delivered,
+            // Over every publish, the warm-up's too: a loss is never out of sight.
+            lost = ((long)count * total) - arrivals.Sum(a => (long)Math.Min(a, count)),
             duplicated = state.Duplicated,
             outOfOrder = state.OutOfOrder,
             serverCpuUsPerDelivery = cpu.ProxyCpuSeconds is { } used && delivered > 0 ? Math.Round(used * 1e6 / delivered, 2) : (double?)null,
