@@ -31,7 +31,7 @@ static int Usage()
         sluice-load echo|raw-echo|host-echo --port P
         sluice-load yarp|handwritten --port P --backend WS
         sluice-load fanout-server --kind sluice|signalr|bare --port P [--redis HOST:PORT] [--history SIZE]
-        sluice-load fanout --url WS --kind sluice|signalr|bare|node --subscribers N --publishes N [--rate PER_S]
+        sluice-load fanout --url WS --kind sluice|signalr|bare|node --subscribers N --publishes N [--warmup-publishes 50] [--rate PER_S]
         sluice-load recovery --url WS --publish-url WS --clients N --missed N [--pid P] [--redis-pid P]
         sluice-load chart RESULTS.json OUT.svg
         sluice-load table RESULTS.json          (a markdown table of any results file)

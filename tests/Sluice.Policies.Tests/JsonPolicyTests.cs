@@ -44,6 +44,32 @@ public class JsonPolicyTests
     }
 
     [Theory]
+    [InlineData("""{ "password" : 1 }""", """{}""")]
+    [InlineData("""{"x":1 , "password":2}""", """{"x":1}""")]
+    [InlineData("""{"password":2 , "x":1}""", """{"x":1}""")]
+    [InlineData("""{"pass\u0077ord":"s","x":"\u0041"}""", """{"x":"\u0041"}""")]
+    [InlineData("""{ "a" : { "b" : 1 , "c" : [ 1, 2 ] } }""", """{"a" : {"c" : [ 1, 2 ]}}""")]
+    [InlineData("""{"items":[ {"k":1} , 2 , 3 ]}""", """{"items":[{"k":1},3]}""")]
+    [InlineData("""{"":1,"y":2}""", """{"y":2}""")]
+    [InlineData("""{"password":1,"password":2,"z":0}""", """{"z":0}""")]
+    [InlineData("""{ "token" : "t" , "n" : 1e2 }""", """{"token" : "***","n" : 1e2}""")]
+    [InlineData("""[ {"password":1} ]""", """[ {"password":1} ]""")]
+    public async Task Redact_CopiesTheTextAroundTheRedactedMembers(string sent, string expected)
+    {
+        // Inbound removes, outbound masks; "/" is the member with the empty name, "/items/1" the second item.
+        await using var harness = await PolicyHarness.StartAsync(p =>
+        {
+            p.UsePolicy(new JsonRedactPolicy("/password", "/a/b", "/items/1", "/")).InboundOnly();
+            p.UsePolicy(new JsonRedactPolicy(new JsonRedactPolicyOptions { Paths = ["/token"], Mode = JsonRedactMode.Mask })).OutboundOnly();
+        });
+        using var client = await WebSocketClient.ConnectAsync(harness.Uri(Mode.Proxy));
+
+        await client.SendTextAsync(sent);
+
+        Assert.Equal(expected, await client.ReceiveTextAsync());
+    }
+
+    [Theory]
     [InlineData(Mode.Host)]
     [InlineData(Mode.Proxy)]
     public async Task Transform_RenamesRemovesAndSets_CreatingMembersButNotParents(Mode mode)

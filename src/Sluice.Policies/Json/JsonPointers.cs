@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Json.Pointer;
@@ -80,11 +82,11 @@ internal static class JsonPointers
         var count = 0;
         foreach (var property in obj.EnumerateObject())
         {
-            var raw = System.Runtime.InteropServices.JsonMarshal.GetRawUtf8PropertyName(property);
+            var raw = JsonMarshal.GetRawUtf8PropertyName(property);
             var hash = new HashCode();
 
             // Escapes hash as the name they spell ("\u0061" repeats "a"); they are rare, so that one makes a string.
-            hash.AddBytes(raw.Contains((byte)'\\') ? System.Text.Encoding.UTF8.GetBytes(property.Name) : raw);
+            hash.AddBytes(raw.Contains((byte)'\\') ? Encoding.UTF8.GetBytes(property.Name) : raw);
             var value = hash.ToHashCode();
             if (hashes[..count].Contains(value))
             {
@@ -111,7 +113,7 @@ internal static class JsonPointers
                 }
 
                 // The earlier name's raw UTF-8 when it has no escapes (the usual case): no string is made.
-                var raw = System.Runtime.InteropServices.JsonMarshal.GetRawUtf8PropertyName(earlier);
+                var raw = JsonMarshal.GetRawUtf8PropertyName(earlier);
                 if (raw.IndexOf((byte)'\\') < 0 ? property.NameEquals(raw) : property.NameEquals(earlier.Name))
                 {
                     return true;

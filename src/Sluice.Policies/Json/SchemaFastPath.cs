@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Globalization;
 using System.Numerics;
 using System.Runtime.InteropServices;
@@ -28,6 +27,9 @@ internal enum FastVerdict
 /// </summary>
 internal sealed class SchemaFastPath
 {
+    // Longer names are looked up as strings.
+    private const int MaxStackName = 128;
+
     private static readonly HashSet<string> s_annotations = new(StringComparer.Ordinal)
     {
         "$schema", "$id", "$comment", "title", "description", "examples", "default", "deprecated", "readOnly", "writeOnly",
@@ -213,7 +215,7 @@ internal sealed class SchemaFastPath
         switch (instance.ValueKind)
         {
             case JsonValueKind.String when _minLength is not null || _maxLength is not null:
-                var length = CodePoints(instance);
+                var length = TextElements(instance);
                 return length >= 0 && length >= (_minLength ?? 0) && length <= (_maxLength ?? int.MaxValue);
             case JsonValueKind.Number when _minimum is not null || _maximum is not null || _exclusiveMinimum is not null || _exclusiveMaximum is not null:
                 // Exact comparison only: as doubles, 0.30000000000000001 would pass a maximum of 0.3.
@@ -281,31 +283,47 @@ internal sealed class SchemaFastPath
 
     /// <summary>
     /// What the schema says of <paramref name="property"/>'s name (its schema and required bit, or nothing); false
-    /// when the name is not well-formed UTF-8, which only the library can explain.
+    /// when the name cannot be read (ill-formed UTF-8, a lone surrogate), which only the library can explain.
     /// </summary>
     private bool TryFind(JsonProperty property, out Member member)
     {
         member = default;
+        var raw = JsonMarshal.GetRawUtf8PropertyName(property);
+        if (raw.Contains((byte)'\\'))
+        {
+            // Escaped names are rare: read as a string, which throws on what cannot be decoded.
+            try
+            {
+                member = _members?.GetValueOrDefault(property.Name) ?? default;
+                return true;
+            }
+            catch (InvalidOperationException)
+            {
+                return false;
+            }
+        }
+
+        // The parse does not check UTF-8 inside names (see TextElements), so every name is checked, looked up or not.
+        if (!Ascii.IsValid(raw) && !Utf8.IsValid(raw))
+        {
+            return false;
+        }
+
         if (_members is null)
         {
             return true;
         }
 
-        // Names are short and rarely escaped: decoded onto the stack and looked up without making a string.
-        var raw = JsonMarshal.GetRawUtf8PropertyName(property);
-        if (raw.Length <= 128 && !raw.Contains((byte)'\\'))
+        // Names are short: decoded onto the stack and looked up without making a string.
+        if (raw.Length > MaxStackName)
         {
-            Span<char> name = stackalloc char[128];
-            if (Utf8.ToUtf16(raw, name, out _, out var length, replaceInvalidSequences: false) != OperationStatus.Done)
-            {
-                return false;
-            }
-
-            _membersByChars.TryGetValue(name[..length], out member);
+            member = _members.GetValueOrDefault(Encoding.UTF8.GetString(raw));
             return true;
         }
 
-        member = _members.GetValueOrDefault(property.Name);
+        Span<char> name = stackalloc char[MaxStackName];
+        var length = Encoding.UTF8.GetChars(raw, name);
+        _membersByChars.TryGetValue(name[..length], out member);
         return true;
     }
 
@@ -323,42 +341,39 @@ internal sealed class SchemaFastPath
         return false;
     }
 
-    /// <summary>A string's length as JSON Schema counts it: in code points, not UTF-16 units.</summary>
-    private static int CodePoints(JsonElement text)
+    /// <summary>
+    /// A string's length as JsonSchema.Net counts it, in text elements (graphemes: <c>e</c> and a combining accent
+    /// are one, and so are CR LF and a flag's two regional indicators); -1 when the text cannot be read.
+    /// </summary>
+    private static int TextElements(JsonElement text)
     {
-        // The raw value, quotes included. With an escape, the decoded string is counted (rare).
+        // The raw value, quotes included. Unescaped ASCII is an element per byte: the one pair that joins, CR LF, is
+        // always escaped in JSON, so escaped text takes the long way.
         var raw = JsonMarshal.GetRawUtf8Value(text)[1..^1];
-        if (raw.Contains((byte)'\\'))
-        {
-            var count = 0;
-            foreach (var _ in text.GetString()!.EnumerateRunes())
-            {
-                count++;
-            }
-
-            return count;
-        }
-
-        // Without one it is the text's UTF-8: ASCII is a code point per byte, and otherwise every byte that does not
-        // continue a sequence (10xxxxxx) starts one. The parse does not check UTF-8 inside strings (a text frame's is
-        // checked on arrival, a message an interceptor made may be anything): ill-formed text has no length (-1).
-        if (Ascii.IsValid(raw))
+        if (Ascii.IsValid(raw) && !raw.Contains((byte)'\\'))
         {
             return raw.Length;
         }
 
-        if (!Utf8.IsValid(raw))
+        // The parse does not check UTF-8 inside strings (a text frame's is checked on arrival; a message an
+        // interceptor made may hold anything) and a lone surrogate cannot be decoded: both are left to the library.
+        string decoded;
+        try
+        {
+            decoded = text.GetString()!;
+        }
+        catch (InvalidOperationException)
         {
             return -1;
         }
 
-        var continuations = 0;
-        foreach (var b in raw)
+        var count = 0;
+        for (var rest = decoded.AsSpan(); !rest.IsEmpty; count++)
         {
-            continuations += (b & 0xC0) == 0x80 ? 1 : 0;
+            rest = rest[StringInfo.GetNextTextElementLength(rest)..];
         }
 
-        return raw.Length - continuations;
+        return count;
     }
 
     private bool MatchesType(JsonElement instance)

@@ -117,9 +117,14 @@ public sealed class JsonRedactPolicy : MessagePolicy
 
         // The strict shared parse refused it; read it as a lenient reader would (comments, trailing commas, a BOM).
         using var lenient = LenientJson.TryParse(context.Message.Payload);
-        if (lenient is null || !Finds(lenient.RootElement, depth: 0, _paths))
+        if (lenient is null || !JsonText.IsValidUnicode(lenient.RootElement))
         {
-            return lenient is null ? Unparsable(context, next) : next(context);
+            return Unparsable(context, next);
+        }
+
+        if (!Finds(lenient.RootElement, depth: 0, _paths))
+        {
+            return next(context);
         }
 
         // Written out strictly first (no comments, no trailing commas), so that none is forwarded with the redacted
@@ -132,9 +137,9 @@ public sealed class JsonRedactPolicy : MessagePolicy
                 lenient.RootElement.WriteTo(writer);
             }
         }
-        catch (InvalidOperationException)
+        catch (Exception ex) when (ex is InvalidOperationException or ArgumentException)
         {
-            // A name holding a lone UTF-16 surrogate (\udc00) cannot be written again: as unreadable as NaN.
+            // Ill-formed UTF-8 in a string (a message an interceptor made) cannot be written again: as unreadable as NaN.
             return Unparsable(context, next);
         }
 
@@ -147,16 +152,17 @@ public sealed class JsonRedactPolicy : MessagePolicy
 
     private ValueTask Redact(MessageContext context, JsonElement root, MessageDelegate next)
     {
+        // A lone UTF-16 surrogate (\udc00) is no text a reader can take, nor a name this policy can compare: as
+        // unreadable as NaN. First, since matching names would throw on one.
+        if (!JsonText.IsValidUnicode(root))
+        {
+            return Unparsable(context, next);
+        }
+
         // Look on the read-only parse first: a message without these fields is forwarded as it came.
         if (!Finds(root, depth: 0, _paths))
         {
             return next(context);
-        }
-
-        // A lone UTF-16 surrogate (\udc00) is no text a reader can take: as unreadable as NaN, as the docs say.
-        if (!JsonText.IsValidUnicode(root))
-        {
-            return Unparsable(context, next);
         }
 
         // The new text is the old one, copied span by span, without (or masking) the matched members: nothing is
@@ -302,8 +308,12 @@ public sealed class JsonRedactPolicy : MessagePolicy
     }
 
     /// <summary>One segment of a path: a member name as UTF-8, and the array index it also names (-1: none).</summary>
-    private sealed record Segment(byte[] Name, int Index)
+    private sealed class Segment(byte[] name, int index)
     {
+        public byte[] Name { get; } = name;
+
+        public int Index { get; } = index;
+
         public static Segment Of(string segment) => new(
             Encoding.UTF8.GetBytes(segment),
             int.TryParse(segment, NumberStyles.None, CultureInfo.InvariantCulture, out var index) && (segment.Length == 1 || segment[0] != '0') ? index : -1);
