@@ -38,7 +38,8 @@ internal sealed class SchemaFastPath
     private readonly bool? _always;
     private readonly JsonValueKind[]? _types;
     private readonly bool _integerOnly;
-    // The names "properties" and "required" give, with each one's schema (null: only required) and required bit.
+    // Every name "properties" or "required" mentions: its schema (null when it is only required) and its required bit
+    // (0 when it is optional).
     private readonly Dictionary<string, Member>? _members;
     private readonly Dictionary<string, Member>.AlternateLookup<ReadOnlySpan<char>> _membersByChars;
     private readonly int _requiredCount;
