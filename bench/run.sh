@@ -198,6 +198,17 @@ load_run() {
   taskset -c 1 "${LOAD_SIDE[@]}" load --name "$name" --url "ws://127.0.0.1:$PROXY_PORT/echo" --pid "$pid" --backend-pid "$backend" "$@" | tee -a "$out/$part.jsonl" || true
 }
 
+# core_probe: user CPU seconds of a fixed shell loop on the proxies' core (0). This VM's cores run at two speeds about
+# 1.7x apart, in spells of tens of seconds (docs/benchmarks.md, caveats): a probe before and after each slot of the
+# parts in rounds, in probes.jsonl, shows which slots fell in a slow spell. It does not change any figure.
+core_probe() {
+  taskset -c 0 bash -c 'TIMEFORMAT=%U; { time (for ((i = 0; i < 200000; i++)); do :; done); } 2>&1'
+}
+
+probe_log() { # probe_log PART NAME ROUND BEFORE: the probe after the slot, with the one before, to probes.jsonl
+  printf '{"part":"%s","name":"%s","round":%s,"probeBeforeSeconds":%s,"probeAfterSeconds":%s}\n' "$1" "$2" "$3" "$4" "$(core_probe)" >>"$out/probes.jsonl"
+}
+
 collect() { # collect PART: joins the result lines into a JSON array and prints the table
   { echo '['; paste -sd, "$out/$1.jsonl"; echo ']'; } >"$out/$1.json"
   "${LOAD[@]}" table "$out/$1.json" | tee "$out/$1.md"
@@ -212,6 +223,7 @@ load_args=(--connections "${C:-50}" --size 128 --inflight "${DEPTH:-4}" --second
 round_args=(--connections "${C:-50}" --size 128 --inflight "${DEPTH:-4}" --seconds "${ROUND_SECONDS:-5}" "${warmup[@]}")
 write_configs
 { echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r), .NET $(dotnet --version), node $(node --version), $("$NGINX" -v 2>&1 | cut -d/ -f2), haproxy $("$HAPROXY" -v | head -1 | cut -d' ' -f3)"; date -u; } >"$out/machine.txt"
+: >"$out/probes.jsonl"
 
 for part in "${parts[@]}"; do
   case $part in
@@ -240,12 +252,14 @@ for part in "${parts[@]}"; do
       # Each round starts one target further on, so that no target is always measured next to the same others.
       shift_by=$(( round * ${#targets[@]} / ${ROUNDS:-3} ))
       for proxy in "${targets[@]:shift_by}" "${targets[@]:0:shift_by}"; do
+        before=$(core_probe)
         start_proxy $proxy
         pid=$started
         redacted=()
         [[ $proxy == *redact ]] && redacted=(--redacted)
         load_run proxies-rounds "$proxy" "$pid" "${round_args[@]}" "${redacted[@]}"
         stop "$pid"
+        probe_log proxies "$proxy" "$round" "$before"
       done
     done
     stop "$backend"
@@ -278,12 +292,14 @@ for part in "${parts[@]}"; do
       targets=(sluice-noop sluice-chain)
       (( round % 2 == 1 )) && targets=(sluice-chain sluice-noop)
       for proxy in "${targets[@]}"; do
+        before=$(core_probe)
         start_proxy $proxy
         pid=$started
         redacted=()
         [[ $proxy == sluice-chain ]] && redacted=(--redacted)
         load_run chain-rounds "$proxy" "$pid" "${round_args[@]}" --size "${CHAIN_SIZE:-256}" --shape chain --header X-Api-Key:bench-key "${redacted[@]}"
         stop "$pid"
+        probe_log chain "$proxy" "$round" "$before"
       done
     done
     stop "$backend"
@@ -352,7 +368,8 @@ for part in "${parts[@]}"; do
     kinds=(${FANOUT_KINDS:-sluice signalr sluice-tuned signalr-tuned bare node})
     fanout_run() { # fanout_run KIND SUBSCRIBERS [ARGS...]: one server, one client run, its line to fanout-rounds.jsonl
       local kind=$1 subscribers=$2; shift 2
-      local server_kind=${kind%-tuned} settings=()
+      local server_kind=${kind%-tuned} settings=() before
+      before=$(core_probe)
       [[ $kind == *-tuned ]] && settings=("${TUNED[@]}")
       if [[ $kind == node ]]; then start fanout-node 0 $BACKEND_PORT node bench/node/fanout.mjs $BACKEND_PORT
       else start "fanout-$kind" 0 $BACKEND_PORT env "${settings[@]}" "${LOAD[@]}" fanout-server --kind $server_kind --port $BACKEND_PORT; fi
@@ -362,8 +379,10 @@ for part in "${parts[@]}"; do
         taskset -c 1 "${LOAD_SIDE[@]}" fanout --name "$kind" --kind $client_kind --url "ws://127.0.0.1:$BACKEND_PORT/ws" --subscribers $subscribers --publishes 200 $extra --pid "$pid" | tee -a "$out/fanout-rounds.jsonl" || true
       done
       stop "$pid"
+      probe_log fanout "$kind/$subscribers" "${round:-0}" "$before"
       sleep 1
     }
+    round=0
     for kind in "${kinds[@]}"; do
       fanout_run "$kind" 1000 "" "--rate 50"
     done
@@ -437,6 +456,17 @@ for part in "${parts[@]}"; do
   *) echo "unknown part: $part (echo, proxies, latency, chain, deflate, memory, fanout, fanout-redis, recovery, fanout-cluster)" >&2; exit 2 ;;
   esac
 done
+
+# Which slots ran while the proxies' core was slow: a probe around them over 1.3x the run's fastest probe. The figures
+# keep them (the parts in rounds take medians); this says which to doubt.
+if [[ -s "$out/probes.jsonl" ]]; then
+  echo "==> core probes (probes.jsonl): slots with a probe over 1.3x the fastest"
+  awk -F'"' '{ r = $11; b = $13; a = $15; gsub(/[^0-9.]/, "", r); gsub(/[^0-9.]/, "", b); gsub(/[^0-9.]/, "", a); b += 0; a += 0
+               line[NR] = $4 " " $8 " round " r ": " b " s before, " a " s after"; worst[NR] = (a > b ? a : b)
+               if (min == "" || b < min) min = b; if (a < min) min = a }
+       END { n = 0; for (i = 1; i <= NR; i++) if (worst[i] > 1.3 * min) { print "  " line[i]; n++ }
+             printf "  %d of %d slots; fastest probe %.3f s\n", n, NR, min }' "$out/probes.jsonl"
+fi
 
 # Issue 18's targets against this run's parts (the others n/a), and the runs whose ratios are doubtful; also in verdict.md.
 echo "==> targets"
