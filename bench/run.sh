@@ -201,31 +201,25 @@ load_run() {
 
 # core_probe: user CPU seconds of a fixed shell loop on the proxies' core (0). This VM's cores run at two speeds about
 # 1.7x apart, in spells of tens of seconds (docs/benchmarks.md, caveats): a probe before and after each slot of the
-# parts in rounds, in probes.jsonl, shows which slots fell in a slow spell (slot below measures those again).
+# parts in rounds (proxies, chain, fanout), in probes.jsonl, shows which slots fell in a slow spell (slot below
+# measures those again).
 core_probe() {
   taskset -c 0 bash -c 'TIMEFORMAT=%U; { time (for ((i = 0; i < 200000; i++)); do :; done); } 2>&1'
 }
 
-probe_log() { # probe_log PART NAME ROUND BEFORE: the probe after the slot, with the one before, to probes.jsonl
-  printf '{"part":"%s","name":"%s","round":%s,"attempt":0,"probeBeforeSeconds":%s,"probeAfterSeconds":%s}\n' "$1" "$2" "$3" "$4" "$(core_probe)" >>"$out/probes.jsonl"
-}
-
-# slot PART NAME ROUND ARGS...: one slot of the proxies or chain part (start the proxy, one load run, stop), measured
-# again when a probe around it was over PROBE_SLOW (1.3) times the run's fastest probe so far, up to PROBE_RETRIES (2)
-# times; the last attempt counts whatever its probes said. A slow attempt's line goes to PART-slow.jsonl, not to
-# PART-rounds.jsonl, for every target alike: a slot in a slow spell costs about 1.4x per round trip, and two such
-# slots of three decide a median (docs/benchmarks.md).
+# slot PART NAME ROUND RUNNER ARGS...: one slot of a part in rounds (RUNNER ARGS... writes its lines to .slot.jsonl),
+# measured again when a probe around it was over PROBE_SLOW (1.3) times the run's fastest probe so far, up to
+# PROBE_RETRIES (2) times; the last attempt counts whatever its probes said. A slow attempt's lines go to
+# PART-slow.jsonl, not to PART-rounds.jsonl, for every target alike: a slot in a slow spell costs about 1.4x per
+# round trip, and two such slots of three decide a median (docs/benchmarks.md).
 probe_fastest=""
 slot() {
   local part=$1 name=$2 round=$3; shift 3
-  local attempt before after pid slow retries=${PROBE_RETRIES:-2}
+  local attempt before after slow retries=${PROBE_RETRIES:-2}
   for attempt in $(seq 0 "$retries"); do
     before=$(core_probe)
-    start_proxy "$name"
-    pid=$started
     rm -f "$out/.slot.jsonl"
-    load_run .slot "$name" "$pid" "$@"
-    stop "$pid"
+    "$@"
     after=$(core_probe)
     printf '{"part":"%s","name":"%s","round":%s,"attempt":%s,"probeBeforeSeconds":%s,"probeAfterSeconds":%s}\n' "$part" "$name" "$round" "$attempt" "$before" "$after" >>"$out/probes.jsonl"
     read -r probe_fastest slow < <(awk -v b="$before" -v a="$after" -v m="$probe_fastest" -v k="${PROBE_SLOW:-1.3}" \
@@ -239,6 +233,14 @@ slot() {
     break
   done
   rm -f "$out/.slot.jsonl"
+}
+
+proxy_slot() { # proxy_slot NAME LOAD-ARGS...: start the proxy, one load run, stop
+  local name=$1; shift
+  start_proxy "$name"
+  local pid=$started
+  load_run .slot "$name" "$pid" "$@"
+  stop "$pid"
 }
 
 collect() { # collect PART: joins the result lines into a JSON array and prints the table
@@ -287,7 +289,7 @@ for part in "${parts[@]}"; do
       for proxy in "${targets[@]:shift_by}" "${targets[@]:0:shift_by}"; do
         redacted=()
         [[ $proxy == *redact ]] && redacted=(--redacted)
-        slot proxies "$proxy" "$round" "${round_args[@]}" "${redacted[@]}"
+        slot proxies "$proxy" "$round" proxy_slot "$proxy" "${round_args[@]}" "${redacted[@]}"
       done
     done
     stop "$backend"
@@ -323,7 +325,7 @@ for part in "${parts[@]}"; do
       for proxy in "${targets[@]}"; do
         redacted=()
         [[ $proxy == sluice-chain ]] && redacted=(--redacted)
-        slot chain "$proxy" "$round" "${round_args[@]}" --size "${CHAIN_SIZE:-256}" --shape chain --header X-Api-Key:bench-key "${redacted[@]}"
+        slot chain "$proxy" "$round" proxy_slot "$proxy" "${round_args[@]}" --size "${CHAIN_SIZE:-256}" --shape chain --header X-Api-Key:bench-key "${redacted[@]}"
       done
     done
     stop "$backend"
@@ -389,32 +391,30 @@ for part in "${parts[@]}"; do
     # single slot and took it from 115,000 to 83,000 deliveries/s. sluice and signalr run with the runtime's
     # defaults, as a library leaves them; their *-tuned rows with the gateway's runtime settings (TUNED above).
     : >"$out/fanout-rounds.jsonl"
+    : >"$out/fanout-slow.jsonl"
     kinds=(${FANOUT_KINDS:-sluice signalr sluice-tuned signalr-tuned bare node})
-    fanout_run() { # fanout_run KIND SUBSCRIBERS [ARGS...]: one server, one client run, its line to fanout-rounds.jsonl
+    fanout_run() { # fanout_run KIND SUBSCRIBERS [ARGS...]: one server, a client run per ARG, their lines to .slot.jsonl
       local kind=$1 subscribers=$2; shift 2
-      local server_kind=${kind%-tuned} settings=() before
-      before=$(core_probe)
+      local server_kind=${kind%-tuned} settings=()
       [[ $kind == *-tuned ]] && settings=("${TUNED[@]}")
       if [[ $kind == node ]]; then start fanout-node 0 $BACKEND_PORT node bench/node/fanout.mjs $BACKEND_PORT
       else start "fanout-$kind" 0 $BACKEND_PORT env "${settings[@]}" "${LOAD[@]}" fanout-server --kind $server_kind --port $BACKEND_PORT; fi
       local pid=$started client_kind=$server_kind
       [[ $kind == node ]] && client_kind=sluice
       for extra in "$@"; do
-        taskset -c 1 "${LOAD_SIDE[@]}" fanout --name "$kind" --kind $client_kind --url "ws://127.0.0.1:$BACKEND_PORT/ws" --subscribers $subscribers --publishes 200 $extra --pid "$pid" | tee -a "$out/fanout-rounds.jsonl" || true
+        taskset -c 1 "${LOAD_SIDE[@]}" fanout --name "$kind" --kind $client_kind --url "ws://127.0.0.1:$BACKEND_PORT/ws" --subscribers $subscribers --publishes 200 $extra --pid "$pid" | tee -a "$out/.slot.jsonl" || true
       done
       stop "$pid"
-      probe_log fanout "$kind/$subscribers" "${round:-0}" "$before"
       sleep 1
     }
-    round=0
     for kind in "${kinds[@]}"; do
-      fanout_run "$kind" 1000 "" "--rate 50"
+      slot fanout "$kind/1000" 0 fanout_run "$kind" 1000 "" "--rate 50"
     done
     rounds=${FANOUT_ROUNDS:-3}
     for round in $(seq 0 $(( rounds - 1 ))); do
       shift_by=$(( round * ${#kinds[@]} / rounds ))
       for kind in "${kinds[@]:shift_by}" "${kinds[@]:0:shift_by}"; do
-        fanout_run "$kind" 10000 ""
+        slot fanout "$kind/10000" "$round" fanout_run "$kind" 10000 ""
       done
     done
     "${LOAD[@]}" merge "$out/fanout-rounds.jsonl" >"$out/fanout.jsonl"
@@ -481,8 +481,8 @@ for part in "${parts[@]}"; do
   esac
 done
 
-# Which slots ran while the proxies' core was slow: a probe around them over 1.3x the run's fastest probe. The proxies
-# and chain parts measured such slots again (slot above); the fanout part keeps them, and this says which to doubt.
+# Which slots ran while the proxies' core was slow: a probe around them over 1.3x the run's fastest probe. Such slots
+# were measured again (slot above) unless they were the last attempt; this says which to doubt.
 if [[ -s "$out/probes.jsonl" ]]; then
   echo "==> core probes (probes.jsonl): slots with a probe over 1.3x the fastest"
   awk -F'"' '{ r = $11; t = $13; b = $15; a = $17; gsub(/[^0-9.]/, "", r); gsub(/[^0-9.]/, "", t); gsub(/[^0-9.]/, "", b)
