@@ -481,16 +481,16 @@ for part in "${parts[@]}"; do
   esac
 done
 
-# Which slots ran while the proxies' core was slow: a probe around them over 1.3x the run's fastest probe. Such slots
-# were measured again (slot above) unless they were the last attempt; this says which to doubt.
+# Which attempts ran while the proxies' core was slow: a probe around them over PROBE_SLOW times the run's fastest probe.
+# Such slots were measured again (slot above) unless it was their last attempt; this says which figures to doubt.
 if [[ -s "$out/probes.jsonl" ]]; then
-  echo "==> core probes (probes.jsonl): slots with a probe over 1.3x the fastest"
-  awk -F'"' '{ r = $11; t = $13; b = $15; a = $17; gsub(/[^0-9.]/, "", r); gsub(/[^0-9.]/, "", t); gsub(/[^0-9.]/, "", b)
+  echo "==> core probes (probes.jsonl): attempts with a probe over ${PROBE_SLOW:-1.3}x the fastest"
+  awk -F'"' -v k="${PROBE_SLOW:-1.3}" '{ r = $11; t = $13; b = $15; a = $17; gsub(/[^0-9.]/, "", r); gsub(/[^0-9.]/, "", t); gsub(/[^0-9.]/, "", b)
                gsub(/[^0-9.]/, "", a); b += 0; a += 0
                line[NR] = $4 " " $8 " round " r " attempt " t ": " b " s before, " a " s after"; worst[NR] = (a > b ? a : b)
                if (min == "" || b < min) min = b; if (a < min) min = a }
-       END { n = 0; for (i = 1; i <= NR; i++) if (worst[i] > 1.3 * min) { print "  " line[i]; n++ }
-             printf "  %d of %d slots; fastest probe %.3f s\n", n, NR, min }' "$out/probes.jsonl"
+       END { n = 0; for (i = 1; i <= NR; i++) if (worst[i] > k * min) { print "  " line[i]; n++ }
+             printf "  %d of %d attempts; fastest probe %.3f s\n", n, NR, min }' "$out/probes.jsonl"
 fi
 
 # Issue 18's targets against this run's parts (the others n/a), and the runs whose ratios are doubtful; also in verdict.md.
