@@ -200,7 +200,7 @@ load_run() {
 }
 
 # core_probe: user CPU seconds of a fixed shell loop on the proxies' core (0). This VM's cores run at two speeds about
-# 1.7x apart, in spells of tens of seconds (docs/benchmarks.md, caveats): a probe before and after each slot of the
+# 1.7x apart, in spells of tens of seconds to many minutes (docs/benchmarks.md, caveats): a probe before and after each slot of the
 # parts in rounds (proxies, chain, fanout), in probes.jsonl, shows which slots fell in a slow spell (slot below
 # measures those again).
 core_probe() {
