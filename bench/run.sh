@@ -7,7 +7,8 @@
 #   bench/run.sh proxies          one part: echo | proxies | latency | chain | deflate | memory | fanout | fanout-redis | recovery | fanout-cluster
 #   SECONDS_PER_RUN=5 bench/run.sh latency    shorter runs (proxies, chain: ROUNDS=3 rounds of ROUND_SECONDS=5 each)
 #   C=1 DEPTH=1 bench/run.sh proxies          C connections with DEPTH messages in flight each (default 50 and 4)
-#   PROBE_RETRIES=0 bench/run.sh proxies      never measure a slot again when the core ran slow (default 2; PROBE_SLOW=1.3)
+#   PROBE_WAIT=0 PROBE_RETRIES=0 bench/run.sh proxies   never wait for the core's normal speed nor measure a slot again
+#                                 (defaults 180 s and 1; PROBE_SLOW=1.3, PROBE_WAIT_STEP=5, PROBE_FAST seeds the fastest probe)
 #
 # Results: artifacts/bench/<part>.json (one object per target), <part>.md (a table), proxies.svg (the chart), verdict.md
 # (issue 18's targets); OUT=DIR writes them elsewhere. bench/repeat.sh N runs this N times and summarizes.
@@ -201,34 +202,53 @@ load_run() {
 
 # core_probe: user CPU seconds of a fixed shell loop on the proxies' core (0). This VM's cores run at two speeds about
 # 1.7x apart, in spells of tens of seconds to many minutes (docs/benchmarks.md, caveats): a probe before and after each slot of the
-# parts in rounds (proxies, chain, fanout), in probes.jsonl, shows which slots fell in a slow spell (slot below
-# measures those again).
+# parts in rounds (proxies, chain, fanout), in probes.jsonl, shows which slots fell in a slow spell (slot below waits
+# for the normal speed before a slot and measures a slow one again).
 core_probe() {
   taskset -c 0 bash -c 'TIMEFORMAT=%U; { time (for ((i = 0; i < 200000; i++)); do :; done); } 2>&1'
 }
 
-# slot PART NAME ROUND RUNNER ARGS...: one slot of a part in rounds (RUNNER ARGS... writes its lines to .slot.jsonl),
-# measured again when a probe around it was over PROBE_SLOW (1.3) times the run's fastest probe so far, up to
-# PROBE_RETRIES (2) times; the last attempt counts whatever its probes said. A slow attempt's lines go to
-# PART-slow.jsonl, not to PART-rounds.jsonl, for every target alike: a slot in a slow spell costs about 1.4x per
-# round trip, and two such slots of three decide a median (docs/benchmarks.md).
-probe_fastest=""
+# probe_wait: probe the proxies' core every PROBE_WAIT_STEP (5) seconds until a probe is within PROBE_SLOW (1.3) times
+# the run's fastest so far, for at most PROBE_WAIT (180) seconds; prints the last probe and the seconds waited.
+# PROBE_FAST seeds the fastest probe, for a run that starts in a slow spell (0.23 s on this machine at normal speed).
+probe_fastest=${PROBE_FAST:-}
+probe_wait() {
+  local probe waited=0 slow
+  while :; do
+    probe=$(core_probe)
+    read -r probe_fastest slow < <(awk -v p="$probe" -v m="$probe_fastest" -v k="${PROBE_SLOW:-1.3}" \
+      'BEGIN { f = (m == "" || p < m) ? p : m; print f, (p > k * f ? 1 : 0) }')
+    if [[ $slow == 0 || $waited -ge ${PROBE_WAIT:-180} ]]; then break; fi
+    sleep "${PROBE_WAIT_STEP:-5}"
+    waited=$((waited + ${PROBE_WAIT_STEP:-5}))
+  done
+  echo "$probe $waited"
+}
+
+# slot PART NAME ROUND RUNNER ARGS...: one slot of a part in rounds (RUNNER ARGS... writes its lines to .slot.jsonl).
+# It first waits for the core's normal speed (probe_wait), then measures; when the probe after it (or the last probe
+# of a wait that ran out) was slow, it measures again, up to PROBE_RETRIES (1) times, and the last attempt counts
+# whatever its probes said. A slow attempt's lines go to PART-slow.jsonl, not to PART-rounds.jsonl, for every target
+# alike: a slot in a slow spell costs about 1.4x per round trip, and two such slots of three decide a median
+# (docs/benchmarks.md). Waiting rather than measuring again at once is what a spell of many minutes needs.
 slot() {
   local part=$1 name=$2 round=$3; shift 3
-  local attempt before after slow retries=${PROBE_RETRIES:-2}
+  local attempt before waited after slow retries=${PROBE_RETRIES:-1}
   for attempt in $(seq 0 "$retries"); do
-    before=$(core_probe)
+    read -r before waited < <(probe_wait)
     rm -f "$out/.slot.jsonl"
     "$@"
     after=$(core_probe)
-    printf '{"part":"%s","name":"%s","round":%s,"attempt":%s,"probeBeforeSeconds":%s,"probeAfterSeconds":%s}\n' "$part" "$name" "$round" "$attempt" "$before" "$after" >>"$out/probes.jsonl"
+    printf '{"part":"%s","name":"%s","round":%s,"attempt":%s,"probeBeforeSeconds":%s,"probeAfterSeconds":%s,"waitedSeconds":%s}\n' \
+      "$part" "$name" "$round" "$attempt" "$before" "$after" "$waited" >>"$out/probes.jsonl"
     read -r probe_fastest slow < <(awk -v b="$before" -v a="$after" -v m="$probe_fastest" -v k="${PROBE_SLOW:-1.3}" \
       'BEGIN { f = (m == "" || b < m) ? b : m; if (a < f) f = a; print f, ((b > k * f || a > k * f) ? 1 : 0) }')
     if [[ $slow == 1 && $attempt -lt $retries ]]; then
-      echo "  (core slow around $name: ${before}s and ${after}s against ${probe_fastest}s; measured again)"
+      echo "  (core slow around $name: ${before}s and ${after}s against ${probe_fastest}s after ${waited}s of waiting; measured again)"
       cat "$out/.slot.jsonl" >>"$out/$part-slow.jsonl"
       continue
     fi
+    [[ $waited -gt 0 ]] && echo "  (waited ${waited}s for the core's normal speed before $name)"
     cat "$out/.slot.jsonl" >>"$out/$part-rounds.jsonl"
     break
   done
@@ -485,9 +505,9 @@ done
 # Such slots were measured again (slot above) unless it was their last attempt; this says which figures to doubt.
 if [[ -s "$out/probes.jsonl" ]]; then
   echo "==> core probes (probes.jsonl): attempts with a probe over ${PROBE_SLOW:-1.3}x the fastest"
-  awk -F'"' -v k="${PROBE_SLOW:-1.3}" '{ r = $11; t = $13; b = $15; a = $17; gsub(/[^0-9.]/, "", r); gsub(/[^0-9.]/, "", t); gsub(/[^0-9.]/, "", b)
-               gsub(/[^0-9.]/, "", a); b += 0; a += 0
-               line[NR] = $4 " " $8 " round " r " attempt " t ": " b " s before, " a " s after"; worst[NR] = (a > b ? a : b)
+  awk -F'"' -v k="${PROBE_SLOW:-1.3}" '{ r = $11; t = $13; b = $15; a = $17; w = $19; gsub(/[^0-9.]/, "", r); gsub(/[^0-9.]/, "", t); gsub(/[^0-9.]/, "", b)
+               gsub(/[^0-9.]/, "", a); gsub(/[^0-9]/, "", w); b += 0; a += 0
+               line[NR] = $4 " " $8 " round " r " attempt " t ": " b " s before, " a " s after" (w > 0 ? " (waited " w " s)" : ""); worst[NR] = (a > b ? a : b)
                if (min == "" || b < min) min = b; if (a < min) min = a }
        END { n = 0; for (i = 1; i <= NR; i++) if (worst[i] > k * min) { print "  " line[i]; n++ }
              printf "  %d of %d attempts; fastest probe %.3f s\n", n, NR, min }' "$out/probes.jsonl"
