@@ -211,6 +211,8 @@ core_probe() {
 # probe_wait: probe the proxies' core every PROBE_WAIT_STEP (5) seconds until a probe is within PROBE_SLOW (1.3) times
 # the run's fastest so far, for at most PROBE_WAIT (180) seconds; prints the last probe and the seconds waited.
 # PROBE_FAST seeds the fastest probe, for a run that starts in a slow spell (0.23 s on this machine at normal speed).
+# slot calls it in a subshell, so its probe_fastest is lost; slot folds the probe it returns into its own, and the
+# probes before that one were all slower.
 probe_fastest=${PROBE_FAST:-}
 probe_wait() {
   local probe waited=0 slow
