@@ -19,7 +19,7 @@ public class ClusterFailureTests
     {
         await using var cluster = await ClusterNodes.StartAsync(2, EchoRoutes);
         using var onB = await WebSocketClient.ConnectAsync(cluster[1].Ws("/echo?apikey=k-alice-0123"));
-        Assert.Contains((await cluster.ConnectionsAsync(0)).Connections, c => c.Node == "node-b");
+        await cluster.WaitUntilAsync(async () => (await cluster.ConnectionsAsync(0)).Connections.Any(c => c.Node == "node-b"), "the connection on node-b in the list");
 
         await ClusterNodes.SignalAsync(cluster[1], "KILL");
         var killedAt = DateTime.UtcNow;
