@@ -5,10 +5,10 @@
 #
 #   bench/run.sh                  the default parts: echo proxies latency chain deflate memory fanout fanout-redis
 #   bench/run.sh proxies          one part: echo | proxies | latency | chain | deflate | memory | fanout | fanout-redis | recovery | fanout-cluster
-#   SECONDS_PER_RUN=5 bench/run.sh latency    shorter runs (proxies, chain: ROUNDS=3 rounds of ROUND_SECONDS=5 each)
+#   SECONDS_PER_RUN=5 bench/run.sh latency    shorter runs (proxies, chain: ROUNDS=3 rounds of ROUND_SECONDS=10 each)
 #   C=1 DEPTH=1 bench/run.sh proxies          C connections with DEPTH messages in flight each (default 50 and 4)
-#   PROBE_WAIT=0 PROBE_RETRIES=0 bench/run.sh proxies   never wait for the core's normal speed nor measure a slot again
-#                                 (defaults 180 s and 1; PROBE_SLOW=1.3, PROBE_WAIT_STEP=5, PROBE_FAST seeds the fastest probe)
+#   PROBE_WAIT=0 PROBE_RETRIES=0 bench/run.sh proxies   never wait for the cores' normal speed nor measure a slot again
+#                                 (defaults 180 s and 1; PROBE_SLOW=1.3, PROBE_WAIT_STEP=5, PROBE_FAST seeds the fastest probes)
 #
 # Results: artifacts/bench/<part>.json (one object per target), <part>.md (a table), proxies.svg (the chart), verdict.md
 # (issue 18's targets); OUT=DIR writes them elsewhere. bench/repeat.sh N runs this N times and summarizes.
@@ -200,57 +200,69 @@ load_run() {
   taskset -c 1 "${LOAD_SIDE[@]}" load --name "$name" --url "ws://127.0.0.1:$PROXY_PORT/echo" --pid "$pid" --backend-pid "$backend" "$@" | tee -a "$out/$part.jsonl" || true
 }
 
-# core_probe: user CPU seconds of a fixed shell loop on the proxies' core (0). This VM's cores run at two speeds about
-# 1.7x apart, in spells of tens of seconds to many minutes (docs/benchmarks.md, caveats): a probe before and after each slot of the
-# parts in rounds (proxies, chain, fanout), in probes.jsonl, shows which slots fell in a slow spell (slot below waits
-# for the normal speed before a slot and measures a slow one again).
+# core_probe CORE: user CPU seconds of a fixed shell loop on CORE. This VM's cores run at two speeds about 1.7x apart,
+# in spells of tens of seconds to many minutes, each core on its own (docs/benchmarks.md, caveats). A slow core 0 makes
+# the proxy cost more per round trip; a slow core 1 (the load side) starves it, and a proxy that waits for work between
+# fewer messages per wake-up costs more per round trip too (the set at 2963e3c: 15-16 us instead of 10-11, at 85-89%
+# of core 0, with core 0's probes normal). So both cores are probed before and after each slot of the parts in rounds
+# (proxies, chain, fanout), into probes.jsonl, and slot below waits for both to run at normal speed.
 core_probe() {
-  taskset -c 0 bash -c 'TIMEFORMAT=%U; { time (for ((i = 0; i < 200000; i++)); do :; done); } 2>&1'
+  taskset -c "$1" bash -c 'TIMEFORMAT=%U; { time (for ((i = 0; i < 200000; i++)); do :; done); } 2>&1'
 }
 
-# probe_wait: probe the proxies' core every PROBE_WAIT_STEP (5) seconds until a probe is within PROBE_SLOW (1.3) times
-# the run's fastest so far, for at most PROBE_WAIT (180) seconds; prints the last probe and the seconds waited.
-# PROBE_FAST seeds the fastest probe, for a run that starts in a slow spell (0.23 s on this machine at normal speed).
-# slot calls it in a subshell, so its probe_fastest is lost; slot folds the probe it returns into its own, and the
-# probes before that one were all slower.
-probe_fastest=${PROBE_FAST:-}
+# probe_judge P0 P1: folds a probe of each core into that core's fastest so far and prints "slow" as 1 when either
+# probe is over PROBE_SLOW (1.3) times its core's fastest. PROBE_FAST seeds both (0.23 s on this machine at normal
+# speed), for a run that starts in a slow spell.
+probe_fastest0=${PROBE_FAST:-}
+probe_fastest1=${PROBE_FAST:-}
+probe_judge() {
+  read -r probe_fastest0 probe_fastest1 slow < <(awk -v p0="$1" -v p1="$2" -v m0="$probe_fastest0" -v m1="$probe_fastest1" -v k="${PROBE_SLOW:-1.3}" \
+    'BEGIN { f0 = (m0 == "" || p0 < m0) ? p0 : m0; f1 = (m1 == "" || p1 < m1) ? p1 : m1
+             print f0, f1, ((p0 > k * f0 || p1 > k * f1) ? 1 : 0) }')
+}
+
+# probe_wait: probes both cores every PROBE_WAIT_STEP (5) seconds until neither is slow (probe_judge), for at most
+# PROBE_WAIT (180) seconds; prints the last probes, the seconds waited and the fastest probes. slot calls it in a
+# subshell, which is why it hands the fastest probes back.
 probe_wait() {
-  local probe waited=0 slow
+  local p0 p1 waited=0
   while :; do
-    probe=$(core_probe)
-    read -r probe_fastest slow < <(awk -v p="$probe" -v m="$probe_fastest" -v k="${PROBE_SLOW:-1.3}" \
-      'BEGIN { f = (m == "" || p < m) ? p : m; print f, (p > k * f ? 1 : 0) }')
+    p0=$(core_probe 0)
+    p1=$(core_probe 1)
+    probe_judge "$p0" "$p1"
     if [[ $slow == 0 || $waited -ge ${PROBE_WAIT:-180} ]]; then break; fi
     sleep "${PROBE_WAIT_STEP:-5}"
     waited=$((waited + ${PROBE_WAIT_STEP:-5}))
   done
-  echo "$probe $waited"
+  echo "$p0 $p1 $waited $probe_fastest0 $probe_fastest1"
 }
 
 # slot PART NAME ROUND RUNNER ARGS...: one slot of a part in rounds (RUNNER ARGS... writes its lines to .slot.jsonl).
-# It first waits for the core's normal speed (probe_wait), then measures; when the probe after it (or the last probe
+# It first waits for both cores' normal speed (probe_wait), then measures; when a probe after it (or the last probe
 # of a wait that ran out) was slow, it measures again, up to PROBE_RETRIES (1) times, and the last attempt counts
 # whatever its probes said. A slow attempt's lines go to PART-slow.jsonl, not to PART-rounds.jsonl, for every target
 # alike: a slot in a slow spell costs about 1.4x per round trip, and two such slots of three decide a median
 # (docs/benchmarks.md). Waiting rather than measuring again at once is what a spell of many minutes needs.
 slot() {
   local part=$1 name=$2 round=$3; shift 3
-  local attempt before waited after slow retries=${PROBE_RETRIES:-1}
+  local attempt before0 before1 waited after0 after1 retries=${PROBE_RETRIES:-1} slow_before
   for attempt in $(seq 0 "$retries"); do
-    read -r before waited < <(probe_wait)
+    read -r before0 before1 waited probe_fastest0 probe_fastest1 < <(probe_wait)
+    probe_judge "$before0" "$before1"
+    slow_before=$slow
     rm -f "$out/.slot.jsonl"
     "$@"
-    after=$(core_probe)
-    printf '{"part":"%s","name":"%s","round":%s,"attempt":%s,"probeBeforeSeconds":%s,"probeAfterSeconds":%s,"waitedSeconds":%s}\n' \
-      "$part" "$name" "$round" "$attempt" "$before" "$after" "$waited" >>"$out/probes.jsonl"
-    read -r probe_fastest slow < <(awk -v b="$before" -v a="$after" -v m="$probe_fastest" -v k="${PROBE_SLOW:-1.3}" \
-      'BEGIN { f = (m == "" || b < m) ? b : m; if (a < f) f = a; print f, ((b > k * f || a > k * f) ? 1 : 0) }')
-    if [[ $slow == 1 && $attempt -lt $retries ]]; then
-      echo "  (core slow around $name: ${before}s and ${after}s against ${probe_fastest}s after ${waited}s of waiting; measured again)"
+    after0=$(core_probe 0)
+    after1=$(core_probe 1)
+    printf '{"part":"%s","name":"%s","round":%s,"attempt":%s,"probeBeforeSeconds":%s,"probeAfterSeconds":%s,"loadProbeBeforeSeconds":%s,"loadProbeAfterSeconds":%s,"waitedSeconds":%s}\n' \
+      "$part" "$name" "$round" "$attempt" "$before0" "$after0" "$before1" "$after1" "$waited" >>"$out/probes.jsonl"
+    probe_judge "$after0" "$after1"
+    if [[ ($slow == 1 || $slow_before == 1) && $attempt -lt $retries ]]; then
+      echo "  (a core slow around $name: core 0 ${before0}s and ${after0}s, core 1 ${before1}s and ${after1}s, against ${probe_fastest0}s and ${probe_fastest1}s, after ${waited}s of waiting; measured again)"
       cat "$out/.slot.jsonl" >>"$out/$part-slow.jsonl"
       continue
     fi
-    [[ $waited -gt 0 ]] && echo "  (waited ${waited}s for the core's normal speed before $name)"
+    [[ $waited -gt 0 ]] && echo "  (waited ${waited}s for the cores' normal speed before $name)"
     cat "$out/.slot.jsonl" >>"$out/$part-rounds.jsonl"
     break
   done
@@ -275,8 +287,9 @@ collect() { # collect PART: joins the result lines into a JSON array and prints 
 # core they serve from, which cost the gateway 20% more CPU per round trip and doubled its p99 (docs/benchmarks.md).
 warmup=(--warmup "${WARMUP_SECONDS:-10}")
 load_args=(--connections "${C:-50}" --size 128 --inflight "${DEPTH:-4}" --seconds "$run_seconds" "${warmup[@]}")
-# The parts measured in rounds (proxies, chain): ROUND_SECONDS per round.
-round_args=(--connections "${C:-50}" --size 128 --inflight "${DEPTH:-4}" --seconds "${ROUND_SECONDS:-5}" "${warmup[@]}")
+# The parts measured in rounds (proxies, chain): ROUND_SECONDS per round, ten so that the median of its seconds (the
+# CPU per round trip, EpollLoad.PerSecondCost) outlasts a slow spell of up to four.
+round_args=(--connections "${C:-50}" --size 128 --inflight "${DEPTH:-4}" --seconds "${ROUND_SECONDS:-10}" "${warmup[@]}")
 write_configs
 { echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r), .NET $(dotnet --version), node $(node --version), $("$NGINX" -v 2>&1 | cut -d/ -f2), haproxy $("$HAPROXY" -v | head -1 | cut -d' ' -f3)"; date -u; } >"$out/machine.txt"
 : >"$out/probes.jsonl"
@@ -295,7 +308,7 @@ for part in "${parts[@]}"; do
     collect echo
     ;;
   proxies)
-    # In ROUNDS rounds (default 3), each target measured in turn for ROUND_SECONDS (default 5) after its warm-up, from
+    # In ROUNDS rounds (default 3), each target measured in turn for ROUND_SECONDS (default 10) after its warm-up, from
     # a fresh start; each figure is then the median of its rounds (sluice-load merge; the rounds themselves are in
     # proxies-rounds.jsonl). This machine's speed drifts by a third over minutes: measured in one slice each, two
     # targets minutes apart could differ by that much for no reason of their own.
@@ -503,16 +516,23 @@ for part in "${parts[@]}"; do
   esac
 done
 
-# Which attempts ran while the proxies' core was slow: a probe around them over PROBE_SLOW times the run's fastest probe.
+# Which attempts ran while a core was slow: a probe around them over PROBE_SLOW times the run's fastest on that core.
 # Such slots were measured again (slot above) unless it was their last attempt; this says which figures to doubt.
 if [[ -s "$out/probes.jsonl" ]]; then
-  echo "==> core probes (probes.jsonl): attempts with a probe over ${PROBE_SLOW:-1.3}x the fastest"
-  awk -F'"' -v k="${PROBE_SLOW:-1.3}" '{ r = $11; t = $13; b = $15; a = $17; w = $19; gsub(/[^0-9.]/, "", r); gsub(/[^0-9.]/, "", t); gsub(/[^0-9.]/, "", b)
-               gsub(/[^0-9.]/, "", a); gsub(/[^0-9]/, "", w); b += 0; a += 0
-               line[NR] = $4 " " $8 " round " r " attempt " t ": " b " s before, " a " s after" (w > 0 ? " (waited " w " s)" : ""); worst[NR] = (a > b ? a : b)
-               if (min == "" || b < min) min = b; if (a < min) min = a }
-       END { n = 0; for (i = 1; i <= NR; i++) if (worst[i] > k * min) { print "  " line[i]; n++ }
-             printf "  %d of %d attempts; fastest probe %.3f s\n", n, NR, min }' "$out/probes.jsonl"
+  echo "==> core probes (probes.jsonl): attempts with a probe over ${PROBE_SLOW:-1.3}x its core's fastest"
+  awk -v k="${PROBE_SLOW:-1.3}" '
+    function field(name,   v) { if (!match($0, "\"" name "\":[^,}]*")) return ""; v = substr($0, RSTART + length(name) + 3, RLENGTH - length(name) - 3); gsub(/"/, "", v); return v }
+    function low(m, v) { return (v == "" || (m != "" && m <= v + 0)) ? m : v + 0 }
+    { b0[NR] = field("probeBeforeSeconds") + 0; a0[NR] = field("probeAfterSeconds") + 0
+      has1[NR] = field("loadProbeBeforeSeconds") != ""; b1[NR] = field("loadProbeBeforeSeconds") + 0; a1[NR] = field("loadProbeAfterSeconds") + 0
+      w = field("waitedSeconds") + 0
+      line[NR] = field("part") " " field("name") " round " field("round") " attempt " field("attempt") ": core 0 " b0[NR] " s before, " a0[NR] " s after" \
+        (has1[NR] ? "; core 1 " b1[NR] " s before, " a1[NR] " s after" : "") (w > 0 ? " (waited " w " s)" : "")
+      min0 = low(low(min0, b0[NR]), a0[NR]); if (has1[NR]) min1 = low(low(min1, b1[NR]), a1[NR]) }
+    END { n = 0
+          for (i = 1; i <= NR; i++)
+            if (b0[i] > k * min0 || a0[i] > k * min0 || (has1[i] && (b1[i] > k * min1 || a1[i] > k * min1))) { print "  " line[i]; n++ }
+          printf "  %d of %d attempts; fastest probes %.3f s (core 0), %s (core 1)\n", n, NR, min0, (min1 == "" ? "none" : sprintf("%.3f s", min1)) }' "$out/probes.jsonl"
 fi
 
 # Issue 18's targets against this run's parts (the others n/a), and the runs whose ratios are doubtful; also in verdict.md.

@@ -49,6 +49,9 @@ internal static class EpollLoad
         var measureTo = measureFrom + (long)(duration.TotalSeconds * Stopwatch.Frequency);
         long drainUntil = 0;
         CpuWindow? window = null;
+        // The proxy's CPU seconds and the round trips so far, once a second of the measured window (see PerSecondCost).
+        var samples = new List<(double CpuSeconds, int RoundTrips)>();
+        var nextSample = measureFrom;
         for (var i = 0; i < connections; i++)
         {
             try
@@ -76,7 +79,14 @@ internal static class EpollLoad
                 measuring = true;
                 run.MeasureStarted = now;
             }
-            else if (measuring && now >= measureTo)
+
+            if (measuring && now >= nextSample && ProcStat.Read(pid) is { } proxy)
+            {
+                samples.Add((proxy.CpuSeconds, latencies.Count));
+                nextSample += Stopwatch.Frequency;
+            }
+
+            if (measuring && now >= measureTo)
             {
                 measuring = false;
                 sending = false;
@@ -125,12 +135,36 @@ internal static class EpollLoad
 
         run.Lost = connectionsState.Sum(c => c.MeasuredInFlight);
         run.Latencies = latencies;
+        run.PerSecondCpuUs = PerSecondCost(samples);
         foreach (var socket in sockets)
         {
             socket.Dispose();
         }
 
         return run;
+    }
+
+    /// <summary>
+    /// The proxy's CPU per round trip in each whole second of the window, in microseconds. This VM's cores switch
+    /// between two speeds about 1.7x apart every few seconds to minutes, each core on its own (docs/benchmarks.md,
+    /// "Core probes"): a slow core 0 makes the proxy's work cost more, a slow core 1 starves it of work. The median of
+    /// these is the run's figure: a spell that covers less than half the window no longer moves it, where it moved
+    /// the figure over the whole window in proportion. A proxy's CPU time is counted in ticks of 10 ms, about 1% of a
+    /// second at the load these runs put on it.
+    /// </summary>
+    private static List<double> PerSecondCost(List<(double CpuSeconds, int RoundTrips)> samples)
+    {
+        var costs = new List<double>(samples.Count);
+        for (var i = 1; i < samples.Count; i++)
+        {
+            var roundTrips = samples[i].RoundTrips - samples[i - 1].RoundTrips;
+            if (roundTrips > 0)
+            {
+                costs.Add((samples[i].CpuSeconds - samples[i - 1].CpuSeconds) * 1e6 / roundTrips);
+            }
+        }
+
+        return costs;
     }
 
     private static void Receive(RawWebSocket socket, Connection connection, int index, int size, bool redacted, string shape, byte[] expected,
@@ -224,6 +258,9 @@ internal sealed class LoadRun
     public CpuShares? Cpu;
 
     public List<int> Latencies = [];
+
+    /// <summary>The proxy's CPU per round trip in each whole second of the window, in microseconds.</summary>
+    public List<double> PerSecondCpuUs = [];
 
     public int Errors;
 

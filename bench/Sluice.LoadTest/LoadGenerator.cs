@@ -42,7 +42,7 @@ internal static class LoadGenerator
                 return 1;
             }
 
-            Report(name, url, connections, size, inflight, shape, deflate, run.Seconds, run.RoundTrips, [.. run.Latencies], run.Cpu, ProcStat.Read(pid), run.Errors, run.Mismatches, run.Lost, run.FirstError);
+            Report(name, url, connections, size, inflight, shape, deflate, run.Seconds, run.RoundTrips, [.. run.Latencies], run.Cpu, ProcStat.Read(pid), run.Errors, run.Mismatches, run.Lost, run.FirstError, run.PerSecondCpuUs);
             return run.Errors + run.Mismatches + run.Lost == 0 ? 0 : 1;
         }
 
@@ -98,7 +98,7 @@ internal static class LoadGenerator
         await stop.CancelAsync();
         await Task.WhenAll(workers).WaitAsync(TimeSpan.FromSeconds(10)).ContinueWith(_ => { }, TaskScheduler.Default);
 
-        Report(name, url, connections, size, inflight, shape, deflate, elapsed, state.RoundTrips, state.Latencies.SelectMany(l => l).ToArray(), cpu, after, state.Errors, state.Mismatches, state.Lost, state.FirstError);
+        Report(name, url, connections, size, inflight, shape, deflate, elapsed, state.RoundTrips, state.Latencies.SelectMany(l => l).ToArray(), cpu, after, state.Errors, state.Mismatches, state.Lost, state.FirstError, perSecondCpuUs: []);
         foreach (var socket in sockets)
         {
             socket.Abort();
@@ -109,9 +109,12 @@ internal static class LoadGenerator
     }
 
     private static void Report(string name, Uri url, int connections, int size, int inflight, string shape, bool deflate, double elapsed, long roundTrips,
-        int[] latencies, CpuShares cpu, ProcStat? after, int errors, int mismatches, int lost, string? firstError)
+        int[] latencies, CpuShares cpu, ProcStat? after, int errors, int mismatches, int lost, string? firstError, List<double> perSecondCpuUs)
     {
         Array.Sort(latencies);
+        double? whole = cpu.ProxyCpuSeconds is { } used && roundTrips > 0 ? Math.Round(used * 1e6 / roundTrips, 1) : null;
+        // Three whole seconds at least for a median that one odd second cannot decide; shorter runs keep the whole window.
+        double? bySecond = perSecondCpuUs.Count >= 3 ? Math.Round(Median(perSecondCpuUs), 1) : null;
         var result = new
         {
             name,
@@ -129,8 +132,12 @@ internal static class LoadGenerator
             p50Us = Percentile(latencies, 0.50),
             p99Us = Percentile(latencies, 0.99),
             p999Us = Percentile(latencies, 0.999),
-            // The measured process's (the proxy's) CPU time per round trip, and its peak memory.
-            cpuUsPerRoundTrip = cpu.ProxyCpuSeconds is { } used && roundTrips > 0 ? Math.Round(used * 1e6 / roundTrips, 1) : (double?)null,
+            // The measured process's (the proxy's) CPU time per round trip: the median of its whole seconds when the
+            // epoll client measured three or more (EpollLoad.PerSecondCost says why), else over the whole window, which
+            // is also given; and its peak memory.
+            cpuUsPerRoundTrip = bySecond ?? whole,
+            cpuUsPerRoundTripWhole = whole,
+            secondsSampled = perSecondCpuUs.Count,
             peakRssMiB = after is { } p ? Math.Round(p.PeakRssBytes / 1048576.0, 1) : (double?)null,
             // Who was saturated: the proxy on its core, or the load generator and the backend on theirs.
             proxyCpuPercent = cpu.ProxyCpuPercent,
@@ -239,6 +246,13 @@ internal static class LoadGenerator
     {
         var colon = header.IndexOf(':', StringComparison.Ordinal);
         return colon > 0 ? (header[..colon].Trim(), header[(colon + 1)..].Trim()) : throw new ArgumentException($"--header must be name:value, not '{header}'");
+    }
+
+    private static double Median(List<double> values)
+    {
+        var sorted = values.Order().ToList();
+        var middle = sorted.Count / 2;
+        return sorted.Count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
     }
 
     private static int Percentile(int[] sorted, double p) => sorted.Length == 0 ? 0 : sorted[Math.Min(sorted.Length - 1, (int)(sorted.Length * p))];
