@@ -114,7 +114,7 @@ internal static class LoadGenerator
         Array.Sort(latencies);
         double? whole = cpu.ProxyCpuSeconds is { } used && roundTrips > 0 ? Math.Round(used * 1e6 / roundTrips, 1) : null;
         // Three whole seconds at least for a median that one odd second cannot decide; shorter runs keep the whole window.
-        double? bySecond = perSecondCpuUs.Count >= 3 ? Math.Round(Median(perSecondCpuUs), 1) : null;
+        double? bySecond = perSecondCpuUs.Count >= 3 ? Rounds.Median(perSecondCpuUs) : null;
         var result = new
         {
             name,
@@ -246,13 +246,6 @@ internal static class LoadGenerator
     {
         var colon = header.IndexOf(':', StringComparison.Ordinal);
         return colon > 0 ? (header[..colon].Trim(), header[(colon + 1)..].Trim()) : throw new ArgumentException($"--header must be name:value, not '{header}'");
-    }
-
-    private static double Median(List<double> values)
-    {
-        var sorted = values.Order().ToList();
-        var middle = sorted.Count / 2;
-        return sorted.Count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
     }
 
     private static int Percentile(int[] sorted, double p) => sorted.Length == 0 ? 0 : sorted[Math.Min(sorted.Length - 1, (int)(sorted.Length * p))];

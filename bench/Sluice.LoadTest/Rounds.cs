@@ -47,7 +47,8 @@ internal static class Rounds
         return 0;
     }
 
-    private static double Median(List<double> values)
+    /// <summary>The median of the values (sorted in place), to one decimal; 0 when there are none.</summary>
+    internal static double Median(List<double> values)
     {
         if (values.Count == 0)
         {
